@@ -1,0 +1,294 @@
+"""The ``pairscan`` command: a thin layer over the Python API.
+
+Exit status: 0 done; 2 bad input or usage (one line on stderr naming the file, line
+and what is wrong); 1 anything unexpected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from . import pipeline
+from .archive import extract
+from .convert import ConvertFailed, convert
+from .correlate import DEFAULT_MEMORY_LIMIT, correlate
+from .engines import ENGINES, METHODS
+from .errors import PairscanError
+from .executors import DEFAULT_CONNECT_TIMEOUT, TaskFailed
+from .sample import sample
+from .store import atomic_path
+
+
+def _exec_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("executor")
+    group.add_argument("--executor", default="threads", metavar="NAME",
+                       help="serial, threads, processes, dask (a local cluster) or tcp://HOST:PORT "
+                            "(an existing Dask scheduler); default: threads")
+    group.add_argument("--workers", default=None, metavar="N", help="workers (default: one per CPU)")
+    group.add_argument("--retries", type=int, default=0, metavar="N", help="run a failed task again up to N times")
+    group.add_argument("--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT, metavar="S",
+                       help=f"seconds to wait for a Dask scheduler (default {DEFAULT_CONNECT_TIMEOUT:g})")
+
+
+def _exec_kwargs(args) -> dict:
+    if args.retries < 0:
+        raise PairscanError(f"--retries must be >= 0, not {args.retries}")
+    if args.connect_timeout <= 0:
+        raise PairscanError(f"--connect-timeout must be positive, not {args.connect_timeout:g}")
+    return dict(executor=args.executor, workers=args.workers, retries=args.retries,
+                connect_timeout=args.connect_timeout, quiet=args.quiet)
+
+
+def _correlate_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--column", default="close", help="the price column to correlate (default close)")
+    parser.add_argument("--on", choices=("prices", "returns"), default="prices",
+                        help="correlate prices, or log returns of the timestamp-aligned panel")
+    parser.add_argument("--method", choices=METHODS, default="pearson")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    parser = argparse.ArgumentParser(
+        prog="pairscan",
+        description="Convert per-ticker stock files to a store and find the most correlated pairs.",
+        parents=[quiet],
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("sample", parents=[quiet], help="write the built-in sample data set")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--tickers", type=int, default=21)
+    p.add_argument("--days", type=int, default=365)
+    p.add_argument("--bars-per-day", type=int, default=195)
+    p.add_argument("--ragged", action="store_true", help="histories that start and end apart and miss bars")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--archive", action="store_true", help="also write DIR.tgz, the seed's starting point")
+
+    p = sub.add_parser("extract", parents=[quiet], help="extract an archive of <ticker>.json files")
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("--to", metavar="DIR", help="where to extract (default: beside the archive)")
+    p.add_argument("--max-bytes", type=int, default=None, metavar="N", help="refuse archives that unpack to more")
+
+    p = sub.add_parser("convert", parents=[quiet], help="convert JSON Lines files to a store")
+    p.add_argument("source", metavar="SOURCE", help="a folder of <ticker>.json files, or an archive of one")
+    p.add_argument("--to", metavar="STORE", help="the store folder (default: beside the JSON files)")
+    p.add_argument("--format", choices=("hdf5", "parquet"), default="hdf5")
+    p.add_argument("--on-bad-lines", choices=("error", "skip"), default="error")
+    p.add_argument("--force", action="store_true", help="convert every file, even those up to date")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _exec_options(p)
+
+    p = sub.add_parser("correlate", parents=[quiet], help="find the most correlated pairs of a store")
+    p.add_argument("store", metavar="STORE")
+    _correlate_options(p)
+    p.add_argument("--min-periods", type=int, default=None, metavar="N",
+                   help="pairs with fewer common timestamps get no correlation")
+    p.add_argument("--top", type=int, default=10, metavar="K")
+    p.add_argument("--abs", action="store_true", help="rank by |r|, so strong negative pairs count too")
+    p.add_argument("--engine", choices=ENGINES, default="auto")
+    p.add_argument("--memory-limit", default=DEFAULT_MEMORY_LIMIT, metavar="SIZE",
+                   help=f"bound on the engine's working set, e.g. 200MB (default {DEFAULT_MEMORY_LIMIT})")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--out", metavar="PAIRS.csv", help="also write the top pairs as CSV")
+    p.add_argument("--matrix", metavar="FILE", help="also write the full matrix (.parquet or .csv)")
+    _exec_options(p)
+
+    p = sub.add_parser("plot", parents=[quiet], help="plot a pair, or the clustered heatmap")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("tickers", nargs="*", metavar="A B")
+    p.add_argument("--heatmap", action="store_true")
+    p.add_argument("--column", default="close")
+    p.add_argument("--out", metavar="FILE.png")
+
+    p = sub.add_parser("run", parents=[quiet], help="the whole pipeline, archive to plots")
+    p.add_argument("source", nargs="?", metavar="SOURCE",
+                   help="an archive or folder of <ticker>.json (default: the built-in sample)")
+    p.add_argument("--workdir", default=pipeline.DEFAULT_WORKDIR, metavar="DIR")
+    p.add_argument("--top", type=int, default=10, metavar="K")
+    p.add_argument("--format", choices=("hdf5", "parquet"), default="hdf5")
+    p.add_argument("--on-bad-lines", choices=("error", "skip"), default="error")
+    _correlate_options(p)
+    p.add_argument("--report", metavar="FILE.html", help="also write a self-contained HTML report")
+    p.add_argument("--json", action="store_true")
+    _exec_options(p)
+
+    p = sub.add_parser("bench", parents=[quiet], help="how does performance vary? every executor, three workloads")
+    p.add_argument("--quick", action="store_true", help="a run of under a minute")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", metavar="FILE.png")
+    p.add_argument("--workers", default=None, metavar="N")
+    return parser
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def _pairs_table(top: list[dict]) -> str:
+    if not top:
+        return "no pair has a correlation (too little overlap, or constant series)"
+    wa = max(4, *(len(p["a"]) for p in top))
+    wb = max(4, *(len(p["b"]) for p in top))
+    lines = [f"{'rank':>4}  {'a':<{wa}}  {'b':<{wb}}  {'corr':>9}  {'n':>8}"]
+    for rank, p in enumerate(top, 1):
+        lines.append(f"{rank:>4}  {p['a']:<{wa}}  {p['b']:<{wb}}  {p['corr']:>9.6f}  {p['n']:>8}")
+    return "\n".join(lines)
+
+
+def _summary_line(r: dict) -> str:
+    what = "log returns" if r["on"] == "returns" else "prices"
+    return (f"{r['series']} tickers, {r['pairs_considered']} pairs: {r['method']} on {r['column']} {what}; "
+            f"engine {r['engine']}, executor {r['executor']} x{r['workers']}, {r['seconds']:.3f} s")
+
+
+def _convert_line(s: dict) -> str:
+    line = (f"converted {s['converted']} of {s['files']} files ({s['up_to_date']} up to date) to "
+            f"{s['format']} in {s['store']}: {s['rows']} rows")
+    if s["bad_lines_skipped"]:
+        per_file = ", ".join(f"{f}: {n}" for f, n in s["skipped_by_file"].items())
+        line += f"; skipped {s['bad_lines_skipped']} bad lines ({per_file})"
+    if s["duplicates_dropped"]:
+        line += f"; dropped {s['duplicates_dropped']} duplicate timestamps"
+    return line + f"; {s['executor']} x{s['workers']}, {s['seconds']:.3f} s"
+
+
+def cmd_sample(args) -> int:
+    out = sample(args.dir, tickers=args.tickers, days=args.days, bars_per_day=args.bars_per_day,
+                 ragged=args.ragged, seed=args.seed, archive=args.archive)
+    print(out)
+    return 0
+
+
+def cmd_extract(args) -> int:
+    options = {} if args.max_bytes is None else {"max_bytes": args.max_bytes}
+    print(extract(args.archive, args.to, **options))
+    return 0
+
+
+def cmd_convert(args) -> int:
+    source = args.source
+    from .archive import is_archive
+
+    if is_archive(source):
+        source = extract(source, args.to)
+    try:
+        summary = convert(source, to=args.to, format=args.format, on_bad_lines=args.on_bad_lines,
+                          force=args.force, **_exec_kwargs(args))
+    except ConvertFailed as failed:
+        if args.json:
+            _print_json(failed.summary)
+        for f in failed.failures:
+            where = f["file"] + (f":{f['line']}" if f["line"] else "")
+            print(f"pairscan: error: {where}: {f['reason']}", file=sys.stderr)
+        print(f"pairscan: {len(failed.failures)} bad file(s) not converted; the other "
+              f"{failed.summary['converted']} were", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2) if args.json else _convert_line(summary))
+    return 0
+
+
+def cmd_correlate(args) -> int:
+    if args.out:
+        _check_output(Path(args.out))
+    result = correlate(args.store, k=args.top, column=args.column, on=args.on, method=args.method,
+                       min_periods=args.min_periods, absolute=args.abs, engine=args.engine,
+                       memory_limit=args.memory_limit, matrix=args.matrix, **_exec_kwargs(args))
+    out = result.to_dict()
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            result.top.to_csv(tmp, index=False, float_format="%.17g")
+    if args.json:
+        _print_json(out)
+    else:
+        print(_summary_line(out))
+        print(_pairs_table(out["top"]))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    if args.heatmap:
+        if args.tickers:
+            raise PairscanError("plot --heatmap takes no tickers")
+        out = pipeline.plot_store_heatmap(args.store, args.out or "heatmap.png", args.column, quiet=args.quiet)
+        print(out)
+        return 0
+    if len(args.tickers) != 2:
+        raise PairscanError("plot needs two tickers (plot STORE A B), or --heatmap")
+    a, b = args.tickers
+    out, r = pipeline.plot_store_pair(args.store, a, b, args.out or f"{a}-{b}.png", args.column)
+    print(f"{out} (r = {r:.6f})")
+    return 0
+
+
+def cmd_run(args) -> int:
+    out = pipeline.run(args.source, args.workdir, k=args.top, report=args.report, format=args.format,
+                       column=args.column, on=args.on, method=args.method, on_bad_lines=args.on_bad_lines,
+                       **_exec_kwargs(args))
+    if args.json:
+        _print_json(out)
+        return 0
+    c = out["convert"]
+    print(f"data: {out['source']} -> {out['data']}")
+    print(_convert_line(c))
+    print(_summary_line(out))
+    print()
+    print(_pairs_table(out["top"]))
+    print()
+    for name, path in out["plots"].items():
+        print(f"{name} plot: {path}")
+    if out.get("report"):
+        print(f"report: {out['report']}")
+    stages = ", ".join(f"{k} {v:.2f} s" for k, v in out["stages"].items())
+    print(f"stages: {stages}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import bench
+
+    rows = bench(quick=args.quick, workers=args.workers, quiet=args.quiet, plot=args.plot, echo=not args.json)
+    if args.json:
+        _print_json({"rows": rows})
+    return 0
+
+
+def _check_output(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise PairscanError("cannot write here (no such folder, or not writable)", path)
+
+
+COMMANDS = {"sample": cmd_sample, "extract": cmd_extract, "convert": cmd_convert, "correlate": cmd_correlate,
+            "plot": cmd_plot, "run": cmd_run, "bench": cmd_bench}
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"pairscan: warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.showwarning = _show_warning
+    try:
+        return COMMANDS[args.command](args)
+    except PairscanError as err:
+        print(f"pairscan: error: {err}", file=sys.stderr)
+        return 2
+    except TaskFailed as err:
+        print(f"pairscan: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("pairscan: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Convert: a folder of ``<ticker>.json`` files -> a store, one task per file.
+
+The files are the tasks, run on the chosen executor. A manifest in the store records
+what was converted; a rerun skips tickers whose source is unchanged and whose output
+is there, and tries again every file that failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import warnings
+from pathlib import Path
+
+from .errors import PairscanError
+from .executors import Pool, open_pool, run_tasks
+from .ingest import BAD_LINE_MODES, parse_file
+from .store import FORMATS, read_manifest, write_frame, write_manifest
+
+MANIFEST_VERSION = 1
+
+
+class ConvertFailed(PairscanError):
+    """Some files were bad; the good ones were converted. ``failures`` has one entry each."""
+
+    def __init__(self, failures: list[dict], summary: dict):
+        self.failures = failures
+        self.summary = summary
+        first = failures[0]
+        more = f" (and {len(failures) - 1} more bad files)" if len(failures) > 1 else ""
+        super().__init__(first["reason"] + more, first["file"], first["line"])
+
+    def __reduce__(self):
+        return (type(self), (self.failures, self.summary))
+
+
+def source_files(source: str | os.PathLike) -> list[Path]:
+    """The ``*.json`` files of a source folder, sorted; :class:`PairscanError` if none."""
+    source = Path(source)
+    if not source.exists():
+        raise PairscanError("no such file or folder", source)
+    if not source.is_dir():
+        raise PairscanError("not a folder of <ticker>.json files (or an archive)", source)
+    files = sorted(p for p in source.glob("*.json") if not p.name.startswith("."))
+    if not files:
+        raise PairscanError("no <ticker>.json files in this folder", source)
+    return files
+
+
+def convert_file(source: str, target: str, on_bad_lines: str) -> dict:
+    """Task: parse one JSON Lines file and store it. Bad input is returned, not raised.
+
+    Returns the ticker's manifest entry, or ``{"error": {"file", "line", "reason"}}``
+    for a bad file, whose stale output (from an earlier good version) is removed so the
+    store never holds what the source no longer says.
+    """
+    source_path, target_path = Path(source), Path(target)
+    stat = source_path.stat()
+    entry = {
+        "source": source_path.name,
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "on_bad_lines": on_bad_lines,
+    }
+    try:
+        parsed = parse_file(source_path, on_bad_lines)
+    except PairscanError as err:
+        with contextlib.suppress(FileNotFoundError):
+            target_path.unlink()
+        return {"error": {"file": err.file, "line": err.line, "reason": err.reason}}
+    entry.update(
+        bad_lines_skipped=parsed.bad_lines_skipped,
+        duplicates_dropped=parsed.duplicates_dropped,
+        first_bad_line=parsed.first_bad,
+    )
+    if parsed.frame is None:
+        with contextlib.suppress(FileNotFoundError):
+            target_path.unlink()
+        return {**entry, "rows": 0, "file": None}
+    write_frame(parsed.frame, target_path)
+    return {**entry, "rows": len(parsed.frame), "file": target_path.name}
+
+
+def _up_to_date(entry: dict | None, source: Path, store: Path, on_bad_lines: str) -> bool:
+    if not entry:
+        return False
+    try:
+        stat = source.stat()
+    except OSError:
+        return False
+    if (entry.get("size"), entry.get("mtime_ns"), entry.get("on_bad_lines")) != (
+        stat.st_size,
+        stat.st_mtime_ns,
+        on_bad_lines,
+    ):
+        return False
+    return entry.get("file") is None or (store / entry["file"]).exists()
+
+
+def convert(
+    source: str | os.PathLike,
+    to: str | os.PathLike | None = None,
+    format: str = "hdf5",
+    on_bad_lines: str = "error",
+    force: bool = False,
+    executor="threads",
+    workers: int | None = None,
+    retries: int = 0,
+    quiet: bool = False,
+    connect_timeout: float | None = None,
+    pool: Pool | None = None,
+) -> dict:
+    """Convert every ``<ticker>.json`` in ``source`` to a stored frame in ``to``.
+
+    ``to`` defaults to ``source`` itself (the seed keeps the ``.h5`` files beside the
+    JSON). Returns the summary that ``convert --json`` prints. If any file is bad (with
+    ``on_bad_lines="error"``), the good files are still converted and
+    :class:`ConvertFailed` is raised afterwards, naming every bad file.
+    """
+    if format not in FORMATS:
+        raise PairscanError(f"--format must be hdf5 or parquet, not {format!r}")
+    if on_bad_lines not in BAD_LINE_MODES:
+        raise PairscanError(f"--on-bad-lines must be error or skip, not {on_bad_lines!r}")
+    started = time.perf_counter()
+    files = source_files(source)
+    store = Path(to) if to is not None else Path(source)
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PairscanError(f"cannot create the store folder ({exc.strerror})", store) from None
+    if not os.access(store, os.W_OK):
+        raise PairscanError("the store folder is not writable", store)
+
+    manifest = read_manifest(store)
+    if manifest.get("format") not in (None, format) or manifest.get("version") != MANIFEST_VERSION:
+        manifest = {}
+    entries: dict = dict(manifest.get("tickers", {}))
+    suffix = FORMATS[format]
+    todo = []
+    for path in files:
+        ticker = path.stem
+        if not force and _up_to_date(entries.get(ticker), path, store, on_bad_lines):
+            continue
+        entries.pop(ticker, None)
+        todo.append((ticker, (str(path), str(store / (ticker + suffix)), on_bad_lines)))
+
+    failures: list[dict] = []
+    saved = time.monotonic()
+
+    def save() -> None:
+        write_manifest(store, {"version": MANIFEST_VERSION, "format": format, "tickers": entries})
+
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(open_pool(executor, workers, **_timeout(connect_timeout)))
+        for ticker, result in run_tasks(pool, convert_file, todo, desc="convert", quiet=quiet, retries=retries):
+            if "error" in result:
+                failures.append(result["error"])
+            else:
+                entries[ticker] = result
+                if result["rows"] == 0:
+                    warnings.warn(f"{result['source']}: no records; ticker {ticker!r} has no data and is not stored")
+            if time.monotonic() - saved > 1.0:  # keep finished work if the run is killed
+                save()
+                saved = time.monotonic()
+    save()
+
+    names = {p.stem for p in files}
+    current = [e for t, e in entries.items() if t in names]
+    failures.sort(key=lambda f: f["file"])
+    summary = {
+        "files": len(files),
+        "converted": len(todo) - len(failures),
+        "up_to_date": len(files) - len(todo),
+        "failed": failures,
+        "rows": sum(e["rows"] for e in current),
+        "bad_lines_skipped": sum(e["bad_lines_skipped"] for e in current),
+        "duplicates_dropped": sum(e["duplicates_dropped"] for e in current),
+        "skipped_by_file": {e["source"]: e["bad_lines_skipped"] for e in current if e["bad_lines_skipped"]},
+        "format": format,
+        "store": str(store),
+        "executor": pool.name,
+        "workers": pool.workers,
+        "seconds": round(time.perf_counter() - started, 4),
+    }
+    if failures:
+        raise ConvertFailed(failures, summary)
+    return summary
+
+
+def _timeout(connect_timeout: float | None) -> dict:
+    return {} if connect_timeout is None else {"connect_timeout": connect_timeout}

@@ -1,0 +1,283 @@
+"""Correlate: the store (or a panel) -> the top pairs, on the chosen engine and executor.
+
+Executors that share this interpreter's memory (serial, threads) load the panel once
+and hand the engine slices of it. Others (processes, Dask) get tasks that carry file
+paths and block specs; each worker reads the columns it needs from the store itself,
+so the panel never travels through the executor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .engines import ENGINES, METHODS, Pairs, top_k
+from .engines.blocked import block_size_for, block_specs, block_task, full_overlap
+from .engines.naive import correlate_naive
+from .errors import PairscanError
+from .executors import Pool, open_pool, run_tasks
+from .panel import ON, Panel, align, load_panel, read_chunk, select_tickers, to_returns
+from .store import atomic_path, read_column, store_files
+
+DEFAULT_MEMORY_LIMIT = "1GB"
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_size(size: str | int) -> int:
+    """``"200MB"`` -> 200_000_000; ``"1GiB"`` -> 2**30; a plain number is bytes."""
+    if isinstance(size, int):
+        value = size
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(size))
+        unit = match.group(2).upper() if match else None
+        if not match or unit not in _UNITS:
+            raise PairscanError(f"--memory-limit must be a size like 200MB or 2GiB, not {size!r}")
+        value = int(float(match.group(1)) * _UNITS[unit])
+    if value <= 0:
+        raise PairscanError(f"--memory-limit must be positive, not {size!r}")
+    return value
+
+
+@dataclass
+class Correlation:
+    """What ``correlate`` found: the top pairs and how it got them."""
+
+    top: pd.DataFrame  # columns a, b, corr, n
+    series: int
+    column: str
+    on: str
+    method: str
+    engine: str
+    executor: str
+    workers: int
+    seconds: float
+    timings: dict = field(default_factory=dict)
+    matrix: pd.DataFrame | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "series": self.series,
+            "pairs_considered": self.series * (self.series - 1) // 2,
+            "column": self.column,
+            "on": self.on,
+            "method": self.method,
+            "engine": self.engine,
+            "executor": self.executor,
+            "workers": self.workers,
+            "top": [
+                {"a": r.a, "b": r.b, "corr": float(r.corr), "n": int(r.n)}
+                for r in self.top.itertuples(index=False)
+            ],
+            "seconds": round(self.seconds, 4),
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+
+class PanelBlocks:
+    """Block source over a panel in memory (serial and threads executors)."""
+
+    def __init__(self, values: np.ndarray):
+        self.values = values
+
+    def block(self, start: int, stop: int) -> np.ndarray:
+        return self.values[:, start:stop]
+
+
+class StoreBlocks:
+    """Block source that reads the store where the task runs (processes, Dask).
+
+    Carries only the paths of the blocks its task needs and the union index; the
+    worker aligns each column on that index (and takes returns) itself.
+    """
+
+    def __init__(self, paths: dict[tuple[int, int], list[str]], column: str, on: str, index: np.ndarray):
+        self.paths, self.column, self.on, self.index = paths, column, on, index
+
+    def block(self, start: int, stop: int) -> np.ndarray:
+        key = (tuple(self.paths[start, stop]), self.column, self.on, len(self.index))
+        cached = _BLOCK_CACHE.get(key)
+        if cached is None:
+            series = [read_column(p, self.column) for p in self.paths[start, stop]]
+            _, values = align([s.index.values for s in series], [s.to_numpy() for s in series], self.index)
+            cached = to_returns(values) if self.on == "returns" else values
+            _BLOCK_CACHE[key] = cached
+            while len(_BLOCK_CACHE) > 2:  # a worker keeps the last blocks it read
+                _BLOCK_CACHE.popitem(last=False)
+        return cached
+
+
+_BLOCK_CACHE: OrderedDict = OrderedDict()
+
+
+def index_chunk(paths: list[str], column: str) -> tuple[np.ndarray, bool]:
+    """Task: the union index of a few tickers and whether all have every timestamp."""
+    index, values = read_chunk(paths, column)
+    return index, bool(not np.isnan(values).any())
+
+
+def choose_engine(engine: str, method: str, complete: bool) -> str:
+    """``auto`` -> blocked wherever it is exact, else naive."""
+    if engine not in ENGINES:
+        raise PairscanError(f"--engine must be auto, blocked or naive, not {engine!r}")
+    if method not in METHODS:
+        raise PairscanError(f"--method must be pearson, spearman or kendall, not {method!r}")
+    exact = method == "pearson" or (method == "spearman" and complete)
+    if engine == "blocked" and not exact:
+        why = "kendall" if method == "kendall" else "spearman with histories that differ"
+        raise PairscanError(f"the blocked engine is not exact for {why}: use --engine naive or auto")
+    if engine == "auto":
+        return "blocked" if exact else "naive"
+    return engine
+
+
+def correlate(
+    source,
+    k: int = 10,
+    column: str = "close",
+    on: str = "prices",
+    method: str = "pearson",
+    min_periods: int | None = None,
+    absolute: bool = False,
+    engine: str = "auto",
+    memory_limit: str | int = DEFAULT_MEMORY_LIMIT,
+    matrix: str | os.PathLike | None = None,
+    executor="threads",
+    workers: int | None = None,
+    retries: int = 0,
+    quiet: bool = True,
+    connect_timeout: float | None = None,
+    block_size: int | None = None,
+    pool: Pool | None = None,
+) -> Correlation:
+    """Find the ``k`` most correlated pairs of a store (a folder) or a panel (a DataFrame).
+
+    Semantics are the oracle's (DESIGN.md): ``corr(a, b) == A.corr(B, method, min_periods)``
+    on the stored series aligned on timestamp, or on log returns of the union-aligned
+    panel. ``matrix`` writes the full correlation matrix (``.parquet`` or ``.csv``).
+    """
+    started = time.perf_counter()
+    if on not in ON:
+        raise PairscanError(f"--on must be prices or returns, not {on!r}")
+    if k < 1:
+        raise PairscanError(f"--top must be at least 1, not {k}")
+    if min_periods is not None and min_periods < 0:
+        raise PairscanError(f"--min-periods must be >= 0, not {min_periods}")
+    limit = parse_size(memory_limit)
+    choose_engine(engine, method, True)  # check the names before any work
+    if matrix is not None:
+        _check_writable(Path(matrix))
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            extra = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
+            pool = stack.enter_context(open_pool(executor, workers, **extra))
+        if isinstance(source, pd.DataFrame):
+            panel = Panel.from_frame(source, column, on)
+            if on == "returns":
+                panel.values = to_returns(panel.values.copy(order="F"))
+            tickers, loaded = panel.tickers, panel
+        elif pool.in_process or engine == "naive" or method == "kendall":
+            loaded = load_panel(source, column, on, executor=None, pool=pool, quiet=quiet, as_frame=False)
+            tickers = loaded.tickers
+        else:
+            loaded = None
+            files = store_files(source)
+            tickers = list(files)
+        if len(tickers) < 2:
+            raise PairscanError(f"need at least two tickers to correlate, found {len(tickers)}", source if not isinstance(source, pd.DataFrame) else None)
+
+        if loaded is not None:
+            complete = full_overlap(loaded.values)
+            index = loaded.index
+        else:
+            # Full prices give returns that miss only the first row: still complete.
+            index, complete = _remote_index(files, column, pool, quiet)
+        chosen = choose_engine(engine, method, complete)
+        load_seconds = time.perf_counter() - started
+        want = None if matrix is not None else k
+
+        if chosen == "naive":
+            pairs = correlate_naive(loaded, pool, method, min_periods, quiet, retries)
+        else:
+            pairs = _blocked(loaded, files if loaded is None else None, index, tickers, column, on,
+                             method, min_periods, want, absolute, limit, block_size, pool, quiet, retries)
+        best = top_k(pairs, k, absolute)
+    top = pd.DataFrame({
+        "a": [tickers[i] for i in best.a],
+        "b": [tickers[j] for j in best.b],
+        "corr": best.corr,
+        "n": best.n,
+    })
+    full = None
+    if matrix is not None:
+        full = _matrix(pairs, tickers)
+        _write_matrix(full, Path(matrix))
+    seconds = time.perf_counter() - started
+    return Correlation(top, len(tickers), column, on, method, chosen, pool.name, pool.workers, seconds,
+                       {"load": load_seconds, "correlate": seconds - load_seconds}, full)
+
+
+def _remote_index(files: dict[str, Path], column: str, pool: Pool, quiet: bool) -> tuple[np.ndarray, bool]:
+    paths = [str(p) for p in files.values()]
+    step = 64
+    tasks = [(f"index {paths[i]}", (paths[i : i + step], column)) for i in range(0, len(paths), step)]
+    parts = [r for _, r in run_tasks(pool, index_chunk, tasks, desc="index", quiet=quiet)]
+    index = np.unique(np.concatenate([idx for idx, _ in parts]))
+    complete = all(full and len(idx) == len(index) for idx, full in parts)
+    return index, complete
+
+
+def _blocked(panel, files, index, tickers, column, on, method, min_periods, k, absolute,
+             limit, block_size, pool, quiet, retries) -> Pairs:
+    rows, n = len(index), len(tickers)
+    concurrent = pool.workers if pool.in_process else 1
+    size = block_size or block_size_for(rows, n, limit, concurrent)
+    if not pool.in_process and block_size is None and n > 2 * pool.workers:
+        # Enough tasks to keep every worker busy, within the memory bound.
+        size = min(size, max(16, -(-n // (2 * pool.workers))))
+    specs = block_specs(n, size)
+    paths = None if files is None else [str(p) for p in files.values()]
+    tasks = []
+    for spec in specs:
+        i0, i1, j0, j1 = spec
+        if panel is not None:
+            source = PanelBlocks(panel.values)
+        else:
+            blocks = {(i0, i1): paths[i0:i1], (j0, j1): paths[j0:j1]}
+            source = StoreBlocks(blocks, column, on, index)
+        label = f"block {tickers[i0]}..{tickers[i1 - 1]} x {tickers[j0]}..{tickers[j1 - 1]}"
+        tasks.append((label, (source, spec, method, min_periods, k, absolute)))
+    parts = [r for _, r in run_tasks(pool, block_task, tasks, desc="blocks", quiet=quiet, retries=retries)]
+    return Pairs.concat(parts)
+
+
+def _matrix(pairs: Pairs, tickers: list[str]) -> pd.DataFrame:
+    n = len(tickers)
+    full = np.full((n, n), np.nan)
+    full[pairs.a, pairs.b] = pairs.corr
+    full[pairs.b, pairs.a] = pairs.corr
+    np.fill_diagonal(full, 1.0)
+    return pd.DataFrame(full, index=pd.Index(tickers, name="ticker"), columns=tickers)
+
+
+def _check_writable(path: Path) -> None:
+    if path.suffix.lower() not in (".parquet", ".csv"):
+        raise PairscanError("--matrix must end in .parquet or .csv", path)
+    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+        raise PairscanError("cannot write here (no such folder, or not writable)", path)
+
+
+def _write_matrix(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        if path.suffix.lower() == ".csv":
+            frame.to_csv(tmp, float_format="%.17g")
+        else:
+            frame.to_parquet(tmp)

@@ -1,0 +1,173 @@
+"""The blocked engine: exact pairwise-complete Pearson correlation from matrix products.
+
+For two column blocks I and J of the panel, with ``M`` the presence mask (1.0 or 0.0)
+and ``X`` the values centred on each column's mean (0 where missing), everything the
+correlation of a pair needs over the timestamps both have is a matrix product:
+
+    n   = M_I' M_J       overlap counts
+    sa  = X_I' M_J       sum of a over the overlap      qa = (X_I*X_I)' M_J
+    sb  = M_I' X_J       sum of b over the overlap      qb = M_I' (X_J*X_J)
+    sab = X_I' X_J       cross products
+
+    corr = (sab - sa sb / n) / sqrt((qa - sa^2 / n) (qb - sb^2 / n))
+
+Centring first keeps this exact for prices far from zero. Where a block pair has no
+missing values, it is one product ``X_I' X_J``. Each pair of blocks is one task that
+returns its own top-k (or its whole block for ``--matrix``); the caller merges them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import Pairs, top_k
+
+# Relative size of a variance below which the series is taken as constant on the
+# overlap (pandas' np.corrcoef would return round-off, or NaN, there).
+CONSTANT = 64 * np.finfo(np.float64).eps
+BYTES = 8
+
+
+def block_size_for(rows: int, columns: int, memory_limit: int, concurrent: int = 1) -> int:
+    """The largest block width whose working set fits ``memory_limit`` bytes.
+
+    A task holds, for each of its two blocks, the raw values, the mask, the centred
+    values and the stacked operands of the products (about ``7 * rows * b`` numbers
+    each at the peak), plus about ten ``b x b`` result matrices; ``concurrent`` tasks
+    run at once.
+    """
+    budget = memory_limit / max(1, concurrent) / BYTES
+    # 14 rows b + 10 b^2 <= budget
+    b = (-14 * rows + math.sqrt((14 * rows) ** 2 + 40 * budget)) / 20
+    return int(max(1, min(columns, b)))
+
+
+def block_specs(columns: int, block: int) -> list[tuple[int, int, int, int]]:
+    """Every pair of column blocks ``(i0, i1, j0, j1)`` with ``i0 <= j0``."""
+    edges = list(range(0, columns, block)) + [columns]
+    spans = list(zip(edges[:-1], edges[1:]))
+    return [(i0, i1, j0, j1) for k, (i0, i1) in enumerate(spans) for (j0, j1) in spans[k:]]
+
+
+@dataclass
+class Prepared:
+    """One block ready for the products."""
+
+    mask: np.ndarray  # float64 0/1, (rows, b)
+    x: np.ndarray  # centred values, 0 where missing
+    full: bool  # no missing values at all
+
+
+def prepare(values: np.ndarray, rank: bool = False) -> Prepared:
+    """Mask and centre a block of columns (rows x b, NaN = missing)."""
+    present = ~np.isnan(values)
+    x = np.where(present, values, 0.0)
+    if rank:
+        x = _ranks(values)
+    counts = present.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = x.sum(axis=0) / counts
+    x -= means
+    x[~present] = 0.0
+    # A column whose values are all equal is constant on every overlap: make it exactly 0.
+    lo = np.where(present, x, np.inf).min(axis=0, initial=np.inf)
+    hi = np.where(present, x, -np.inf).max(axis=0, initial=-np.inf)
+    x[:, lo == hi] = 0.0
+    return Prepared(present.astype(np.float64), x, bool(present.all()))
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Average ranks of each column's present values (as scipy's spearmanr ranks)."""
+    frame = pd.DataFrame(values)
+    return np.asarray(frame.rank(method="average").fillna(0.0).to_numpy(), order="F")
+
+
+def correlate_block(bi: Prepared, bj: Prepared | None, min_periods: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Correlations and overlap counts of every column of ``bi`` with every column of ``bj``.
+
+    ``bj=None`` means the block with itself (the products are then symmetric).
+    """
+    same = bj is None
+    bj = bi if same else bj
+    rows = bi.x.shape[0]
+    if bi.full and bj.full:
+        sab = bi.x.T @ bi.x if same else bi.x.T @ bj.x
+        qa = np.einsum("ij,ij->j", bi.x, bi.x)
+        qb = qa if same else np.einsum("ij,ij->j", bj.x, bj.x)
+        n = np.full(sab.shape, rows, dtype=np.int64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = sab / np.sqrt(np.outer(qa, qb))
+        constant = np.logical_or.outer(qa == 0, qb == 0)
+    else:
+        # One product gives n, sa and qa; a second gives sb and qb; a third sab.
+        left = np.hstack([bi.mask, bi.x, bi.x * bi.x])
+        first = left.T @ bj.mask
+        b_i = bi.x.shape[1]
+        n_f, sa, qa = first[:b_i], first[b_i : 2 * b_i], first[2 * b_i :]
+        if same:
+            sb, qb = sa.T, qa.T
+            sab = bi.x.T @ bi.x
+        else:
+            second = bi.mask.T @ np.hstack([bj.x, bj.x * bj.x])
+            b_j = bj.x.shape[1]
+            sb, qb = second[:, :b_j], second[:, b_j:]
+            sab = bi.x.T @ bj.x
+        n = np.rint(n_f).astype(np.int64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cov = sab - sa * sb / n_f
+            va = qa - sa * sa / n_f
+            vb = qb - sb * sb / n_f
+            corr = cov / np.sqrt(va * vb)
+        constant = (va <= CONSTANT * qa) | (vb <= CONSTANT * qb)
+    corr[constant] = np.nan
+    corr[n < max(2, min_periods or 0)] = np.nan
+    np.clip(corr, -1.0, 1.0, out=corr)
+    return corr, n
+
+
+def block_pairs(
+    corr: np.ndarray, n: np.ndarray, i0: int, j0: int, same: bool, k: int | None, absolute: bool
+) -> Pairs:
+    """The block's pairs (upper triangle when ``same``), cut to its top ``k`` if given."""
+    ii, jj = np.triu_indices(corr.shape[0], 1) if same else np.indices(corr.shape).reshape(2, -1)
+    pairs = Pairs(ii.astype(np.int64) + i0, jj.astype(np.int64) + j0, corr[ii, jj], n[ii, jj])
+    return pairs if k is None else top_k(pairs, k, absolute)
+
+
+def block_task(source, spec, method: str, min_periods: int | None, k: int | None, absolute: bool) -> Pairs:
+    """Task: the pairs of one block pair ``spec = (i0, i1, j0, j1)``.
+
+    ``source.block(start, stop)`` gives the panel's columns ``start:stop``: a slice of
+    the panel in memory, or read from the store by the worker itself.
+    """
+    i0, i1, j0, j1 = spec
+    rank = method == "spearman"
+    same = (i0, i1) == (j0, j1)
+    vi = source.block(i0, i1)
+    vj = None if same else source.block(j0, j1)
+    vi, vj = _drop_empty_rows(vi, vj)
+    bi = prepare(vi, rank)
+    bj = None if same else prepare(vj, rank)
+    corr, n = correlate_block(bi, bj, min_periods)
+    return block_pairs(corr, n, i0, j0, same, k, absolute)
+
+
+def _drop_empty_rows(vi: np.ndarray, vj: np.ndarray | None):
+    """Drop the timestamps no column of the two blocks has, when every other timestamp
+    has all of them: the pair of blocks then takes the one-product path."""
+    present = ~np.isnan(vi) if vj is None else ~np.isnan(np.hstack([vi, vj]))
+    some, every = present.any(axis=1), present.all(axis=1)
+    if every.all() or not np.array_equal(some, every):
+        return vi, vj
+    return vi[every], (None if vj is None else vj[every])
+
+
+def full_overlap(values: np.ndarray) -> bool:
+    """True when every timestamp has either every ticker's value or none."""
+    present = ~np.isnan(values)
+    per_row = present.sum(axis=1)
+    return bool(np.all((per_row == 0) | (per_row == values.shape[1])))

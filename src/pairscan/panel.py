@@ -1,0 +1,150 @@
+"""Panel: the store -> one aligned array of a column, timestamps x tickers.
+
+The panel is the union of every ticker's timestamps, NaN where a ticker has no bar.
+With ``on="returns"`` it holds log returns on that union index,
+``np.log(panel).diff()`` with no filling, as the oracle in DESIGN.md defines them.
+Loading is split into tasks of a few tickers each, so it runs in parallel on the
+pool, and reads only the one column it needs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import PairscanError
+from .executors import Pool, open_pool, run_tasks
+from .store import read_column, store_files
+
+ON = ("prices", "returns")
+TICKERS_PER_TASK = 16
+
+
+@dataclass
+class Panel:
+    """A column of every ticker on the union of their timestamps.
+
+    ``values`` has shape (timestamps, tickers), Fortran order (one ticker's history
+    is contiguous), NaN where a ticker has no value.
+    """
+
+    tickers: list[str]
+    index: np.ndarray  # datetime64[ns], sorted, unique
+    values: np.ndarray
+    column: str = "close"
+    on: str = "prices"
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            self.values, index=pd.DatetimeIndex(self.index, name="timestamp"), columns=self.tickers
+        )
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, column: str = "close", on: str = "prices") -> "Panel":
+        frame = frame.sort_index(axis=1)
+        return cls(
+            [str(c) for c in frame.columns],
+            np.asarray(pd.DatetimeIndex(frame.index).as_unit("ns").values),
+            np.asfortranarray(frame.to_numpy(dtype=np.float64)),
+            column,
+            on,
+        )
+
+
+def read_chunk(paths: Sequence[str], column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Task: read ``column`` of a few stored tickers, aligned on their own union index.
+
+    Returns ``(index, values)`` with values of shape (len(index), len(paths)).
+    """
+    series = [read_column(p, column) for p in paths]
+    return align([s.index.values for s in series], [s.to_numpy() for s in series])
+
+
+def align(indexes: Sequence[np.ndarray], columns: Sequence[np.ndarray], union: np.ndarray | None = None):
+    """Place columns (each on its own sorted index) on the union of the indexes."""
+    if union is None:
+        union = indexes[0] if len(indexes) == 1 else np.unique(np.concatenate(indexes))
+    out = np.full((len(union), len(columns)), np.nan, order="F")
+    for k, (idx, col) in enumerate(zip(indexes, columns)):
+        if len(idx) == len(union):
+            out[:, k] = col  # the common case: every ticker has every bar
+        else:
+            out[np.searchsorted(union, idx), k] = col
+    return union, out
+
+
+def to_returns(values: np.ndarray) -> np.ndarray:
+    """Log returns down the rows, ``np.log(panel).diff()`` with no filling, in place."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.log(values, out=values)
+        for k in range(values.shape[1]):  # a column at a time: no second panel in memory
+            column = values[:, k]
+            column[1:] = column[1:] - column[:-1]
+    values[:1] = np.nan
+    return values
+
+
+def select_tickers(files: dict[str, Path], tickers: Sequence[str] | None) -> dict[str, Path]:
+    if tickers is None:
+        return files
+    missing = [t for t in tickers if t not in files]
+    if missing:
+        raise PairscanError(f"no ticker {missing[0]!r} in the store")
+    return {t: files[t] for t in sorted(tickers)}
+
+
+def load_panel(
+    store: str | os.PathLike,
+    column: str = "close",
+    on: str = "prices",
+    tickers: Sequence[str] | None = None,
+    executor="threads",
+    workers: int | None = None,
+    quiet: bool = True,
+    pool: Pool | None = None,
+    as_frame: bool = True,
+):
+    """Load ``column`` of every ticker in ``store`` into one aligned panel.
+
+    Returns a DataFrame (timestamps x tickers, sorted by ticker) or, with
+    ``as_frame=False``, a :class:`Panel`. With ``on="returns"`` the values are log
+    returns on the union-aligned panel.
+    """
+    if on not in ON:
+        raise PairscanError(f"--on must be prices or returns, not {on!r}")
+    files = select_tickers(store_files(store), tickers)
+    if not files:
+        raise PairscanError("the store holds no tickers", store)
+    names = list(files)
+    paths = [str(p) for p in files.values()]
+    chunks = [
+        (names[i], (paths[i : i + TICKERS_PER_TASK], column))
+        for i in range(0, len(paths), TICKERS_PER_TASK)
+    ]
+    if pool is None:
+        with open_pool(executor, workers) as own:
+            results = dict(run_tasks(own, read_chunk, chunks, desc="load", quiet=quiet))
+    else:
+        results = dict(run_tasks(pool, read_chunk, chunks, desc="load", quiet=quiet))
+    ordered = [results.pop(label) for label, _ in chunks]
+    index = np.unique(np.concatenate([idx for idx, _ in ordered])) if len(ordered) > 1 else ordered[0][0]
+    values = np.empty((len(index), len(names)), order="F")
+    start = 0
+    for k, (idx, chunk) in enumerate(ordered):
+        stop = start + chunk.shape[1]
+        if len(idx) == len(index):
+            values[:, start:stop] = chunk
+        else:
+            values[:, start:stop] = np.nan
+            values[np.searchsorted(index, idx), start:stop] = chunk
+        ordered[k] = None  # free each chunk once it is placed: peak memory ~ one panel
+        start = stop
+    if on == "returns":
+        values = to_returns(values)
+    panel = Panel(names, index, values, column, on)
+    return panel.to_frame() if as_frame else panel

@@ -1,0 +1,132 @@
+"""The stages in order: sample -> extract -> convert -> correlate -> plot -> report.
+
+``run`` is the whole pipeline on one executor; the other functions here are the
+stage entry points the command line and the public API share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from .archive import extract, is_archive
+from .convert import convert, source_files
+from .correlate import Correlation, correlate
+from .errors import PairscanError
+from .executors import open_pool
+from .plot import plot_heatmap, plot_pair
+from .sample import sample
+from .store import read_column, store_files
+
+DEFAULT_WORKDIR = "pairscan-work"
+HEATMAP_MAX_TICKERS = 2000  # beyond this a heatmap is unreadable and the matrix large
+
+
+def store_series(store: str | os.PathLike, ticker: str, column: str = "close") -> pd.Series:
+    """One stored ticker's column, named by the ticker."""
+    files = store_files(store)
+    if ticker not in files:
+        raise PairscanError(f"no ticker {ticker!r} in the store", store)
+    return read_column(files[ticker], column).rename(ticker)
+
+
+def plot_store_pair(store, a: str, b: str, out="pair.png", column: str = "close") -> tuple[Path, float]:
+    """Plot two stored tickers; the legend carries their correlation (the oracle's)."""
+    sa, sb = store_series(store, a, column), store_series(store, b, column)
+    r = float(sa.corr(sb))
+    return plot_pair(sa, sb, out, r, column), r
+
+
+def correlation_matrix(store, column: str = "close", on: str = "prices", **options) -> pd.DataFrame:
+    """The full correlation matrix of a store (tickers x tickers)."""
+    with tempfile.TemporaryDirectory(prefix="pairscan-") as tmp:
+        result = correlate(store, k=1, column=column, on=on, matrix=Path(tmp) / "m.parquet", **options)
+    return result.matrix
+
+
+def plot_store_heatmap(store, out="heatmap.png", column: str = "close", on: str = "prices", **options) -> Path:
+    """The clustered heatmap of a store's correlation matrix."""
+    matrix = correlation_matrix(store, column, on, **options)
+    what = "log returns" if on == "returns" else column
+    return plot_heatmap(matrix, out, f"Correlation of {what}, {len(matrix)} tickers in cluster order")
+
+
+def run(
+    source: str | os.PathLike | None = None,
+    workdir: str | os.PathLike = DEFAULT_WORKDIR,
+    k: int = 10,
+    report: str | os.PathLike | None = None,
+    executor="threads",
+    workers: int | None = None,
+    retries: int = 0,
+    quiet: bool = True,
+    connect_timeout: float | None = None,
+    format: str = "hdf5",
+    column: str = "close",
+    on: str = "prices",
+    method: str = "pearson",
+    on_bad_lines: str = "error",
+) -> dict:
+    """The whole pipeline: (sample or extract) -> convert -> correlate -> plots (-> report).
+
+    With no ``source`` the built-in sample is written to ``workdir`` first. The store,
+    the plots and the report go to ``workdir``; the source is never written to.
+    Returns what ``run --json`` prints.
+    """
+    workdir = Path(workdir)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PairscanError(f"cannot create the work folder ({exc.strerror})", workdir) from None
+    stages: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if source is None:
+        folder = workdir / "daily-stock"
+        if not any(folder.glob("*.json")):
+            sample(folder)
+        stages["sample"] = time.perf_counter() - t0
+    elif is_archive(source):
+        folder = extract(source, workdir)
+        stages["extract"] = time.perf_counter() - t0
+    else:
+        folder = Path(source)
+        source_files(folder)
+    store = workdir / "store"
+    extra = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
+    with open_pool(executor, workers, **extra) as pool:
+        converted = convert(folder, store, format=format, on_bad_lines=on_bad_lines,
+                            retries=retries, quiet=quiet, pool=pool)
+        stages["convert"] = converted["seconds"]
+        n_tickers = len(store_files(store))
+        matrix_path = workdir / "matrix.parquet" if n_tickers <= HEATMAP_MAX_TICKERS else None
+        result: Correlation = correlate(store, k=k, column=column, on=on, method=method, matrix=matrix_path,
+                                        retries=retries, quiet=quiet, pool=pool)
+        stages["correlate"] = result.seconds
+    t1 = time.perf_counter()
+    plots = {}
+    if len(result.top):
+        best = result.top.iloc[0]
+        plots["pair"] = str(plot_pair(store_series(store, best["a"], column), store_series(store, best["b"], column),
+                                      workdir / "pair.png", float(best["corr"]) if on == "prices" else None, column))
+    if result.matrix is not None:
+        what = "log returns" if on == "returns" else column
+        plots["heatmap"] = str(plot_heatmap(result.matrix, workdir / "heatmap.png",
+                                            f"Correlation of {what}, {result.series} tickers in cluster order"))
+    stages["plot"] = time.perf_counter() - t1
+    out = result.to_dict()
+    out.update(source=str(source) if source is not None else "built-in sample", data=str(folder),
+               store=str(store), convert=converted, plots=plots, stages={k: round(v, 4) for k, v in stages.items()})
+    if report is not None:
+        from .report import write_report
+
+        t2 = time.perf_counter()
+        write_report(report, out, result, store)
+        stages["report"] = time.perf_counter() - t2
+        out["report"] = str(report)
+        out["stages"] = {k: round(v, 4) for k, v in stages.items()}
+    return out
