@@ -204,6 +204,9 @@ def correlate(
         load_seconds = time.perf_counter() - started
         want = None if matrix is not None else k
 
+        if chosen == "naive" and loaded is None:  # spearman on ragged histories, found out late
+            loaded = load_panel(source, column, on, executor=None, pool=pool, quiet=quiet, as_frame=False)
+            load_seconds = time.perf_counter() - started
         if chosen == "naive":
             pairs = correlate_naive(loaded, pool, method, min_periods, quiet, retries)
         else:

@@ -1,0 +1,109 @@
+"""The command line, run as a user runs it: a real process, exit statuses, JSON output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+import pairscan
+
+from conftest import oracle_pairs, oracle_series
+
+
+def cli(*args, cwd=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "pairscan", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=timeout)
+
+
+def test_run_from_an_archive_end_to_end(tmp_path):
+    archive = pairscan.sample(tmp_path / "daily-stock", tickers=6, days=3, bars_per_day=40, archive=True)
+    assert archive.name == "daily-stock.tgz"
+    work = tmp_path / "work"
+    done = cli("run", archive, "--workdir", work, "--json", "--top", "3", "--executor", "processes")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["series"] == 6 and out["pairs_considered"] == 15 and out["engine"] == "blocked"
+    assert out["convert"]["converted"] == 6 and out["convert"]["rows"] == 6 * 3 * 40
+    assert set(out["plots"]) == {"pair", "heatmap"}
+    for path in out["plots"].values():
+        assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    expected = oracle_pairs(oracle_series(work / "store"))
+    best = max((v, k) for k, v in expected.items())
+    assert (out["top"][0]["a"], out["top"][0]["b"]) == best[1]
+    assert out["top"][0]["corr"] == pytest.approx(best[0], abs=1e-9)
+    # The human-readable form prints the same best pair in a table.
+    text = cli("run", archive, "--workdir", work, "--top", "3", "--quiet")
+    assert text.returncode == 0, text.stderr
+    assert f"1  {best[1][0]}" in text.stdout and "pair plot:" in text.stdout
+
+
+def test_correlate_json_has_the_contract_fields(aligned_store, tmp_path):
+    done = cli("correlate", aligned_store, "--json", "--top", "2", "--out", tmp_path / "pairs.csv")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert set(out) >= {"series", "pairs_considered", "column", "on", "method", "engine", "executor",
+                        "workers", "top", "seconds", "timings"}
+    assert set(out["timings"]) == {"load", "correlate"}
+    assert set(out["top"][0]) == {"a", "b", "corr", "n"}
+    pairs = pd.read_csv(tmp_path / "pairs.csv")
+    assert list(pairs.a) == [p["a"] for p in out["top"]]
+
+
+def test_convert_json_has_the_contract_fields(tmp_path):
+    folder = pairscan.sample(tmp_path / "d", tickers=3, days=1, bars_per_day=10)
+    done = cli("convert", folder, "--json", "--executor", "serial")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert {k: out[k] for k in ("files", "converted", "up_to_date", "failed", "rows", "format", "executor")} == {
+        "files": 3, "converted": 3, "up_to_date": 0, "failed": [], "rows": 30, "format": "hdf5",
+        "executor": "serial"}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["correlate", "{store}", "--column", "nope"], "no column 'nope'"),
+        (["correlate", "{tmp}/missing"], "no such store"),
+        (["correlate", "{store}", "--workers", "zero"], "--workers"),
+        (["correlate", "{store}", "--executor", "gpu"], "unknown executor"),
+        (["correlate", "{store}", "--memory-limit", "lots"], "--memory-limit"),
+        (["correlate", "{store}", "--method", "kendall", "--engine", "blocked"], "not exact for kendall"),
+        (["correlate", "{store}", "--out", "{tmp}/no/such/dir/p.csv"], "cannot write"),
+        (["convert", "{tmp}/missing"], "no such file"),
+        (["extract", "{tmp}/missing.tgz"], "no such archive"),
+        (["plot", "{store}", "aet"], "two tickers"),
+        (["plot", "{store}", "aet", "zzz"], "no ticker 'zzz'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line(aligned_store, tmp_path, args, message):
+    args = [a.format(store=aligned_store, tmp=tmp_path) for a in args]
+    done = cli(*args)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_store_with_one_ticker_is_bad_input(tmp_path):
+    folder = pairscan.sample(tmp_path / "d", tickers=1, days=1, bars_per_day=10)
+    pairscan.convert(folder, executor="serial")
+    done = cli("correlate", folder)
+    assert done.returncode == 2 and "at least two tickers" in done.stderr
+
+
+def test_usage_errors_exit_2():
+    assert cli("correlate").returncode == 2
+    assert cli("frobnicate").returncode == 2
+
+
+def test_plot_writes_pngs(aligned_store, tmp_path):
+    pair = cli("plot", aligned_store, "aet", "afl", "--out", tmp_path / "p.png")
+    assert pair.returncode == 0, pair.stderr
+    heat = cli("plot", aligned_store, "--heatmap", "--out", tmp_path / "h.png")
+    assert heat.returncode == 0, heat.stderr
+    for name in ("p.png", "h.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
