@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,17 @@ def sample_frames(
     seed: int = 0,
 ) -> dict[str, pd.DataFrame]:
     """The sample as frames in memory: ticker -> OHLCV frame indexed by timestamp."""
+    return dict(iter_sample_frames(tickers, days, bars_per_day, ragged, seed))
+
+
+def iter_sample_frames(
+    tickers: int = 21,
+    days: int = 365,
+    bars_per_day: int = 195,
+    ragged: bool = False,
+    seed: int = 0,
+) -> Iterator[tuple[str, pd.DataFrame]]:
+    """The sample one ticker at a time, ``(ticker, frame)``: large sets need not fit in memory."""
     if tickers < 1 or days < 1:
         raise ValueError("tickers and days must be at least 1")
     rng = np.random.default_rng(seed)
@@ -71,7 +83,6 @@ def sample_frames(
     bar_vol = 0.2 / np.sqrt(252 * bars_per_day)
     market = rng.standard_normal(steps) * bar_vol
     factor = {s: rng.standard_normal(steps) * bar_vol for s in sector_names}
-    frames = {}
     for name, sector in zip(names, sectors):
         beta_m = rng.uniform(0.5, 1.5)
         beta_s = rng.uniform(0.3, 1.2)
@@ -98,8 +109,7 @@ def sample_frames(
             keep[stop:] = False
             keep &= rng.random(steps) >= 0.01  # about 1 % of bars missing
             frame = frame[keep]
-        frames[name] = frame
-    return frames
+        yield name, frame
 
 
 def write_jsonl(frame: pd.DataFrame, path: str | os.PathLike) -> None:
@@ -126,13 +136,14 @@ def sample(
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    frames = sample_frames(tickers, days, bars_per_day, ragged, seed)
-    for name, frame in frames.items():
+    names = []
+    for name, frame in iter_sample_frames(tickers, days, bars_per_day, ragged, seed):
         write_jsonl(frame, directory / f"{name}.json")
+        names.append(name)
     if not archive:
         return directory
     target = directory.with_name(directory.name + ".tgz")
     with atomic_path(target) as tmp, tarfile.open(tmp, "w:gz", compresslevel=1) as tar:
-        for name in frames:
+        for name in names:
             tar.add(directory / f"{name}.json", arcname=f"{directory.name}/{name}.json")
     return target

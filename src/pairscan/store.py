@@ -10,6 +10,7 @@ at all.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import tempfile
@@ -117,26 +118,28 @@ def read_column(path: str | os.PathLike, column: str) -> pd.Series:
 
 
 def _read_hdf5_column(path: Path, column: str) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    # Opening nodes and their attribute sets is most of the cost of a small read, so
+    # this touches only the nodes of pandas' fixed layout that hold the column.
     import tables
 
     with HDF5_LOCK, tables.open_file(path, mode="r") as h5:
-        group = h5.get_node("/" + HDF5_KEY)
-        attrs = group._v_attrs
-        kind = str(getattr(group.axis1.attrs, "kind", ""))
-        if getattr(attrs, "pandas_type", None) != "frame" or not kind.startswith("datetime64["):
-            frame = pd.read_hdf(path, "/" + HDF5_KEY)
-            return pd.DatetimeIndex(frame.index, name="timestamp"), frame[column].to_numpy()
-        for block in range(int(attrs.nblocks)):
-            items = [i.decode() if isinstance(i, bytes) else str(i) for i in getattr(group, f"block{block}_items")[:]]
+        try:
+            axis = h5.get_node(f"/{HDF5_KEY}/axis1")
+            kind = str(axis.get_attr("kind"))
+        except (tables.NoSuchNodeError, AttributeError):
+            kind = ""  # not pandas' fixed layout
+        for block in itertools.count() if kind.startswith("datetime64[") else ():
+            try:
+                names = h5.get_node(f"/{HDF5_KEY}/block{block}_items").read()
+            except tables.NoSuchNodeError:
+                raise KeyError(column) from None
+            items = [i.decode() if isinstance(i, bytes) else str(i) for i in names]
             if column in items:
-                values = getattr(group, f"block{block}_values")
-                if getattr(values.attrs, "CLASS", "") != "ARRAY":
-                    break  # an object block (text): let pandas decode it
+                values = h5.get_node(f"/{HDF5_KEY}/block{block}_values")
+                if values.get_attr("CLASS") != "ARRAY":
+                    break  # an object (text) block: let pandas decode it
                 data = values[:, items.index(column)]
-                stamps = group.axis1[:].astype(kind)
-                return pd.DatetimeIndex(stamps, name="timestamp"), data
-        else:
-            raise KeyError(column)
+                return pd.DatetimeIndex(axis.read().astype(kind), name="timestamp"), data
     frame = read_frame(path)
     return pd.DatetimeIndex(frame.index, name="timestamp"), frame[column].to_numpy()
 
