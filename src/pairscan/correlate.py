@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +92,38 @@ class PanelBlocks:
 
     def block(self, start: int, stop: int) -> np.ndarray:
         return self.values[:, start:stop]
+
+
+class MappedBlocks:
+    """Block source over a panel in a memory-mapped file (a local process pool).
+
+    The parent writes the panel once; each worker maps it read-only, so a block task
+    carries only the file's name and the panel's shape.
+    """
+
+    def __init__(self, path: str, shape: tuple[int, int]):
+        self.path, self.shape = path, shape
+
+    def block(self, start: int, stop: int) -> np.ndarray:
+        values = np.memmap(self.path, dtype=np.float64, mode="r", shape=self.shape, order="F")
+        return values[:, start:stop]
+
+
+def _map_file(stack: contextlib.ExitStack):
+    """An ``allocate(shape)`` for load_panel that puts the panel in a file workers can map.
+
+    The file lives in shared memory (``/dev/shm``) where there is one, and is removed
+    when ``stack`` closes.
+    """
+    folder = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    fd, path = tempfile.mkstemp(prefix="pairscan-panel-", suffix=".f64", dir=folder)
+    os.close(fd)
+    stack.callback(lambda: os.path.exists(path) and os.unlink(path))
+
+    def allocate(shape):
+        return np.memmap(path, dtype=np.float64, mode="w+", shape=shape, order="F")
+
+    return path, allocate
 
 
 class StoreBlocks:
@@ -179,11 +213,20 @@ def correlate(
         if pool is None:
             extra = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
             pool = stack.enter_context(open_pool(executor, workers, **extra))
+        local = isinstance(pool.executor, ProcessPoolExecutor)
+        mapped = None
         if isinstance(source, pd.DataFrame):
             panel = Panel.from_frame(source, column, on)
             if on == "returns":
                 panel.values = to_returns(panel.values.copy(order="F"))
             tickers, loaded = panel.tickers, panel
+        elif local:
+            # The workers share this machine: read the store in parallel once, into a
+            # file they map, instead of each block task reading it again.
+            mapped, allocate = _map_file(stack)
+            loaded = load_panel(source, column, on, executor=None, pool=pool, quiet=quiet, as_frame=False,
+                                allocate=allocate)
+            tickers = loaded.tickers
         elif pool.in_process or engine == "naive" or method == "kendall":
             loaded = load_panel(source, column, on, executor=None, pool=pool, quiet=quiet, as_frame=False)
             tickers = loaded.tickers
@@ -211,7 +254,8 @@ def correlate(
             pairs = correlate_naive(loaded, pool, method, min_periods, quiet, retries)
         else:
             pairs = _blocked(loaded, files if loaded is None else None, index, tickers, column, on,
-                             method, min_periods, want, absolute, limit, block_size, pool, quiet, retries)
+                             method, min_periods, want, absolute, limit, block_size, pool, quiet, retries,
+                             mapped)
         best = top_k(pairs, k, absolute)
     top = pd.DataFrame({
         "a": [tickers[i] for i in best.a],
@@ -239,11 +283,11 @@ def _remote_index(files: dict[str, Path], column: str, pool: Pool, quiet: bool) 
 
 
 def _blocked(panel, files, index, tickers, column, on, method, min_periods, k, absolute,
-             limit, block_size, pool, quiet, retries) -> Pairs:
+             limit, block_size, pool, quiet, retries, mapped=None) -> Pairs:
     rows, n = len(index), len(tickers)
-    concurrent = pool.workers if pool.in_process else 1
+    concurrent = pool.workers if pool.in_process or mapped else 1
     size = block_size or block_size_for(rows, n, limit, concurrent)
-    if not pool.in_process and block_size is None and n > 2 * pool.workers:
+    if not pool.in_process and mapped is None and block_size is None and n > 2 * pool.workers:
         # Enough tasks to keep every worker busy, within the memory bound.
         size = min(size, max(16, -(-n // (2 * pool.workers))))
     specs = block_specs(n, size)
@@ -251,7 +295,10 @@ def _blocked(panel, files, index, tickers, column, on, method, min_periods, k, a
     tasks = []
     for spec in specs:
         i0, i1, j0, j1 = spec
-        if panel is not None:
+        if mapped is not None:
+            panel.values.flush()
+            source = MappedBlocks(mapped, panel.values.shape)
+        elif panel is not None:
             source = PanelBlocks(panel.values)
         else:
             blocks = {(i0, i1): paths[i0:i1], (j0, j1): paths[j0:j1]}

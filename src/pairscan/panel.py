@@ -108,12 +108,14 @@ def load_panel(
     quiet: bool = True,
     pool: Pool | None = None,
     as_frame: bool = True,
+    allocate=None,
 ):
     """Load ``column`` of every ticker in ``store`` into one aligned panel.
 
     Returns a DataFrame (timestamps x tickers, sorted by ticker) or, with
     ``as_frame=False``, a :class:`Panel`. With ``on="returns"`` the values are log
-    returns on the union-aligned panel.
+    returns on the union-aligned panel. ``allocate(shape)``, if given, makes the
+    Fortran-ordered float64 array the values go into (a memory map, say).
     """
     if on not in ON:
         raise PairscanError(f"--on must be prices or returns, not {on!r}")
@@ -133,7 +135,8 @@ def load_panel(
         results = dict(run_tasks(pool, read_chunk, chunks, desc="load", quiet=quiet))
     ordered = [results.pop(label) for label, _ in chunks]
     index = np.unique(np.concatenate([idx for idx, _ in ordered])) if len(ordered) > 1 else ordered[0][0]
-    values = np.empty((len(index), len(names)), order="F")
+    shape = (len(index), len(names))
+    values = np.empty(shape, order="F") if allocate is None else allocate(shape)
     start = 0
     for k, (idx, chunk) in enumerate(ordered):
         stop = start + chunk.shape[1]

@@ -60,6 +60,7 @@ class Prepared:
     mask: np.ndarray  # float64 0/1, (rows, b)
     x: np.ndarray  # centred values, 0 where missing
     full: bool  # no missing values at all
+    count_mask: np.ndarray | None = None  # float32 0/1: counts in single precision are exact
 
 
 def prepare(values: np.ndarray, rank: bool = False) -> Prepared:
@@ -77,7 +78,10 @@ def prepare(values: np.ndarray, rank: bool = False) -> Prepared:
     lo = np.where(present, x, np.inf).min(axis=0, initial=np.inf)
     hi = np.where(present, x, -np.inf).max(axis=0, initial=-np.inf)
     x[:, lo == hi] = 0.0
-    return Prepared(present.astype(np.float64), x, bool(present.all()))
+    full = bool(present.all())
+    # Overlap counts are sums of ones: exact in float32 below 2**24 rows, at twice the speed.
+    count_mask = present.astype(np.float32) if not full and len(present) < 2**24 else None
+    return Prepared(present.astype(np.float64), x, full, count_mask)
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -103,18 +107,20 @@ def correlate_block(bi: Prepared, bj: Prepared | None, min_periods: int | None) 
             corr = sab / np.sqrt(np.outer(qa, qb))
         constant = np.logical_or.outer(qa == 0, qb == 0)
     else:
-        # One product gives n, sa and qa; a second gives sb and qb; a third sab.
-        left = np.hstack([bi.mask, bi.x, bi.x * bi.x])
-        first = left.T @ bj.mask
-        b_i = bi.x.shape[1]
-        n_f, sa, qa = first[:b_i], first[b_i : 2 * b_i], first[2 * b_i :]
+        # Four products on the diagonal (two of them symmetric, so half the work),
+        # six off it; no stacking, which would copy the blocks.
+        x2_i = bi.x * bi.x
+        mi = bi.mask if bi.count_mask is None or bj.count_mask is None else bi.count_mask
+        mj = bj.mask if mi is bi.mask else bj.count_mask
+        n_f = (mi.T @ mi if same else mi.T @ mj).astype(np.float64)
+        sa = bi.x.T @ bj.mask
+        qa = x2_i.T @ bj.mask
         if same:
             sb, qb = sa.T, qa.T
             sab = bi.x.T @ bi.x
         else:
-            second = bi.mask.T @ np.hstack([bj.x, bj.x * bj.x])
-            b_j = bj.x.shape[1]
-            sb, qb = second[:, :b_j], second[:, b_j:]
+            sb = bi.mask.T @ bj.x
+            qb = bi.mask.T @ (bj.x * bj.x)
             sab = bi.x.T @ bj.x
         n = np.rint(n_f).astype(np.int64)
         with np.errstate(invalid="ignore", divide="ignore"):
