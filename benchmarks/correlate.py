@@ -1,0 +1,155 @@
+"""Correlate benchmark: pairscan's engines vs the lesson's per-pair loop, pandas and one DGEMM.
+
+Run: ``python benchmarks/correlate.py [--quick]``
+
+Data: ragged 2-minute samples (``pairscan.sample(..., ragged=True)``: 60 days of 195
+bars, about 1 % of bars missing at random, histories starting and ending apart),
+stored as HDF5. Four comparisons, printed as ratios:
+
+1. compute only, n=200: the lesson's loop (``series[a].corr(series[b])`` for every pair
+   a < b, on series already in memory) vs pairscan's ``timings.correlate``;
+2. end to end from the store, n=500: pandas (``read_hdf`` per ticker, then
+   ``DataFrame.corr``) vs pairscan's ``seconds`` (reading included);
+3. the floor for any exact method, n=500: one general DGEMM ``Z.T @ Z2`` on the same
+   panel vs pairscan's ``timings.correlate``;
+4. n=2,000, top 10 with ``--memory-limit 200MB``: peak memory (max RSS) of a
+   ``pairscan correlate`` process.
+
+Each pairscan figure is the best of ``--repeat`` runs on each executor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+
+import pairscan
+from pairscan.sample import iter_sample_frames
+from pairscan.store import write_frame
+
+DAYS = 60
+
+
+def make_store(root: str, n: int) -> str:
+    """A ragged store of ``n`` tickers, written straight from the sample's frames."""
+    store = os.path.join(root, f"store-{n}")
+    os.makedirs(store)
+    for ticker, frame in iter_sample_frames(tickers=n, days=DAYS, ragged=True, seed=1):
+        write_frame(frame, os.path.join(store, f"{ticker}.h5"))
+    return store
+
+
+def best(fn, repeat: int) -> float:
+    return min(fn() for _ in range(repeat))
+
+
+def seed_loop(series: dict[str, pd.Series]) -> float:
+    started = time.perf_counter()
+    results = {}
+    for a, b in itertools.combinations(series, 2):
+        results[a, b] = series[a].corr(series[b])
+    max(results.items(), key=lambda kv: kv[1])
+    return time.perf_counter() - started
+
+
+def pandas_end_to_end(store: str) -> float:
+    started = time.perf_counter()
+    frames = {}
+    for name in sorted(os.listdir(store)):
+        if name.endswith(".h5"):
+            frames[name[:-3]] = pd.read_hdf(os.path.join(store, name), "/data")["close"]
+    matrix = pd.DataFrame(frames).corr()
+    np.nanargmax(np.where(np.eye(len(matrix), dtype=bool), np.nan, matrix.to_numpy()))
+    return time.perf_counter() - started
+
+
+def dgemm(store: str) -> float:
+    panel = pairscan.load_panel(store).to_numpy()
+    z = np.nan_to_num(panel - np.nanmean(panel, axis=0))
+    z2 = z.copy()
+    started = time.perf_counter()
+    z.T @ z2
+    return time.perf_counter() - started
+
+
+def peak_rss(store: str, limit: str) -> tuple[float, float, dict]:
+    """Run ``pairscan correlate`` in its own process; its max RSS (MiB) and wall time."""
+    import json
+    import resource
+
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pairscan", "correlate", store, "--top", "10", "--memory-limit", limit,
+         "--json", "--quiet"], stdout=subprocess.PIPE, text=True)
+    out, _ = proc.communicate()
+    wall = time.perf_counter() - started
+    if proc.returncode:
+        raise SystemExit(f"pairscan correlate failed with status {proc.returncode}")
+    rss_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return rss_kib / 1024, wall, json.loads(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="smaller n, for a smoke run")
+    parser.add_argument("--executors", default="serial,threads,processes",
+                        help="comma-separated executors for pairscan's rows")
+    args = parser.parse_args()
+    executors = args.executors.split(",")
+    n_compute, n_end, n_big = (50, 100, 300) if args.quick else (200, 500, 2000)
+    warnings.simplefilter("ignore", RuntimeWarning)
+
+    with tempfile.TemporaryDirectory(prefix="pairscan-bench-") as root:
+        print(f"ragged 2-minute samples, {DAYS} days x 195 bars, {os.cpu_count()} CPUs, best of {args.repeat}")
+        print()
+        store = make_store(root, n_compute)
+        series = {t: s for t, s in pairscan.load_panel(store).items()}
+        series = {t: s.dropna() for t, s in series.items()}
+        seed = seed_loop(series)
+        print(f"1. compute only, n={n_compute} ({n_compute * (n_compute - 1) // 2} pairs)")
+        print(f"   {'the lesson loop (Series.corr per pair)':52} {seed:9.3f} s")
+        for ex in executors:
+            t = best(lambda: pairscan.correlate(store, executor=ex).timings["correlate"], args.repeat)
+            print(f"   {'pairscan blocked, ' + ex:52} {t:9.4f} s  {seed / t:8.0f}x")
+        print()
+
+        store = make_store(root, n_end)
+        pd_time = best(lambda: pandas_end_to_end(store), max(1, args.repeat - 1))
+        print(f"2. end to end from the store, n={n_end}")
+        print(f"   {'pandas: read_hdf per ticker + DataFrame.corr':52} {pd_time:9.3f} s")
+        compute = {}
+        for ex in executors:
+            runs = [pairscan.correlate(store, executor=ex) for _ in range(args.repeat)]
+            t = min(r.seconds for r in runs)
+            compute[ex] = min(r.timings["correlate"] for r in runs)
+            print(f"   {'pairscan correlate (seconds), ' + ex:52} {t:9.3f} s  {pd_time / t:8.1f}x")
+        print()
+
+        gemm = best(lambda: dgemm(store), args.repeat)
+        print(f"3. compute vs one general DGEMM Z.T @ Z2 on the same panel, n={n_end}")
+        print(f"   {'DGEMM (floor for any exact method)':52} {gemm:9.4f} s")
+        for ex, t in compute.items():
+            print(f"   {'pairscan timings.correlate, ' + ex:52} {t:9.4f} s  {t / gemm:8.2f}x the DGEMM")
+        print()
+
+        store = make_store(root, n_big)
+        rss, wall, out = peak_rss(store, "200MB")
+        panel_mib = out["series"] * len(pairscan.load_panel(store, tickers=["aet"])) * 8 / 2**20
+        print(f"4. n={n_big}, top 10, --memory-limit 200MB (threads)")
+        print(f"   peak memory of the process (max RSS): {rss:.0f} MiB  "
+              f"(wall {wall:.1f} s incl. start-up; pairscan seconds {out['seconds']:.1f})")
+        print(f"   best pair {out['top'][0]['a']}~{out['top'][0]['b']} r={out['top'][0]['corr']:.6f}")
+
+
+if __name__ == "__main__":
+    main()
