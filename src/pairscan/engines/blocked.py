@@ -87,7 +87,7 @@ def prepare(values: np.ndarray, rank: bool = False) -> Prepared:
 def _ranks(values: np.ndarray) -> np.ndarray:
     """Average ranks of each column's present values (as scipy's spearmanr ranks)."""
     frame = pd.DataFrame(values)
-    return np.asarray(frame.rank(method="average").fillna(0.0).to_numpy(), order="F")
+    return np.array(frame.rank(method="average").fillna(0.0).to_numpy(), order="F")  # a writable copy
 
 
 def correlate_block(bi: Prepared, bj: Prepared | None, min_periods: int | None) -> tuple[np.ndarray, np.ndarray]:
