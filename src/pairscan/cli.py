@@ -17,7 +17,7 @@ from pathlib import Path
 from . import pipeline
 from .archive import extract
 from .convert import ConvertFailed, convert
-from .correlate import DEFAULT_MEMORY_LIMIT, correlate
+from .correlate import DEFAULT_MEMORY_LIMIT, correlate, parse_size
 from .engines import ENGINES, METHODS
 from .errors import PairscanError
 from .executors import DEFAULT_CONNECT_TIMEOUT, TaskFailed
@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("extract", parents=[quiet], help="extract an archive of <ticker>.json files")
     p.add_argument("archive", metavar="ARCHIVE")
     p.add_argument("--to", metavar="DIR", help="where to extract (default: beside the archive)")
-    p.add_argument("--max-bytes", type=int, default=None, metavar="N", help="refuse archives that unpack to more")
+    p.add_argument("--max-bytes", default=None, metavar="SIZE",
+                   help="refuse archives that unpack to more, e.g. 500MB (default 20GiB)")
 
     p = sub.add_parser("convert", parents=[quiet], help="convert JSON Lines files to a store")
     p.add_argument("source", metavar="SOURCE", help="a folder of <ticker>.json files, or an archive of one")
@@ -82,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("hdf5", "parquet"), default="hdf5")
     p.add_argument("--on-bad-lines", choices=("error", "skip"), default="error")
     p.add_argument("--force", action="store_true", help="convert every file, even those up to date")
+    p.add_argument("--max-bytes", default=None, metavar="SIZE",
+                   help="when SOURCE is an archive, refuse it if it unpacks to more (default 20GiB)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _exec_options(p)
 
@@ -166,9 +169,17 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def _max_bytes(args) -> dict:
+    if args.max_bytes is None:
+        return {}
+    try:
+        return {"max_bytes": parse_size(args.max_bytes)}
+    except PairscanError:
+        raise PairscanError(f"--max-bytes must be a positive size like 500MB or 2GiB, not {args.max_bytes!r}") from None
+
+
 def cmd_extract(args) -> int:
-    options = {} if args.max_bytes is None else {"max_bytes": args.max_bytes}
-    print(extract(args.archive, args.to, **options))
+    print(extract(args.archive, args.to, **_max_bytes(args)))
     return 0
 
 
@@ -177,7 +188,7 @@ def cmd_convert(args) -> int:
     from .archive import is_archive
 
     if is_archive(source):
-        source = extract(source, args.to)
+        source = extract(source, args.to, **_max_bytes(args))
     try:
         summary = convert(source, to=args.to, format=args.format, on_bad_lines=args.on_bad_lines,
                           force=args.force, **_exec_kwargs(args))
@@ -253,9 +264,11 @@ def cmd_run(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import bench
 
-    rows = bench(quick=args.quick, workers=args.workers, quiet=args.quiet, plot=args.plot, echo=not args.json)
+    if args.plot:
+        _check_output(Path(args.plot))
+    result = bench(quick=args.quick, workers=args.workers, quiet=args.quiet, plot=args.plot, echo=not args.json)
     if args.json:
-        _print_json({"rows": rows})
+        _print_json(result)
     return 0
 
 
