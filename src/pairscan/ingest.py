@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,8 @@ def parse_file(path: str | os.PathLike, on_bad_lines: str = "error") -> Parsed:
 
     Returns a :class:`Parsed` whose frame is indexed by a sorted, unique, timezone-naive
     (UTC) ``DatetimeIndex`` named ``timestamp``, with float64 price columns, an int64
-    ``volume`` when every record has one, and any extra keys as they are.
+    ``volume`` when every record has one, and any extra keys as they are (an extra
+    key whose values mix types, or nest, is kept as JSON text).
     Raises :class:`PairscanError` naming the file, the first bad line and the reason,
     unless ``on_bad_lines="skip"``, which keeps the good records and counts the rest.
     """
@@ -61,7 +63,14 @@ def parse_file(path: str | os.PathLike, on_bad_lines: str = "error") -> Parsed:
     frame = _parse_fast(data)
     skipped, first_bad = 0, None
     if frame is None:
-        frame, skipped, first_bad = _parse_slow(data, path, on_bad_lines)
+        frame, bad = _parse_slow(data)
+        if bad:
+            number, reason = bad[0]
+            if on_bad_lines == "error":
+                more = len(bad) - 1
+                more = f" (and {more} more bad line{'s' if more > 1 else ''})" if more else ""
+                raise PairscanError(reason + more, path, number)
+            skipped, first_bad = len(bad), f"line {number}: {reason}"
         if frame is None:
             return Parsed(None, skipped, 0, first_bad)
     frame, duplicates = _finish(frame)
@@ -70,6 +79,8 @@ def parse_file(path: str | os.PathLike, on_bad_lines: str = "error") -> Parsed:
 
 def _parse_fast(data: bytes) -> pd.DataFrame | None:
     """The compiled reader; None when the file needs the line-by-line path."""
+    if _too_deep(data):
+        return None
     try:
         table = pj.read_json(io.BytesIO(data))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -77,19 +88,31 @@ def _parse_fast(data: bytes) -> pd.DataFrame | None:
     names = table.column_names
     if "timestamp" not in names or any(c not in names for c in REQUIRED):
         return None
+    text_columns = []
     for name in names:
         column = table.column(name)
+        kind = column.type
+        if pa.types.is_nested(kind):
+            return None  # nested extras: the slow path turns them into JSON text
         if name in PRICES or name == "volume":
-            if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
-                if not (pa.types.is_null(column.type) and name not in REQUIRED):
+            if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+                if not (pa.types.is_null(kind) and name not in REQUIRED):
                     return None
-            if name == "volume" and pa.types.is_floating(column.type):
+            if name == "volume" and pa.types.is_floating(kind):
                 return None  # a non-integer volume: let the slow path name the line
-            if pa.types.is_floating(column.type) and not pc.all(
+            if pa.types.is_floating(kind) and not pc.all(
                 pc.or_kleene(pc.is_finite(column), pc.is_null(column))
             ).as_py():
                 return None  # NaN / Infinity are not JSON numbers
+        elif name != "timestamp" and pa.types.is_timestamp(kind):
+            text_columns.append(name)  # pyarrow took text for a time; keep it as written
         if name in REQUIRED and column.null_count:
+            return None
+    if text_columns:
+        schema = pa.schema([(name, pa.string()) for name in text_columns])
+        try:
+            table = pj.read_json(io.BytesIO(data), parse_options=pj.ParseOptions(explicit_schema=schema))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None
     stamps = table.column("timestamp")
     if stamps.null_count:
@@ -102,55 +125,109 @@ def _parse_fast(data: bytes) -> pd.DataFrame | None:
     return frame
 
 
+MAX_DEPTH = 100  # of nested arrays and objects; real records have one or two
+
+
+def _too_deep(data: bytes) -> bool:
+    """Whether the text may nest deeper than ``MAX_DEPTH``.
+
+    pyarrow's reader recurses without a bound and crashes the interpreter on input
+    nested some ten thousand deep, so such files never reach it. Brackets inside
+    strings count too: the answer errs towards the slow path, which is safe.
+    """
+    if b"[" not in data and data.count(b"{") <= data.count(b"\n") + 1:
+        return False  # the usual file: one object a line, no arrays
+    byte = np.frombuffer(data, dtype=np.uint8)
+    step = (byte == ord("[")).astype(np.int32) + (byte == ord("{")) - (byte == ord("]")) - (byte == ord("}"))
+    return int(np.cumsum(step).max(initial=0)) > MAX_DEPTH
+
+
 def _timestamps(column: pa.ChunkedArray) -> pd.DatetimeIndex | None:
+    """The column as a naive UTC index, or None if any value is not a valid time."""
     if pa.types.is_timestamp(column.type):
         values = column.to_pandas()
         if getattr(values.dt, "tz", None) is not None:
             values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-        return pd.DatetimeIndex(values).as_unit("ns")
-    if pa.types.is_integer(column.type):
-        return pd.DatetimeIndex(pd.to_datetime(column.to_numpy(), unit="ms")).as_unit("ns")
-    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         try:
-            values = pd.to_datetime(column.to_numpy(zero_copy_only=False), format="ISO8601", utc=True)
-        except (ValueError, TypeError, OverflowError):
+            return pd.DatetimeIndex(values).as_unit("ns")
+        except (ValueError, OverflowError):  # outside the years 1677-2262
             return None
-        return pd.DatetimeIndex(values.tz_localize(None)).as_unit("ns")
+    if pa.types.is_integer(column.type) or pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        index, bad = _parse_stamps(column.to_pylist())
+        return None if bad.any() else index
     return None
 
 
-def _parse_slow(data: bytes, path: Path, on_bad_lines: str):
-    """Read line by line; return (frame or None, bad lines skipped, first bad)."""
+# The times a nanosecond index can hold, as epoch milliseconds.
+_MIN_MS = -(2**63) // 10**6 + 1
+_MAX_MS = (2**63 - 1) // 10**6
+
+
+def _parse_stamps(values: list) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """Raw ``timestamp`` values -> (naive UTC index, mask of the values that are not times).
+
+    ISO 8601 text (an offset converts to UTC) or integer epoch milliseconds, between
+    the years 1677 and 2262 (what a nanosecond index holds). Bad values become NaT.
+    """
+    n = len(values)
+    ms = np.zeros(n, dtype=np.int64)
+    is_ms = np.zeros(n, dtype=bool)
+    text = np.full(n, None, dtype=object)
+    for i, value in enumerate(values):
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            if _MIN_MS <= value <= _MAX_MS:
+                ms[i], is_ms[i] = value, True
+        elif isinstance(value, str) and value[:1].isdigit() and value.isascii():
+            # pandas also reads words such as "now"; a record's time must be written out.
+            text[i] = value
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas warns about the values it cannot parse
+        parsed = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+    out = np.full(n, np.datetime64("NaT", "ns"))
+    stamps = parsed.tz_localize(None)
+    in_range = (stamps >= pd.Timestamp.min) & (stamps <= pd.Timestamp.max)  # NaT compares False
+    out[in_range] = stamps[in_range].as_unit("ns").values
+    out[is_ms] = ms[is_ms].astype("datetime64[ms]").astype("datetime64[ns]")
+    bad = np.isnat(out)
+    return pd.DatetimeIndex(out), bad
+
+
+def _parse_slow(data: bytes) -> tuple[pd.DataFrame | None, list[tuple[int, str]]]:
+    """Read line by line; return (frame of the good records or None, [(line, reason)] of the bad)."""
     records: list[dict] = []
-    stamps: list[pd.Timestamp] = []
-    skipped, first_bad = 0, None
+    numbers: list[int] = []
+    bad: list[tuple[int, str]] = []
     lines = data.split(b"\n")
-    last = len(lines) - 1
+    last = len(lines)  # a last line with no newline after it
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
-        truncated = number - 1 == last  # the file does not end with a newline here
         try:
-            record, stamp = _check_line(raw, truncated)
-        except _BadLine as bad:
-            if on_bad_lines == "error":
-                raise PairscanError(str(bad), path, number) from None
-            skipped += 1
-            first_bad = first_bad or f"line {number}: {bad}"
-            continue
-        records.append(record)
-        stamps.append(stamp)
+            records.append(_check_line(raw, truncated=number == last))
+            numbers.append(number)
+        except _BadLine as reason:
+            bad.append((number, str(reason)))
+    stamps = [r.pop("timestamp") for r in records]
+    index, unparsed = _parse_stamps(stamps)
+    if unparsed.any():
+        bad += [(numbers[i], f"unparseable timestamp {json.dumps(stamps[i])[:40]} (expected ISO 8601 text "
+                             "or epoch milliseconds, years 1677-2262)") for i in np.flatnonzero(unparsed)]
+        bad.sort()
+        records = [r for r, is_bad in zip(records, unparsed) if not is_bad]
+        index = index[~unparsed]
     if not records:
-        return None, skipped, first_bad
+        return None, bad
     frame = pd.DataFrame.from_records(records)
-    frame.index = pd.DatetimeIndex(stamps).as_unit("ns")
+    frame.index = index
     for name in PRICES:
         if name in frame:
             frame[name] = frame[name].astype("float64")
     if "volume" in frame:
         volume = frame["volume"].astype("float64")
         frame["volume"] = volume.astype("int64") if volume.notna().all() else volume
-    return frame, skipped, first_bad
+    return frame, bad
 
 
 class _BadLine(ValueError):
@@ -161,25 +238,27 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _check_line(raw: bytes, truncated: bool) -> tuple[dict, pd.Timestamp]:
+def _check_line(raw: bytes, truncated: bool) -> dict:
+    """The line's record, its timestamp not yet parsed; :class:`_BadLine` says why not."""
+    if b"\x00" in raw:
+        raise _BadLine("binary data (NUL bytes), not JSON text")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise _BadLine("not UTF-8 text (binary data?)") from None
-    if "\x00" in text:
-        raise _BadLine("binary data (NUL byte)")
+        raise _BadLine("binary data (not UTF-8 text), not JSON text") from None
     try:
         record = json.loads(text, parse_constant=_reject_constant)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         if truncated:
             raise _BadLine("truncated last line (the file ends inside a record)") from None
-        raise _BadLine(f"invalid JSON ({exc})") from None
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise _BadLine(f"invalid JSON ({detail})") from None
     if not isinstance(record, dict):
-        raise _BadLine(f"not a JSON object but {type(record).__name__}")
+        raise _BadLine(f"not a JSON object but {_JSON_TYPES.get(type(record), type(record).__name__)}")
     if "timestamp" not in record:
         raise _BadLine("missing 'timestamp'")
     for name in REQUIRED:
-        if name not in record or record[name] is None:
+        if record.get(name) is None:
             raise _BadLine(f"missing {name!r}")
     for name in (*PRICES, "volume"):
         value = record.get(name)
@@ -187,34 +266,27 @@ def _check_line(raw: bytes, truncated: bool) -> tuple[dict, pd.Timestamp]:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _BadLine(f"{name!r} is not a number: {json.dumps(value)[:40]}")
-        if not math.isfinite(value):
-            raise _BadLine(f"{name!r} is not a finite number")
-        if name == "volume" and not float(value).is_integer():
-            raise _BadLine(f"'volume' is not an integer: {value}")
-    return record, _parse_timestamp(record.pop("timestamp"))
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise _BadLine(f"{name!r} is out of range: {json.dumps(value)[:40]}")
+        if name == "volume" and not (number.is_integer() and -(2**63) <= value < 2**63):
+            raise _BadLine(f"'volume' is not a 64-bit integer: {json.dumps(value)[:40]}")
+    timestamp = record["timestamp"]
+    if isinstance(timestamp, bool) or not isinstance(timestamp, (int, str)):
+        raise _BadLine(f"unparseable timestamp {json.dumps(timestamp)[:40]} (expected ISO 8601 text or "
+                       "epoch milliseconds)")
+    return record
 
 
-def _parse_timestamp(value) -> pd.Timestamp:
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        if isinstance(value, int):
-            stamp = pd.Timestamp(value, unit="ms")
-        elif isinstance(value, str):
-            stamp = pd.Timestamp(value)
-        else:
-            raise ValueError
-    except (ValueError, TypeError, OverflowError):
-        raise _BadLine(f"unparseable timestamp {json.dumps(value)[:40]}") from None
-    if stamp is pd.NaT:
-        raise _BadLine(f"unparseable timestamp {json.dumps(value)[:40]}")
-    if stamp.tzinfo is not None:
-        stamp = stamp.tz_convert("UTC").tz_localize(None)
-    return stamp
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
+               type(None): "null"}
 
 
 def _finish(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Sort by time, keep the last of duplicate timestamps, fix the column types."""
+    """Sort by time, keep the last of duplicate timestamps, fix the column types and order."""
     frame.index.name = "timestamp"
     if not frame.index.is_monotonic_increasing:
         frame = frame.iloc[np.argsort(frame.index.values, kind="stable")]
@@ -222,13 +294,40 @@ def _finish(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     duplicates = int(duplicated.sum())
     if duplicates:
         frame = frame[~duplicated]
+    known = [c for c in (*PRICES, "volume") if c in frame]
+    frame = frame[known + [c for c in frame.columns if c not in known]].copy()
     for name in PRICES:
         if name in frame and frame[name].dtype != np.float64:
             frame[name] = frame[name].astype("float64")
     for name in frame.columns:
-        if name not in PRICES and name != "volume" and frame[name].dtype.kind not in "biufcM":
-            # Text columns as plain objects (HDF5 stores those); nested values as JSON text.
-            frame[name] = frame[name].map(
-                lambda v: json.dumps(v) if isinstance(v, (dict, list, np.ndarray)) else v
-            ).astype(object)
+        if name not in known and not pd.api.types.is_numeric_dtype(frame[name].dtype):
+            frame[name] = _plain_or_json(frame[name])
     return frame, duplicates
+
+
+def _plain_or_json(column: pd.Series) -> pd.Series:
+    """Text stays text (missing values None); a column that mixes types or nests becomes JSON text.
+
+    Both are plain object columns, which both store formats hold.
+    """
+    values = [None if _missing(v) else v for v in column.tolist()]
+    if not all(v is None or isinstance(v, str) for v in values):
+        values = [None if v is None else json.dumps(_plain(v)) for v in values]
+    return pd.Series(values, index=column.index, dtype=object)
+
+
+def _missing(value) -> bool:
+    # JSON has no NaN, so a float NaN here is pandas' mark for a key a record lacked.
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _plain(value):
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
