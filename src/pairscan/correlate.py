@@ -9,9 +9,12 @@ so the panel never travels through the executor.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import os
 import re
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from collections import OrderedDict
@@ -22,10 +25,10 @@ import numpy as np
 import pandas as pd
 
 from .engines import ENGINES, METHODS, Pairs, top_k
-from .engines.blocked import block_size_for, block_specs, block_task, full_overlap
-from .engines.naive import correlate_naive
+from .engines.blocked import blas_threads, block_size_for, block_specs, block_task, full_overlap
+from .engines.naive import correlate_naive, correlate_naive_store
 from .errors import PairscanError
-from .executors import Pool, open_pool, run_tasks
+from .executors import Pool, open_pool, reduce_tasks, run_tasks, share
 from .panel import ON, Panel, align, load_panel, read_chunk, select_tickers, to_returns
 from .store import atomic_path, read_column, store_files
 
@@ -127,35 +130,88 @@ def _map_file(stack: contextlib.ExitStack):
 
 
 class StoreBlocks:
-    """Block source that reads the store where the task runs (processes, Dask).
+    """Block source that reads the store where the task runs (a Dask cluster).
 
-    Carries only the paths of the blocks its task needs and the union index; the
-    worker aligns each column on that index (and takes returns) itself.
+    Carries only the paths of the blocks its task needs and the union index (named
+    by ``token``); the worker aligns each column on that index (and takes returns)
+    itself.
     """
 
-    def __init__(self, paths: dict[tuple[int, int], list[str]], column: str, on: str, index: np.ndarray):
+    def __init__(self, paths: dict[tuple[int, int], list[str]], column: str, on: str, index: np.ndarray,
+                 token: str | None = None):
         self.paths, self.column, self.on, self.index = paths, column, on, index
+        self.token = token if token is not None else index_token(index)
 
     def block(self, start: int, stop: int) -> np.ndarray:
-        key = (tuple(self.paths[start, stop]), self.column, self.on, len(self.index))
-        cached = _BLOCK_CACHE.get(key)
+        paths = self.paths[start, stop]
+        # Workers outlive a run: a rewritten file or another index must not hit the cache.
+        key = (tuple(paths), tuple(_stamp(p) for p in paths), self.column, self.on, self.token)
+        with _CACHE_LOCK:
+            cached = _BLOCK_CACHE.get(key)
         if cached is None:
-            series = [read_column(p, self.column) for p in self.paths[start, stop]]
+            series = [read_column(p, self.column) for p in paths]
             _, values = align([s.index.values for s in series], [s.to_numpy() for s in series], self.index)
             cached = to_returns(values) if self.on == "returns" else values
-            _BLOCK_CACHE[key] = cached
-            while len(_BLOCK_CACHE) > 2:  # a worker keeps the last blocks it read
-                _BLOCK_CACHE.popitem(last=False)
+            with _CACHE_LOCK:
+                _BLOCK_CACHE[key] = cached
+                while len(_BLOCK_CACHE) > 2:  # a worker keeps the last blocks it read
+                    _BLOCK_CACHE.popitem(last=False)
         return cached
 
 
 _BLOCK_CACHE: OrderedDict = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None  # read_column names the problem
+    return stat.st_mtime_ns, stat.st_size
+
+
+def index_token(index: np.ndarray) -> str:
+    """A short name for a union index, so workers can tell one index from another."""
+    return hashlib.blake2b(np.ascontiguousarray(index).view(np.uint8), digest_size=16).hexdigest()
+
+
+def store_block_task(paths: dict, column: str, on: str, index: np.ndarray, token: str,
+                     spec, method: str, min_periods: int | None, k: int | None, absolute: bool) -> Pairs:
+    """Task: :func:`block_task` on blocks the worker reads from the store itself.
+
+    The index is an argument of its own (not inside the block source) so that on Dask
+    it can be a reference to the copy every worker already holds.
+    """
+    return block_task(StoreBlocks(paths, column, on, index, token), spec, method, min_periods, k, absolute)
+
+
+def panel_block_task(values: np.ndarray, spec, method: str, min_periods: int | None, k: int | None,
+                     absolute: bool) -> Pairs:
+    """Task: :func:`block_task` on a panel the worker holds (a caller's DataFrame on Dask)."""
+    return block_task(PanelBlocks(values), spec, method, min_periods, k, absolute)
+
+
+def merge_top(*parts: Pairs, k: int, absolute: bool) -> Pairs:
+    """Task: the top ``k`` of some blocks' (or merges') top ``k``: one step of the reduction."""
+    return top_k(Pairs.concat(list(parts)), k, absolute)
 
 
 def index_chunk(paths: list[str], column: str) -> tuple[np.ndarray, bool]:
     """Task: the union index of a few tickers and whether all have every timestamp."""
     index, values = read_chunk(paths, column)
     return index, bool(not np.isnan(values).any())
+
+
+def union_index(*parts: tuple[np.ndarray, bool]) -> tuple[np.ndarray, bool]:
+    """Task: merge :func:`index_chunk` results. Complete when every part is complete
+    and all have the same timestamps."""
+    if not parts:
+        return np.empty(0, "datetime64[ns]"), True
+    first = parts[0][0]
+    complete = all(full and np.array_equal(idx, first) for idx, full in parts)
+    index = first if complete else np.unique(np.concatenate([idx for idx, _ in parts]))
+    return index, complete
 
 
 def choose_engine(engine: str, method: str, complete: bool) -> str:
@@ -227,12 +283,13 @@ def correlate(
             loaded = load_panel(source, column, on, executor=None, pool=pool, quiet=quiet, as_frame=False,
                                 allocate=allocate)
             tickers = loaded.tickers
-        elif pool.in_process or engine == "naive" or method == "kendall":
+        elif pool.in_process:
             loaded = load_panel(source, column, on, executor=None, pool=pool, quiet=quiet, as_frame=False)
             tickers = loaded.tickers
         else:
+            # Workers elsewhere read the store themselves: tasks carry paths they can open.
             loaded = None
-            files = store_files(source)
+            files = {t: Path(os.path.abspath(p)) for t, p in store_files(source).items()}
             tickers = list(files)
         if len(tickers) < 2:
             raise PairscanError(f"need at least two tickers to correlate, found {len(tickers)}", source if not isinstance(source, pd.DataFrame) else None)
@@ -247,10 +304,10 @@ def correlate(
         load_seconds = time.perf_counter() - started
         want = None if matrix is not None else k
 
-        if chosen == "naive" and loaded is None:  # spearman on ragged histories, found out late
-            loaded = load_panel(source, column, on, executor=None, pool=pool, quiet=quiet, as_frame=False)
-            load_seconds = time.perf_counter() - started
-        if chosen == "naive":
+        if chosen == "naive" and loaded is None:
+            pairs = correlate_naive_store([str(p) for p in files.values()], tickers, column, on, index,
+                                          index_token(index), pool, method, min_periods, quiet, retries)
+        elif chosen == "naive":
             pairs = correlate_naive(loaded, pool, method, min_periods, quiet, retries)
         else:
             pairs = _blocked(loaded, files if loaded is None else None, index, tickers, column, on,
@@ -276,10 +333,8 @@ def _remote_index(files: dict[str, Path], column: str, pool: Pool, quiet: bool) 
     paths = [str(p) for p in files.values()]
     step = 64
     tasks = [(f"index {paths[i]}", (paths[i : i + step], column)) for i in range(0, len(paths), step)]
-    parts = [r for _, r in run_tasks(pool, index_chunk, tasks, desc="index", quiet=quiet)]
-    index = np.unique(np.concatenate([idx for idx, _ in parts]))
-    complete = all(full and len(idx) == len(index) for idx, full in parts)
-    return index, complete
+    # On Dask the chunks' indexes are merged on the cluster; one index comes back.
+    return reduce_tasks(pool, index_chunk, tasks, union_index, desc="index", quiet=quiet)
 
 
 def _blocked(panel, files, index, tickers, column, on, method, min_periods, k, absolute,
@@ -291,22 +346,57 @@ def _blocked(panel, files, index, tickers, column, on, method, min_periods, k, a
         # Enough tasks to keep every worker busy, within the memory bound.
         size = min(size, max(16, -(-n // (2 * pool.workers))))
     specs = block_specs(n, size)
-    paths = None if files is None else [str(p) for p in files.values()]
+    if files is not None or (pool.client is not None and mapped is None):
+        return _blocked_remote(panel, files, index, tickers, specs, column, on, method, min_periods, k,
+                               absolute, pool, quiet, retries)
     tasks = []
     for spec in specs:
         i0, i1, j0, j1 = spec
         if mapped is not None:
             panel.values.flush()
             source = MappedBlocks(mapped, panel.values.shape)
-        elif panel is not None:
-            source = PanelBlocks(panel.values)
         else:
-            blocks = {(i0, i1): paths[i0:i1], (j0, j1): paths[j0:j1]}
-            source = StoreBlocks(blocks, column, on, index)
+            source = PanelBlocks(panel.values)
         label = f"block {tickers[i0]}..{tickers[i1 - 1]} x {tickers[j0]}..{tickers[j1 - 1]}"
-        tasks.append((label, (source, spec, method, min_periods, k, absolute)))
-    parts = [r for _, r in run_tasks(pool, block_task, tasks, desc="blocks", quiet=quiet, retries=retries)]
+        tasks.append((label, (source, spec, method, min_periods, k, absolute, not pool.in_process)))
+    # Parallelism comes from the executor: one BLAS thread per task (see block_task).
+    with blas_threads(1 if pool.in_process and pool.workers > 1 else None):
+        parts = [r for _, r in run_tasks(pool, block_task, tasks, desc="blocks", quiet=quiet, retries=retries)]
     return Pairs.concat(parts)
+
+
+def _blocked_remote(panel, files, index, tickers, specs, column, on, method, min_periods, k, absolute,
+                    pool, quiet, retries) -> Pairs:
+    """Block tasks for workers that do not share this interpreter (a Dask cluster).
+
+    A task carries the paths of its two blocks and a reference to the union index, so
+    the workers read the store themselves; a caller's panel (a DataFrame) goes to each
+    worker once. With ``k``, the blocks' top lists are merged on the cluster and only
+    the final top ``k`` comes back; without (``--matrix``) every block's pairs do.
+    """
+    if panel is None:
+        paths = [str(p) for p in files.values()]
+        shared, token = share(pool, index), index_token(index)
+        fn = store_block_task
+
+        def source(i0, i1, j0, j1):
+            return ({(i0, i1): paths[i0:i1], (j0, j1): paths[j0:j1]}, column, on, shared, token)
+    else:
+        shared = share(pool, panel.values)
+        fn = panel_block_task
+
+        def source(i0, i1, j0, j1):
+            return (shared,)
+    tasks = [
+        (f"block {tickers[i0]}..{tickers[i1 - 1]} x {tickers[j0]}..{tickers[j1 - 1]}",
+         (*source(*spec), spec, method, min_periods, k, absolute))
+        for spec in specs
+        for i0, i1, j0, j1 in [spec]
+    ]
+    if k is None:
+        return Pairs.concat([r for _, r in run_tasks(pool, fn, tasks, desc="blocks", quiet=quiet, retries=retries)])
+    merge = functools.partial(merge_top, k=k, absolute=absolute)
+    return reduce_tasks(pool, fn, tasks, merge, desc="blocks", quiet=quiet, retries=retries)
 
 
 def _matrix(pairs: Pairs, tickers: list[str]) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from . import Pairs, top_k
 
@@ -35,14 +36,14 @@ BYTES = 8
 def block_size_for(rows: int, columns: int, memory_limit: int, concurrent: int = 1) -> int:
     """The largest block width whose working set fits ``memory_limit`` bytes.
 
-    A task holds, for each of its two blocks, the raw values, the mask, the centred
-    values and the stacked operands of the products (about ``7 * rows * b`` numbers
-    each at the peak), plus about ten ``b x b`` result matrices; ``concurrent`` tasks
-    run at once.
+    A task holds, for each of its two blocks, the presence mask in three types and
+    the centred values, and for a moment their squares: 8 numbers per cell of a
+    block pair at the peak (56 bytes measured with tracemalloc), plus about ten
+    ``b x b`` result matrices; ``concurrent`` tasks run at once.
     """
     budget = memory_limit / max(1, concurrent) / BYTES
-    # 14 rows b + 10 b^2 <= budget
-    b = (-14 * rows + math.sqrt((14 * rows) ** 2 + 40 * budget)) / 20
+    # 8 rows b + 10 b^2 <= budget
+    b = (-8 * rows + math.sqrt((8 * rows) ** 2 + 40 * budget)) / 20
     return int(max(1, min(columns, b)))
 
 
@@ -66,18 +67,16 @@ class Prepared:
 def prepare(values: np.ndarray, rank: bool = False) -> Prepared:
     """Mask and centre a block of columns (rows x b, NaN = missing)."""
     present = ~np.isnan(values)
-    x = np.where(present, values, 0.0)
-    if rank:
-        x = _ranks(values)
+    # A column whose values are all equal is constant on every overlap: its centred
+    # values must be exactly 0, not the round-off of subtracting an inexact mean.
+    constant = np.fmin.reduce(values, axis=0, initial=np.inf) == np.fmax.reduce(values, axis=0, initial=-np.inf)
+    x = _ranks(values) if rank else np.where(present, values, 0.0)
     counts = present.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = x.sum(axis=0) / counts
-    x -= means
+    x -= np.where(constant | (counts == 0), 0.0, means)
     x[~present] = 0.0
-    # A column whose values are all equal is constant on every overlap: make it exactly 0.
-    lo = np.where(present, x, np.inf).min(axis=0, initial=np.inf)
-    hi = np.where(present, x, -np.inf).max(axis=0, initial=-np.inf)
-    x[:, lo == hi] = 0.0
+    x[:, constant] = 0.0
     full = bool(present.all())
     # Overlap counts are sums of ones: exact in float32 below 2**24 rows, at twice the speed.
     count_mask = present.astype(np.float32) if not full and len(present) < 2**24 else None
@@ -144,12 +143,20 @@ def block_pairs(
     return pairs if k is None else top_k(pairs, k, absolute)
 
 
-def block_task(source, spec, method: str, min_periods: int | None, k: int | None, absolute: bool) -> Pairs:
+def block_task(
+    source, spec, method: str, min_periods: int | None, k: int | None, absolute: bool, one_blas_thread: bool = False
+) -> Pairs:
     """Task: the pairs of one block pair ``spec = (i0, i1, j0, j1)``.
 
     ``source.block(start, stop)`` gives the panel's columns ``start:stop``: a slice of
     the panel in memory, or read from the store by the worker itself.
+    ``one_blas_thread`` keeps BLAS to one thread in this task: the executor already
+    runs a task per core, and BLAS threads competing for the same cores spin and
+    slow everything down many times over.
     """
+    if one_blas_thread:
+        with blas_threads(1):
+            return block_task(source, spec, method, min_periods, k, absolute)
     i0, i1, j0, j1 = spec
     rank = method == "spearman"
     same = (i0, i1) == (j0, j1)
@@ -162,11 +169,20 @@ def block_task(source, spec, method: str, min_periods: int | None, k: int | None
     return block_pairs(corr, n, i0, j0, same, k, absolute)
 
 
+def blas_threads(n: int | None):
+    """A context in which BLAS uses at most ``n`` threads (no limit for None)."""
+    return threadpool_limits(limits=n, user_api="blas")
+
+
 def _drop_empty_rows(vi: np.ndarray, vj: np.ndarray | None):
     """Drop the timestamps no column of the two blocks has, when every other timestamp
     has all of them: the pair of blocks then takes the one-product path."""
-    present = ~np.isnan(vi) if vj is None else ~np.isnan(np.hstack([vi, vj]))
-    some, every = present.any(axis=1), present.all(axis=1)
+    some = every = None
+    for values in (vi,) if vj is None else (vi, vj):
+        present = ~np.isnan(values)
+        any_, all_ = present.any(axis=1), present.all(axis=1)
+        some = any_ if some is None else some | any_
+        every = all_ if every is None else every & all_
     if every.all() or not np.array_equal(some, every):
         return vi, vj
     return vi[every], (None if vj is None else vj[every])
