@@ -114,6 +114,7 @@ def _parse_fast(data: bytes) -> pd.DataFrame | None:
             table = pj.read_json(io.BytesIO(data), parse_options=pj.ParseOptions(explicit_schema=schema))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None
+        table = table.select(names)  # the schema's columns came first; keep the file's order
     stamps = table.column("timestamp")
     if stamps.null_count:
         return None
