@@ -16,7 +16,7 @@ from pathlib import Path
 from .errors import PairscanError
 from .executors import Pool, open_pool, run_tasks
 from .ingest import BAD_LINE_MODES, parse_file
-from .store import FORMATS, read_manifest, write_frame, write_manifest
+from .store import FORMATS, read_manifest, remove_stale_temporaries, write_frame, write_manifest
 
 MANIFEST_VERSION = 1
 
@@ -56,7 +56,10 @@ def convert_file(source: str, target: str, on_bad_lines: str) -> dict:
     store never holds what the source no longer says.
     """
     source_path, target_path = Path(source), Path(target)
-    stat = source_path.stat()
+    try:
+        stat = source_path.stat()
+    except OSError as exc:
+        return {"error": {"file": source, "line": None, "reason": f"cannot read ({exc.strerror})"}}
     entry = {
         "source": source_path.name,
         "size": stat.st_size,
@@ -78,7 +81,10 @@ def convert_file(source: str, target: str, on_bad_lines: str) -> dict:
         with contextlib.suppress(FileNotFoundError):
             target_path.unlink()
         return {**entry, "rows": 0, "file": None}
-    write_frame(parsed.frame, target_path)
+    try:
+        write_frame(parsed.frame, target_path)
+    except OSError as exc:  # a full disk, a store that went away: the store is the bad input
+        return {"error": {"file": target, "line": None, "reason": f"cannot write ({exc.strerror or exc})"}}
     return {**entry, "rows": len(parsed.frame), "file": target_path.name}
 
 
@@ -132,6 +138,7 @@ def convert(
     if not os.access(store, os.W_OK):
         raise PairscanError("the store folder is not writable", store)
 
+    remove_stale_temporaries(store)
     manifest = read_manifest(store)
     if manifest.get("format") not in (None, format) or manifest.get("version") != MANIFEST_VERSION:
         manifest = {}
@@ -154,17 +161,21 @@ def convert(
     with contextlib.ExitStack() as stack:
         if pool is None:
             pool = stack.enter_context(open_pool(executor, workers, **_timeout(connect_timeout)))
-        for ticker, result in run_tasks(pool, convert_file, todo, desc="convert", quiet=quiet, retries=retries):
-            if "error" in result:
-                failures.append(result["error"])
-            else:
-                entries[ticker] = result
-                if result["rows"] == 0:
-                    warnings.warn(f"{result['source']}: no records; ticker {ticker!r} has no data and is not stored")
-            if time.monotonic() - saved > 1.0:  # keep finished work if the run is killed
-                save()
-                saved = time.monotonic()
-    save()
+        sources = {ticker: args[0] for ticker, args in todo}
+        try:
+            for ticker, result in run_tasks(pool, convert_file, todo, desc="convert", quiet=quiet,
+                                            retries=retries):
+                if "error" in result:
+                    failures.append(result["error"])
+                else:
+                    entries[ticker] = result
+                    if result["rows"] == 0:
+                        warnings.warn(_no_data(sources[ticker], ticker, result))
+                if time.monotonic() - saved > 1.0:  # keep finished work if the run is killed
+                    save()
+                    saved = time.monotonic()
+        finally:  # a worker that failed or an interrupt: what did finish stays recorded
+            save()
 
     names = {p.stem for p in files}
     current = [e for t, e in entries.items() if t in names]
@@ -177,7 +188,8 @@ def convert(
         "rows": sum(e["rows"] for e in current),
         "bad_lines_skipped": sum(e["bad_lines_skipped"] for e in current),
         "duplicates_dropped": sum(e["duplicates_dropped"] for e in current),
-        "skipped_by_file": {e["source"]: e["bad_lines_skipped"] for e in current if e["bad_lines_skipped"]},
+        "skipped_by_file": {e["source"]: e["bad_lines_skipped"]
+                            for e in sorted(current, key=lambda e: e["source"]) if e["bad_lines_skipped"]},
         "format": format,
         "store": str(store),
         "executor": pool.name,
@@ -187,6 +199,14 @@ def convert(
     if failures:
         raise ConvertFailed(failures, summary)
     return summary
+
+
+def _no_data(source: str, ticker: str, entry: dict) -> str:
+    if entry["bad_lines_skipped"]:
+        why = f"every record was bad ({entry['bad_lines_skipped']} lines skipped; {entry['first_bad_line']})"
+    else:
+        why = "no records"
+    return f"{source}: {why}; ticker {ticker!r} has no data and is not stored"
 
 
 def _timeout(connect_timeout: float | None) -> dict:

@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import tempfile
 import threading
 import warnings
@@ -59,6 +60,29 @@ def atomic_path(target: str | os.PathLike) -> Iterator[str]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+# What atomic_path names its temporary files: ".<target>.<8 random characters>.tmp".
+_TEMPORARY = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp")
+
+
+def remove_stale_temporaries(store: str | os.PathLike) -> list[str]:
+    """Remove the temporary files a killed run left in ``store``; return their names.
+
+    Only pairscan's own: those of a stored frame or of the manifest. Call it when no
+    other run writes to the same store.
+    """
+    removed = []
+    for path in Path(store).glob(".*.tmp"):
+        match = _TEMPORARY.fullmatch(path.name)
+        if not match:
+            continue
+        target = match["target"]
+        if target == MANIFEST or Path(target).suffix in FORMATS.values():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path.name)
+    return sorted(removed)
 
 
 def write_frame(frame: pd.DataFrame, path: str | os.PathLike) -> None:
