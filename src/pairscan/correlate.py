@@ -346,6 +346,7 @@ def _blocked(panel, files, index, tickers, column, on, method, min_periods, k, a
         # Enough tasks to keep every worker busy, within the memory bound.
         size = min(size, max(16, -(-n // (2 * pool.workers))))
     specs = block_specs(n, size)
+    parallel = len(specs) > 1 and pool.workers > 1
     if files is not None or (pool.client is not None and mapped is None):
         return _blocked_remote(panel, files, index, tickers, specs, column, on, method, min_periods, k,
                                absolute, pool, quiet, retries)
@@ -358,9 +359,10 @@ def _blocked(panel, files, index, tickers, column, on, method, min_periods, k, a
         else:
             source = PanelBlocks(panel.values)
         label = f"block {tickers[i0]}..{tickers[i1 - 1]} x {tickers[j0]}..{tickers[j1 - 1]}"
-        tasks.append((label, (source, spec, method, min_periods, k, absolute, not pool.in_process)))
-    # Parallelism comes from the executor: one BLAS thread per task (see block_task).
-    with blas_threads(1 if pool.in_process and pool.workers > 1 else None):
+        tasks.append((label, (source, spec, method, min_periods, k, absolute, parallel and not pool.in_process)))
+    # With several tasks, parallelism comes from the executor: one BLAS thread per task
+    # (see block_task). A single task keeps every BLAS thread.
+    with blas_threads(1 if parallel and pool.in_process else None):
         parts = [r for _, r in run_tasks(pool, block_task, tasks, desc="blocks", quiet=quiet, retries=retries)]
     return Pairs.concat(parts)
 
