@@ -170,21 +170,202 @@ def _dask_pool(executor: str, workers: int | None, connect_timeout: float) -> It
             n_workers=n,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            # The scheduler serves HTTP (health, metrics) even without a dashboard, on
+            # 8787 unless told otherwise: a free port never meets another cluster's.
+            dashboard_address=":0",
             silence_logs=logging.ERROR,
-        ) as cluster, Client(cluster) as client:
-            yield Pool(client.get_executor(), "dask", n, in_process=False, client=client)
+        ) as cluster, Client(cluster, set_as_default=False) as client:
+            # pure=False: a task submitted again after a failure must run again, not
+            # return the failed result that Dask keeps under the same key.
+            yield Pool(client.get_executor(pure=False), "dask", n, in_process=False, client=client)
         return
+    _probe_scheduler(executor, connect_timeout)
     try:
         client = Client(executor, timeout=connect_timeout, set_as_default=False)
-    except (OSError, TimeoutError) as exc:
-        raise PairscanError(
-            f"cannot reach the Dask scheduler at {executor} within {connect_timeout:g} s ({exc})"
-        ) from None
+    except Exception as exc:  # noqa: BLE001 - any failure to connect is the same to the user
+        raise PairscanError(_unreachable(executor, connect_timeout, exc)) from None
     try:
-        yield Pool(client.get_executor(), executor, _dask_workers(client), in_process=False, client=client)
+        try:
+            # A scheduler without workers would take the tasks and never run them.
+            client.wait_for_workers(1, timeout=connect_timeout)
+        except TimeoutError:
+            raise PairscanError(
+                f"the Dask scheduler at {executor} has no workers (waited {connect_timeout:g} s)"
+            ) from None
+        yield Pool(client.get_executor(pure=False), executor, _dask_workers(client), in_process=False,
+                   client=client)
     finally:
         client.close()
+
+
+def _unreachable(address: str, timeout: float, exc: BaseException) -> str:
+    return f"cannot reach a Dask scheduler at {address} within {timeout:g} s ({_reason(exc)})"
+
+
+def _reason(exc: BaseException) -> str:
+    """The plainest cause in the chain: the operating system's words when there are some."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text or type(exc).__name__
+
+
+def _probe_scheduler(address: str, timeout: float) -> None:
+    """Raise :class:`PairscanError` unless a Dask scheduler answers at ``address`` in time.
+
+    ``Client`` bounds only the TCP connect: a port that accepts and then stays silent
+    (or answers with something that is not Dask) can hang it, and a failed ``Client``
+    hangs again at exit. So ask the scheduler who it is first, with one deadline for
+    the whole exchange, on a loop of our own (the caller may be inside one: Jupyter).
+    """
+    import asyncio
+
+    from distributed.comm import connect
+
+    async def identity() -> dict:
+        comm = await connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    async def bounded() -> dict:
+        # The margin lets connect's own deadline (and its reason, e.g. refused) come first.
+        return await asyncio.wait_for(identity(), timeout + 0.5)
+
+    outcome: dict = {}
+
+    def probe() -> None:
+        try:
+            outcome["reply"] = asyncio.run(bounded())
+        except BaseException as exc:  # noqa: BLE001 - reported below, in the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=probe, name="pairscan-probe", daemon=True)
+    thread.start()
+    thread.join(timeout + 5.0)
+    if thread.is_alive():
+        outcome["error"] = TimeoutError("no answer")
+    if "error" in outcome:
+        exc = outcome["error"]
+        if isinstance(exc, asyncio.TimeoutError):
+            exc = TimeoutError("it accepted the connection but did not answer")
+        elif not isinstance(exc, OSError):
+            raise PairscanError(f"{address} answered, but not as a Dask scheduler ({type(exc).__name__})")
+        raise PairscanError(_unreachable(address, timeout, exc))
+    reply = outcome.get("reply")
+    kind = reply.get("type") if isinstance(reply, dict) else None
+    if kind != "Scheduler":
+        what = f"a Dask {kind}" if isinstance(kind, str) else "something that is not a Dask scheduler"
+        raise PairscanError(f"{address} is {what}, not a Dask scheduler")
+
+
+def share(pool: Pool, value: Any) -> Any:
+    """``value`` itself, or on a Dask pool a reference to a copy of it on every worker.
+
+    A task that takes the reference as an argument carries only the reference, so a
+    large value (the union index) crosses the network once per worker, not once per
+    task. Any other executor gets the value.
+    """
+    if pool.client is None:
+        return value
+    return pool.client.scatter(value, broadcast=True, hash=False)
+
+
+def reduce_tasks(
+    pool: Pool,
+    fn: Callable[..., Any],
+    tasks: Sequence[tuple[str, tuple]],
+    combine: Callable[..., Any],
+    *,
+    desc: str = "",
+    quiet: bool = False,
+    retries: int = 0,
+    fan_in: int = 8,
+) -> Any:
+    """``combine`` over the results of ``fn(*args)`` for every ``(label, args)`` of ``tasks``.
+
+    ``combine(*results)`` takes one or more results and returns one of the same kind;
+    it must be associative and not depend on their order. On a Dask pool the results
+    stay on the cluster: ``combine`` runs there on groups of up to ``fan_in`` finished
+    results as they come in, a tree of merges, and only the final result travels to
+    the caller. Elsewhere the tasks go through :func:`run_tasks` and are combined here
+    as they arrive. Retries and failures are :func:`run_tasks`'.
+    """
+    if not tasks:
+        return combine()
+    if pool.client is None:
+        held: list[Any] = []
+        for _, result in run_tasks(pool, fn, tasks, desc=desc, quiet=quiet, retries=retries):
+            held.append(result)
+            if len(held) >= fan_in:
+                held = [combine(*held)]
+        return held[0] if len(held) == 1 else combine(*held)
+    return _reduce_on_cluster(pool.client, fn, tasks, combine, desc, quiet, retries, fan_in)
+
+
+def _reduce_on_cluster(client, fn, tasks, combine, desc, quiet, retries, fan_in) -> Any:
+    from distributed import as_completed
+
+    owner: dict[str, tuple[str, tuple]] = {}  # a task's future key -> its label and args
+    attempts: dict[str, int] = {}
+
+    def submit(label: str, args: tuple):
+        future = client.submit(fn, *args, pure=False)
+        owner[future.key] = (label, args)
+        return future
+
+    def merge(group: list):
+        return client.submit(combine, *group, pure=False)
+
+    finished = False
+    # Futures are dropped as soon as they are merged, so the cluster frees what is merged.
+    queue = as_completed(loop=client.loop)
+    ready: list = []  # finished results (of tasks or merges), still on the workers
+    with progress(len(tasks), desc, quiet) as bar:
+        try:
+            queue.update([submit(label, args) for label, args in tasks])
+            for future in queue:
+                task = owner.pop(future.key, None)
+                if future.status != "finished":
+                    exc = _exception(future)
+                    if task is None:
+                        raise TaskFailed(f"{desc} merge", exc) from exc
+                    label, args = task
+                    if isinstance(exc, PairscanError):
+                        raise exc
+                    attempts[label] = attempts.get(label, 0) + 1
+                    if attempts[label] > retries:
+                        raise TaskFailed(label, exc) from exc
+                    queue.add(submit(label, args))
+                    continue
+                if task is not None:
+                    bar.update(1)
+                ready.append(future)
+                while len(ready) >= fan_in:
+                    queue.add(merge(ready[:fan_in]))
+                    ready = ready[fan_in:]
+            if len(ready) > 1:
+                ready = [merge(ready)]
+            result = ready[0].result()
+            finished = True
+            return result
+        finally:
+            if not finished:
+                with queue.lock:
+                    unused = [*queue.futures, *queue.queue.queue, *ready]
+                client.cancel(unused)
+
+
+def _exception(future) -> BaseException:
+    try:
+        return future.exception()
+    except BaseException as exc:  # noqa: BLE001 - a cancelled future raises instead
+        return exc
 
 
 def progress(total: int, desc: str, quiet: bool):

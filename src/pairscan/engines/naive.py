@@ -2,23 +2,109 @@
 
 It is the reference the blocked engine is checked against, so it is kept obviously
 right: each task is ``Series.corr`` on the two series, which pandas aligns on
-timestamp, dropping the timestamps where either is missing.
+timestamp, dropping the timestamps where either is missing. In-process executors hand
+each task its two series; on a Dask cluster a task carries the two tickers' paths and
+its worker reads them from the store.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from collections import OrderedDict
+
 import numpy as np
 import pandas as pd
 
-from ..executors import Pool, run_tasks
-from ..panel import Panel
+from ..executors import Pool, run_tasks, share
+from ..panel import Panel, align, to_returns
+from ..store import read_column
 from . import Pairs
+
+# A worker keeps the last series it read: consecutive pairs share a ticker.
+SERIES_CACHE = 32
 
 
 def pair_corr(a: pd.Series, b: pd.Series, method: str, min_periods: int | None) -> tuple[float, int]:
     """Task: the correlation of two series and how many timestamps they share."""
     n = len(a.dropna().index.intersection(b.dropna().index))
     return float(a.corr(b, method=method, min_periods=min_periods)), n
+
+
+def stored_pair_corr(
+    path_a: str, path_b: str, column: str, on: str, index: np.ndarray | None, token: str | None,
+    method: str, min_periods: int | None,
+) -> tuple[float, int]:
+    """Task: :func:`pair_corr` of two stored tickers, read from the store where it runs.
+
+    With ``on="returns"`` each series is the log returns of the ticker on the union
+    ``index`` of the store (``token`` names that index), as in the panel.
+    """
+    a = stored_series(path_a, column, on, index, token)
+    b = stored_series(path_b, column, on, index, token)
+    return pair_corr(a, b, method, min_periods)
+
+
+def stored_series(path: str, column: str, on: str, index: np.ndarray | None, token: str | None) -> pd.Series:
+    """One ticker's column without missing values (returns: on the union ``index``)."""
+    try:
+        stat = os.stat(path)
+        stamp = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        stamp = None  # read_column names the problem
+    # Workers outlive a run: a rewritten file or another index must not hit the cache.
+    key = (path, stamp, column, on, token)
+    with _CACHE_LOCK:
+        series = _SERIES.get(key)
+        if series is not None:
+            _SERIES.move_to_end(key)
+            return series
+    series = read_column(path, column)
+    if on == "returns":
+        _, values = align([series.index.values], [series.to_numpy()], index)
+        series = pd.Series(to_returns(values)[:, 0], index=pd.DatetimeIndex(index, name="timestamp"))
+    series = series.dropna()
+    with _CACHE_LOCK:
+        _SERIES[key] = series
+        while len(_SERIES) > SERIES_CACHE:
+            _SERIES.popitem(last=False)
+    return series
+
+
+_SERIES: OrderedDict = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def panel_pair_corr(frame: pd.DataFrame, i: int, j: int, method: str, min_periods: int | None) -> tuple[float, int]:
+    """Task: :func:`pair_corr` of columns ``i`` and ``j`` of a panel the worker holds."""
+    return pair_corr(frame.iloc[:, i].dropna(), frame.iloc[:, j].dropna(), method, min_periods)
+
+
+def correlate_naive_store(
+    paths: list[str],
+    tickers: list[str],
+    column: str,
+    on: str,
+    index: np.ndarray,
+    token: str,
+    pool: Pool,
+    method: str = "pearson",
+    min_periods: int | None = None,
+    quiet: bool = True,
+    retries: int = 0,
+) -> Pairs:
+    """Every pair of stored tickers, one task each that reads its two tickers itself.
+
+    For executors whose workers do not share this interpreter's memory (Dask): a task
+    carries two paths (and, for returns, a reference to the union index), never data.
+    """
+    union = share(pool, index) if on == "returns" else None
+    return _run_pairs(
+        tickers, pool, stored_pair_corr,
+        lambda i, j: (paths[i], paths[j], column, on, union, token if on == "returns" else None,
+                      method, min_periods),
+        quiet, retries,
+    )
 
 
 def correlate_naive(
@@ -31,18 +117,25 @@ def correlate_naive(
 ) -> Pairs:
     """Every pair of the panel's columns, one ``Series.corr`` task each."""
     frame = panel.to_frame()
+    if pool.client is not None:
+        # On a cluster the panel goes to each worker once, not with every pair.
+        shared = share(pool, frame)
+        return _run_pairs(panel.tickers, pool, panel_pair_corr,
+                          lambda i, j: (shared, i, j, method, min_periods), quiet, retries)
     # Each task gets its two series without missing values, as the seed's did.
     series = [frame.iloc[:, k].dropna() for k in range(frame.shape[1])]
-    n = len(series)
-    tasks = [
-        (f"{panel.tickers[i]}~{panel.tickers[j]}", (series[i], series[j], method, min_periods))
-        for i in range(n)
-        for j in range(i + 1, n)
-    ]
-    index = {f"{panel.tickers[i]}~{panel.tickers[j]}": (i, j) for i in range(n) for j in range(i + 1, n)}
+    return _run_pairs(panel.tickers, pool, pair_corr,
+                      lambda i, j: (series[i], series[j], method, min_periods), quiet, retries)
+
+
+def _run_pairs(tickers: list[str], pool: Pool, fn, args, quiet: bool, retries: int) -> Pairs:
+    n = len(tickers)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    tasks = [(f"{tickers[i]}~{tickers[j]}", args(i, j)) for i, j in pairs]
+    where = {label: pair for (label, _), pair in zip(tasks, pairs)}
     a, b, corr, count = [], [], [], []
-    for label, (r, overlap) in run_tasks(pool, pair_corr, tasks, desc="pairs", quiet=quiet, retries=retries):
-        i, j = index[label]
+    for label, (r, overlap) in run_tasks(pool, fn, tasks, desc="pairs", quiet=quiet, retries=retries):
+        i, j = where[label]
         a.append(i)
         b.append(j)
         corr.append(r)
