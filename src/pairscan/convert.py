@@ -161,6 +161,9 @@ def convert(
     with contextlib.ExitStack() as stack:
         if pool is None:
             pool = stack.enter_context(open_pool(executor, workers, **_timeout(connect_timeout)))
+        if pool.client is not None:
+            # Dask workers may run in another folder (or on another machine with the same mount).
+            todo = [(t, (os.path.abspath(src), os.path.abspath(dst), mode)) for t, (src, dst, mode) in todo]
         sources = {ticker: args[0] for ticker, args in todo}
         try:
             for ticker, result in run_tasks(pool, convert_file, todo, desc="convert", quiet=quiet,
