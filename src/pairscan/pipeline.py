@@ -52,8 +52,13 @@ def correlation_matrix(store, column: str = "close", on: str = "prices", **optio
 def plot_store_heatmap(store, out="heatmap.png", column: str = "close", on: str = "prices", **options) -> Path:
     """The clustered heatmap of a store's correlation matrix."""
     matrix = correlation_matrix(store, column, on, **options)
-    what = "log returns" if on == "returns" else column
-    return plot_heatmap(matrix, out, f"Correlation of {what}, {len(matrix)} tickers in cluster order")
+    return plot_heatmap(matrix, out, heatmap_title(column, on, len(matrix)), options.get("method", "pearson"))
+
+
+def heatmap_title(column: str, on: str, tickers: int) -> str:
+    """What the heatmap shows, in words: the column, prices or returns, how many tickers."""
+    what = f"log returns of {column}" if on == "returns" else f"{column} prices"
+    return f"Correlation of {what}, {tickers} tickers in cluster order"
 
 
 def run(
@@ -112,11 +117,10 @@ def run(
     if len(result.top):
         best = result.top.iloc[0]
         plots["pair"] = str(plot_pair(store_series(store, best["a"], column), store_series(store, best["b"], column),
-                                      workdir / "pair.png", float(best["corr"]) if on == "prices" else None, column))
+                                      workdir / "pair.png", float(best["corr"]), column, on, method))
     if result.matrix is not None:
-        what = "log returns" if on == "returns" else column
         plots["heatmap"] = str(plot_heatmap(result.matrix, workdir / "heatmap.png",
-                                            f"Correlation of {what}, {result.series} tickers in cluster order"))
+                                            heatmap_title(column, on, result.series), method))
     stages["plot"] = time.perf_counter() - t1
     out = result.to_dict()
     out.update(source=str(source) if source is not None else "built-in sample", data=str(folder),

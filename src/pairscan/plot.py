@@ -1,7 +1,13 @@
-"""Plots: the best pair over time, and the clustered correlation heatmap (PNG)."""
+"""Plots: the best pair over time, the clustered correlation heatmap, the bench chart (PNG).
+
+The ``*_figure`` functions build a matplotlib figure and leave it open; ``plot_*``
+write it to a file atomically and close it; :func:`figure_png` renders it to bytes
+(for pages that embed their pictures).
+"""
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -10,45 +16,157 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no screen needed
 
 import matplotlib.dates as mdates  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .store import atomic_path  # noqa: E402
 
+DPI = 110
+SYMBOL = {"pearson": "Pearson r", "spearman": "Spearman \u03c1", "kendall": "Kendall \u03c4"}
+MISSING_COLOUR = "#b0b0b0"  # a pair without a correlation: neither red nor blue, nor the white of r = 0
+
 
 def _save(fig, out: str | os.PathLike) -> Path:
     out = Path(out)
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=DPI)
     plt.close(fig)
     return out
 
 
-def pair_figure(a: pd.Series, b: pd.Series, corr: float | None = None, column: str = "close"):
-    """The seed's picture done well: both series over time, each divided by its maximum."""
+def figure_png(fig, dpi: int = DPI) -> bytes:
+    """Render ``fig`` to PNG bytes and close it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def correlation_symbol(method: str = "pearson") -> str:
+    """``"Pearson r"``, ``"Spearman ρ"`` or ``"Kendall τ"``."""
+    return SYMBOL.get(method, f"{method} correlation")
+
+
+def pair_figure(
+    a: pd.Series,
+    b: pd.Series,
+    corr: float | None = None,
+    column: str = "close",
+    on: str = "prices",
+    method: str = "pearson",
+):
+    """The seed's picture done well: both series over time, each divided by its maximum.
+
+    ``corr`` is the pair's correlation as it was computed, of prices or, with
+    ``on="returns"``, of log returns; the legend says which, since the lines are
+    always prices.
+    """
     fig, ax = plt.subplots(figsize=(11, 4.5), layout="constrained")
+    a, b = a.dropna().rename(a.name), b.dropna().rename(b.name)
+    union = a.index.union(b.index)
+    compress = _mostly_closed(union)
     for series, colour in ((a, "tab:blue"), (b, "tab:orange")):
-        ax.plot(series.index, series / series.max(), lw=0.7, color=colour, label=str(series.name))
-    title = f"{a.name} and {b.name}"
-    if corr is not None and np.isfinite(corr):
-        title += f": r = {corr:.4f}"
-    ax.set_title(title + f" ({column}, each divided by its maximum)")
-    ax.set_xlabel("date")
-    ax.set_ylabel(f"{column} / max({column})")
-    locator = mdates.AutoDateLocator()
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        y = series.to_numpy(dtype=float) / series.max()
+        if compress:
+            x, y = _break_at_gaps(union.get_indexer(series.index), y, max(1, len(union) // 100))
+        else:
+            x, y = _break_at_gaps(series.index.values, y, _span(union) / 100)
+        ax.plot(x, y, lw=0.7, color=colour, label=str(series.name))
+    ax.set_title(f"{a.name} and {b.name}: {column} prices, each divided by its own maximum")
+    ax.set_ylabel(f"{column} / its maximum (1 = highest)")
+    if compress:
+        ticks, labels = trading_ticks(union)
+        ax.set_xticks(ticks, labels)
+        ax.set_xlabel("date (trading time: nights, weekends and other hours without bars left out)")
+    else:
+        locator = mdates.AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        ax.set_xlabel("date")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", title=f"r = {corr:.4f}" if corr is not None and np.isfinite(corr) else None)
+    legend_title = None
+    if corr is not None and np.isfinite(corr):
+        legend_title = f"{correlation_symbol(method)} = {corr:.4f}"
+        if on == "returns":
+            # The lines are prices; a reader would otherwise take r for theirs.
+            legend_title += "\nof log returns, not prices"
+    ax.legend(loc="best", title=legend_title, alignment="left")
     return fig
 
 
+def _span(index: pd.DatetimeIndex) -> pd.Timedelta:
+    return index[-1] - index[0] if len(index) else pd.Timedelta(0)
+
+
+def _mostly_closed(index: pd.DatetimeIndex) -> bool:
+    """True when gaps visible at the plot's scale (over 1 % of its width) fill a quarter of it.
+
+    Two-minute bars over a few days are such data: on calendar time each day's
+    trading is a sliver between nights, so the plot is better drawn on trading time.
+    Over a year the nights are too short to see, and calendar time reads better.
+    """
+    span = _span(index)
+    if len(index) < 3 or span <= pd.Timedelta(0):
+        return False
+    gaps = np.diff(index.values)
+    visible = gaps[gaps > (span / 100).to_timedelta64()]
+    return visible.sum() > (span / 4).to_timedelta64()
+
+
+def trading_ticks(index: pd.DatetimeIndex, most: int = 10) -> tuple[np.ndarray, list[str]]:
+    """Ticks for a trading-time axis: positions of the first bar of each day, week, month...
+
+    Takes the finest period with at most ``most`` starts (every k-th start of the
+    coarsest otherwise); labels carry the year at the first tick and where it changes.
+    """
+    formats = {"D": "%b %d", "W": "%b %d", "M": "%b", "Q": "%b", "Y": "%Y"}
+    for freq in formats:
+        periods = index.to_period(freq)
+        starts = np.flatnonzero(np.r_[True, periods[1:] != periods[:-1]])
+        if len(starts) <= most:
+            break
+    starts = starts[:: max(1, -(-len(starts) // most))]
+    labels, year = [], None
+    for position in starts:
+        stamp = index[position]
+        label = stamp.strftime(formats[freq])
+        if freq != "Y" and stamp.year != year:
+            label += f"\n{stamp.year}"
+        year = stamp.year
+        labels.append(label)
+    return starts, labels
+
+
+def _break_at_gaps(x: np.ndarray, y: np.ndarray, longest) -> tuple[np.ndarray, np.ndarray]:
+    """``x, y`` with a NaN in every gap of ``x`` longer than ``longest``.
+
+    A line drawn straight across a night, a weekend or a stretch a ticker has no
+    bars for looks like prices that moved slowly while nothing traded; a break says
+    there was no data. Gaps short against the plotted span (nights on a year's
+    plot) stay joined, or the line would fall apart into dashes.
+    """
+    if isinstance(longest, pd.Timedelta):
+        longest = longest.to_timedelta64()
+    if len(x) < 2 or not longest > longest * 0:
+        return x, y
+    gaps = np.flatnonzero(np.diff(x) > longest)
+    middle = x[gaps] + (x[gaps + 1] - x[gaps]) // 2
+    return np.insert(x, gaps + 1, middle), np.insert(y, gaps + 1, np.nan)
+
+
 def plot_pair(
-    a: pd.Series, b: pd.Series, out: str | os.PathLike = "pair.png", corr: float | None = None, column: str = "close"
+    a: pd.Series,
+    b: pd.Series,
+    out: str | os.PathLike = "pair.png",
+    corr: float | None = None,
+    column: str = "close",
+    on: str = "prices",
+    method: str = "pearson",
 ) -> Path:
     """Write the pair plot of two series (named by their tickers) to ``out``."""
-    return _save(pair_figure(a, b, corr, column), out)
+    return _save(pair_figure(a, b, corr, column, on, method), out)
 
 
 def cluster_order(matrix: pd.DataFrame) -> list[int]:
@@ -66,28 +184,106 @@ def cluster_order(matrix: pd.DataFrame) -> list[int]:
     return list(leaves_list(linkage(squareform(dist, checks=False), method="average", optimal_ordering=n <= 500)))
 
 
-def heatmap_figure(matrix: pd.DataFrame, title: str = "Correlation, tickers ordered by clustering"):
-    """The correlation matrix in cluster order, a diverging colour map centred on 0."""
+def label_step(n: int, inches: float, points_per_label: float) -> int:
+    """Label every ``step``-th of ``n`` ticks so that labels ``points_per_label`` apart fit."""
+    fits = max(1, int(inches * 72 / points_per_label))
+    return max(1, -(-n // fits))
+
+
+def heatmap_figure(
+    matrix: pd.DataFrame,
+    title: str | None = None,
+    method: str = "pearson",
+):
+    """The correlation matrix in cluster order, a diverging colour map centred on 0.
+
+    Every ticker is labelled while the labels fit; beyond that only every k-th, and
+    the title says how many are shown. Pairs without a correlation are grey.
+    """
     order = cluster_order(matrix)
     m = matrix.iloc[order, order]
     n = len(m)
     size = min(12.0, max(6.0, 0.28 * n + 2.5))
-    fig, ax = plt.subplots(figsize=(size + 1.2, size), layout="constrained")
-    image = ax.imshow(m.to_numpy(), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
-    fig.colorbar(image, ax=ax, shrink=0.8, label="correlation r")
-    # Label every ticker while they fit (about 9 points each), else every k-th.
-    fits = int(size * 72 / 9)
-    step = max(1, -(-n // fits))
+    fig, ax = plt.subplots(figsize=(size + 1.4, size), layout="constrained")
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad=MISSING_COLOUR)
+    values = m.to_numpy(dtype=float)
+    # vmin = -vmax: white is exactly r = 0, red positive, blue negative.
+    image = ax.imshow(values, cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
+    colourbar = fig.colorbar(image, ax=ax, shrink=0.8, ticks=np.linspace(-1, 1, 9))
+    colourbar.set_label(f"{correlation_symbol(method)} (\u22121 to 1)")
+    # The axes get about 80 % of the figure's height; 8-point labels need ~10 points each.
+    fontsize = 8 if n <= 60 else 7
+    step = label_step(n, size * 0.8, fontsize + 2.5)
     ticks = np.arange(0, n, step)
-    ax.set_xticks(ticks, [m.columns[i] for i in ticks], rotation=90, fontsize=8 if step == 1 else 7)
-    ax.set_yticks(ticks, [m.index[i] for i in ticks], fontsize=8 if step == 1 else 7)
+    ax.set_xticks(ticks, [str(m.columns[i]) for i in ticks], rotation=90, fontsize=fontsize)
+    ax.set_yticks(ticks, [str(m.index[i]) for i in ticks], fontsize=fontsize)
+    ax.tick_params(length=2 if step == 1 else 3)
+    ax.set_xlabel("ticker (cluster order)")
+    ax.set_ylabel("ticker (cluster order)")
+    if title is None:
+        title = f"Correlation of {n} tickers, in cluster order"
+    notes = []
     if step > 1:
-        title += f" (every {step}th label of {n})"
-    ax.set_title(title)
+        notes.append(f"{len(ticks)} of {n} tickers labelled")
+    if np.isnan(values).any():
+        notes.append("grey: no correlation")
+    ax.set_title(title + (f"\n({'; '.join(notes)})" if notes else ""))
     return fig
 
 
-def plot_heatmap(matrix: pd.DataFrame, out: str | os.PathLike = "heatmap.png", title: str | None = None) -> Path:
+def plot_heatmap(
+    matrix: pd.DataFrame,
+    out: str | os.PathLike = "heatmap.png",
+    title: str | None = None,
+    method: str = "pearson",
+) -> Path:
     """Write the clustered heatmap of a correlation matrix to ``out``."""
-    fig = heatmap_figure(matrix) if title is None else heatmap_figure(matrix, title)
-    return _save(fig, out)
+    return _save(heatmap_figure(matrix, title, method), out)
+
+
+EXECUTOR_COLOURS = {"serial": "tab:gray", "threads": "tab:blue", "processes": "tab:orange", "dask": "tab:green"}
+
+
+def bench_figure(rows: list[dict], title: str = "pairscan bench"):
+    """Bench results as bars of speed-up over serial: one panel per workload.
+
+    ``rows`` are ``pairscan bench``'s (``workload``, ``executor``, ``workers``,
+    ``seconds``, ``speedup``). Each bar starts at 1x (as fast as serial) and runs
+    right when the executor is faster, left when it is slower, on a log scale so
+    that 2x faster and 2x slower look alike; it is labelled with its seconds.
+    """
+    workloads = list(dict.fromkeys(r["workload"] for r in rows))
+    fig, axes = plt.subplots(len(workloads), 1, figsize=(9, 1.1 + 1.3 * len(workloads)),
+                             sharex=True, layout="constrained", squeeze=False)
+    speedups = [r["speedup"] for r in rows if r["speedup"] > 0]
+    # Symmetric about 1x, with room beyond the longest bars for their labels.
+    reach = max(2.0, *(max(s, 1 / s) for s in speedups)) * 4
+    for ax, workload in zip(axes[:, 0], workloads):
+        mine = [r for r in rows if r["workload"] == workload]
+        y = np.arange(len(mine))[::-1]
+        speedup = np.array([r["speedup"] for r in mine], dtype=float)
+        ax.barh(y, speedup - 1, left=1, height=0.7,
+                color=[EXECUTOR_COLOURS.get(r["executor"], "tab:purple") for r in mine])
+        for yi, r, s in zip(y, mine, speedup):
+            label = f"{r['seconds']:#.3g} s" + (" (the reference)" if r["executor"] == "serial" else f", {s:.2g}\u00d7")
+            faster = s >= 1
+            ax.text(s * (1.1 if faster else 1 / 1.1), yi, label, va="center", ha="left" if faster else "right",
+                    fontsize=8)
+        ax.axvline(1, color="black", lw=0.8)
+        ax.set_yticks(y, [f"{r['executor']} \u00d7{r['workers']}" for r in mine], fontsize=8)
+        ax.set_title(workload, loc="left", fontsize=10)
+        ax.grid(axis="x", alpha=0.25)
+    ax = axes[-1, 0]
+    ax.set_xscale("log")
+    ax.set_xlim(1 / reach, reach)
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}\u00d7"))
+    ax.set_xlabel("speed-up over serial (log scale; right of 1\u00d7 faster, left slower); labels: wall time")
+    fig.suptitle(title)
+    return fig
+
+
+def plot_bench(rows: list[dict], out: str | os.PathLike, title: str = "pairscan bench") -> Path:
+    """Write the bench chart to ``out``."""
+    return _save(bench_figure(rows, title), out)
