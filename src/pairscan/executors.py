@@ -10,6 +10,7 @@ ends; executors the caller passed in are left running.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -391,61 +392,74 @@ def run_tasks(
     label. A :class:`PairscanError` (bad input) is never retried and passes through as
     it is. When a worker process dies, every task then in flight fails with
     ``BrokenProcessPool``; a process pool of ours is rebuilt and those tasks count one
-    failed attempt each.
+    failed attempt each. A process pool is given no more tasks than it can start at
+    once, so those are few, and :class:`TaskFailed` names them all.
     """
-    attempts: dict[str, int] = {}
+    attempts: dict[str, int] = {label: 0 for label, _ in tasks}
+    queue = collections.deque(tasks)
     pending: dict[Future, tuple[str, tuple]] = {}
+    # A process pool starts workers + 1 tasks at a time (one waits in its call queue);
+    # submitting only that many keeps the same pace and bounds who a dead worker took along.
+    window = pool.workers + 1 if isinstance(pool.executor, ProcessPoolExecutor) else len(queue)
 
-    def submit(label: str, args: tuple) -> None:
-        pending[pool.executor.submit(fn, *args)] = (label, args)
+    def fill() -> None:
+        while queue and len(pending) < window:
+            label, args = queue.popleft()
+            pending[pool.executor.submit(fn, *args)] = (label, args)
 
     with progress(len(tasks), desc, quiet) as bar:
         try:
-            for label, args in tasks:
-                submit(label, args)
+            fill()
             while pending:
                 done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-                again: list[tuple[str, tuple]] = []
-                broken = False
+                broken: BrokenProcessPool | None = None
+                lost: list[tuple[str, tuple]] = []
                 for future in done:
                     label, args = pending.pop(future)
                     try:
                         result = future.result()
                     except PairscanError:
                         raise
+                    except BrokenProcessPool as exc:
+                        broken = exc
+                        lost.append((label, args))
+                        continue
                     except Exception as exc:  # noqa: BLE001 - retried or reported
-                        if isinstance(exc, BrokenProcessPool):
-                            broken = True
-                        attempts[label] = attempts.get(label, 0) + 1
+                        attempts[label] += 1
                         if attempts[label] > retries:
-                            raise _failure(label, exc, pending) from exc
-                        again.append((label, args))
+                            raise _failure([label], exc, attempts[label]) from exc
+                        queue.appendleft((label, args))
                         continue
                     bar.update(1)
                     yield label, result
-                if broken:
-                    again += _restart(pool, pending)
-                for label, args in again:
-                    submit(label, args)
+                if broken is not None:
+                    lost += pending.values()  # the pool took every task it held down with it
+                    pending.clear()
+                    for label, _ in lost:
+                        attempts[label] += 1
+                    worst = max(attempts[label] for label, _ in lost)
+                    if worst > retries or pool.restart is None:
+                        raise _failure(sorted(label for label, _ in lost), broken, worst) from broken
+                    _restart(pool)
+                    queue.extendleft(reversed(lost))
+                fill()
         finally:
             for future in pending:
                 future.cancel()
 
 
-def _failure(label: str, exc: BaseException, pending: dict) -> TaskFailed:
+def _failure(labels: list[str], exc: BaseException, attempts: int) -> TaskFailed:
     if isinstance(exc, BrokenProcessPool):
-        others = sorted(lbl for lbl, _ in pending.values())
-        shown = ", ".join([label, *others[:5]]) + (", ..." if len(others) > 5 else "")
-        exc = BrokenProcessPool(f"a worker process died while working on one of: {shown}")
-    return TaskFailed(label, exc)
+        shown = labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " or " + labels[-1]
+        exc = BrokenProcessPool(
+            "a worker process died (killed, out of memory, or a crash in native code) while running "
+            + ("this task" if len(labels) == 1 else "one of these tasks")
+            + (f"; tried {attempts} times" if attempts > 1 else ""))
+        return TaskFailed(shown, exc)
+    return TaskFailed(labels[0], exc)
 
 
-def _restart(pool: Pool, pending: dict) -> list[tuple[str, tuple]]:
-    """Replace a broken process pool; return the tasks that must be submitted again."""
-    if pool.restart is None:
-        raise BrokenProcessPool("a worker process died and the pool is not pairscan's to rebuild")
-    lost = list(pending.values())
-    pending.clear()
+def _restart(pool: Pool) -> None:
+    """Replace a broken process pool of ours with a new one."""
     pool.executor.shutdown(wait=False, cancel_futures=True)
     pool.executor = pool.restart()
-    return lost
