@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -20,8 +21,8 @@ from .convert import ConvertFailed, convert
 from .correlate import DEFAULT_MEMORY_LIMIT, correlate, parse_size
 from .engines import ENGINES, METHODS
 from .errors import PairscanError
-from .executors import DEFAULT_CONNECT_TIMEOUT, TaskFailed
-from .sample import sample
+from .executors import DEFAULT_CONNECT_TIMEOUT, TaskFailed, parse_workers
+from .sample import BAR_MINUTES, sample
 from .store import atomic_path
 
 
@@ -36,11 +37,17 @@ def _exec_options(parser: argparse.ArgumentParser) -> None:
                        help=f"seconds to wait for a Dask scheduler (default {DEFAULT_CONNECT_TIMEOUT:g})")
 
 
+MAX_WORKERS = 1024  # more is a typo, and with processes a fork bomb
+
+
 def _exec_kwargs(args) -> dict:
+    workers = parse_workers(args.workers)
+    if workers is not None and workers > MAX_WORKERS:
+        raise PairscanError(f"--workers must be at most {MAX_WORKERS}, not {args.workers!r}")
     if args.retries < 0:
         raise PairscanError(f"--retries must be >= 0, not {args.retries}")
-    if args.connect_timeout <= 0:
-        raise PairscanError(f"--connect-timeout must be positive, not {args.connect_timeout:g}")
+    if not (math.isfinite(args.connect_timeout) and args.connect_timeout > 0):
+        raise PairscanError(f"--connect-timeout must be a positive number of seconds, not {args.connect_timeout:g}")
     return dict(executor=args.executor, workers=args.workers, retries=args.retries,
                 connect_timeout=args.connect_timeout, quiet=args.quiet)
 
@@ -52,10 +59,17 @@ def _correlate_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=METHODS, default="pearson")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr, like every other bad input, and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pairscan",
         description="Convert per-ticker stock files to a store and find the most correlated pairs.",
         parents=[quiet],
@@ -163,8 +177,16 @@ def _convert_line(s: dict) -> str:
 
 
 def cmd_sample(args) -> int:
-    out = sample(args.dir, tickers=args.tickers, days=args.days, bars_per_day=args.bars_per_day,
-                 ragged=args.ragged, seed=args.seed, archive=args.archive)
+    for name in ("tickers", "days"):
+        if getattr(args, name) < 1:
+            raise PairscanError(f"--{name} must be at least 1, not {getattr(args, name)}")
+    if not 1 <= args.bars_per_day <= MAX_BARS_PER_DAY:
+        raise PairscanError(f"--bars-per-day must be between 1 and {MAX_BARS_PER_DAY}, not {args.bars_per_day}")
+    try:
+        out = sample(args.dir, tickers=args.tickers, days=args.days, bars_per_day=args.bars_per_day,
+                     ragged=args.ragged, seed=args.seed, archive=args.archive)
+    except OSError as exc:
+        raise PairscanError(f"cannot write the sample here ({exc.strerror})", args.dir) from None
     print(out)
     return 0
 
@@ -224,6 +246,8 @@ def cmd_correlate(args) -> int:
 
 
 def cmd_plot(args) -> int:
+    if args.out:
+        _check_output(Path(args.out))
     if args.heatmap:
         if args.tickers:
             raise PairscanError("plot --heatmap takes no tickers")
@@ -239,6 +263,8 @@ def cmd_plot(args) -> int:
 
 
 def cmd_run(args) -> int:
+    if args.report:
+        _check_output(Path(args.report))
     out = pipeline.run(args.source, args.workdir, k=args.top, report=args.report, format=args.format,
                        column=args.column, on=args.on, method=args.method, on_bad_lines=args.on_bad_lines,
                        **_exec_kwargs(args))
@@ -264,6 +290,7 @@ def cmd_run(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import bench
 
+    parse_workers(args.workers)
     if args.plot:
         _check_output(Path(args.plot))
     result = bench(quick=args.quick, workers=args.workers, quiet=args.quiet, plot=args.plot, echo=not args.json)
@@ -276,6 +303,9 @@ def _check_output(path: Path) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise PairscanError("cannot write here (no such folder, or not writable)", path)
+
+
+MAX_BARS_PER_DAY = 24 * 60 // BAR_MINUTES
 
 
 COMMANDS = {"sample": cmd_sample, "extract": cmd_extract, "convert": cmd_convert, "correlate": cmd_correlate,
