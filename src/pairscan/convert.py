@@ -159,6 +159,9 @@ def convert(
         write_manifest(store, {"version": MANIFEST_VERSION, "format": format, "tickers": entries})
 
     with contextlib.ExitStack() as stack:
+        # Runs last, once our pool is shut down: a worker that died (or was stopped when
+        # its pool broke) may have left a temporary file that no one else will remove.
+        stack.callback(remove_stale_temporaries, store)
         if pool is None:
             pool = stack.enter_context(open_pool(executor, workers, **_timeout(connect_timeout)))
         if pool.client is not None:
