@@ -342,9 +342,8 @@ def _blocked(panel, files, index, tickers, column, on, method, min_periods, k, a
     rows, n = len(index), len(tickers)
     concurrent = pool.workers if pool.in_process or mapped else 1
     size = block_size or block_size_for(rows, n, limit, concurrent)
-    if not pool.in_process and mapped is None and block_size is None and n > 2 * pool.workers:
-        # Enough tasks to keep every worker busy, within the memory bound.
-        size = min(size, max(16, -(-n // (2 * pool.workers))))
+    if not pool.in_process and mapped is None and block_size is None:
+        size = min(size, cluster_block_width(n, pool.workers))
     specs = block_specs(n, size)
     parallel = len(specs) > 1 and pool.workers > 1
     if files is not None or (pool.client is not None and mapped is None):
@@ -365,6 +364,18 @@ def _blocked(panel, files, index, tickers, column, on, method, min_periods, k, a
     with blas_threads(1 if parallel and pool.in_process else None):
         parts = [r for _, r in run_tasks(pool, block_task, tasks, desc="blocks", quiet=quiet, retries=retries)]
     return Pairs.concat(parts)
+
+
+def cluster_block_width(n: int, workers: int, tasks_per_worker: int = 4) -> int:
+    """The widest blocks that still give each of ``workers`` about ``tasks_per_worker`` tasks.
+
+    A block is read from the store once for each task that holds it, so fewer, wider
+    blocks read less; a few tasks per worker keep every worker busy to the end.
+    """
+    blocks = 1
+    while blocks * (blocks + 1) // 2 < tasks_per_worker * workers:
+        blocks += 1
+    return max(16, -(-n // blocks))
 
 
 def _blocked_remote(panel, files, index, tickers, specs, column, on, method, min_periods, k, absolute,
