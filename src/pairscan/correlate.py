@@ -1,9 +1,10 @@
 """Correlate: the store (or a panel) -> the top pairs, on the chosen engine and executor.
 
 Executors that share this interpreter's memory (serial, threads) load the panel once
-and hand the engine slices of it. Others (processes, Dask) get tasks that carry file
-paths and block specs; each worker reads the columns it needs from the store itself,
-so the panel never travels through the executor.
+and hand the engine slices of it; a local process pool maps one copy of it from a
+file. Workers elsewhere (a Dask cluster) get tasks that carry file paths and block
+specs; each reads the columns it needs from the store itself, so the panel never
+travels through the scheduler, and the blocks' top lists are merged on the cluster.
 """
 
 from __future__ import annotations
