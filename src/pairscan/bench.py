@@ -51,11 +51,11 @@ SHOWS = {
     ("correlate naive", "serial"): "the seed's loop: one Series.corr per pair",
     ("correlate naive", "threads"): "pandas overhead holds the GIL; only numpy overlaps",
     ("correlate naive", "processes"): "every task pickles two series: pickling cost",
-    ("correlate naive", "dask"): "pickling and scheduling per tiny task",
+    ("correlate naive", "dask"): "tasks carry paths; scheduling per tiny task",
     ("correlate blocked", "serial"): "reading the store dominates; the products are ms",
     ("correlate blocked", "threads"): "a few coarse tasks: little to share out",
-    ("correlate blocked", "processes"): "workers read their blocks: nothing big pickled",
-    ("correlate blocked", "dask"): "coarse tasks: the scheduler costs little",
+    ("correlate blocked", "processes"): "workers map one shared panel: nothing pickled",
+    ("correlate blocked", "dask"): "workers read their blocks; few tasks to schedule",
 }
 
 
@@ -248,8 +248,8 @@ def describe(sizes: Sizes) -> str:
     """One line on what the workloads did."""
     rows = sizes.days * sizes.bars_per_day
     pairs = sizes.tickers * (sizes.tickers - 1) // 2
-    return (f"sleep: {SLEEP_TASKS} tasks x {sizes.delay:g} s; convert: {sizes.tickers} files x {rows} lines; "
-            f"correlate: {pairs} pairs x {rows} rows")
+    return (f"sleep: {SLEEP_TASKS} tasks x {sizes.delay:g} s; convert: {sizes.tickers} files x {rows:,} lines; "
+            f"correlate: {pairs} pairs x {rows:,} rows")
 
 
 def table(out: dict, caption: str = "") -> str:

@@ -265,7 +265,7 @@ def bench_figure(rows: list[dict], title: str = "pairscan bench"):
         ax.barh(y, speedup - 1, left=1, height=0.7,
                 color=[EXECUTOR_COLOURS.get(r["executor"], "tab:purple") for r in mine])
         for yi, r, s in zip(y, mine, speedup):
-            label = f"{r['seconds']:#.3g} s" + (" (the reference)" if r["executor"] == "serial" else f", {s:.2g}\u00d7")
+            label = f"{r['seconds']:#.3g} s" + (" (the reference)" if r["executor"] == "serial" else f", {s:.3g}\u00d7")
             faster = s >= 1
             ax.text(s * (1.1 if faster else 1 / 1.1), yi, label, va="center", ha="left" if faster else "right",
                     fontsize=8)
