@@ -25,7 +25,7 @@ import pytest
 import pairscan
 from pairscan.correlate import correlate
 from pairscan.executors import open_pool
-from pairscan.store import read_frame, store_files
+from pairscan.store import read_frame, store_files, write_frame
 
 from conftest import assert_matches, oracle_pairs, oracle_series
 
@@ -210,6 +210,19 @@ def test_a_callers_dask_executor_and_a_panel_frame(cluster, serial_store):
         _same_pairs(pairscan.top_pairs(panel, k=20, executor=cluster.address, engine=engine), want)
     # The executor is the caller's: still usable afterwards.
     assert executor.submit(abs, -3).result() == 3
+
+
+def test_a_bad_stored_file_is_bad_input_named_from_the_worker(cluster, serial_store, tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    for path in store_files(serial_store).values():
+        (store / path.name).write_bytes(path.read_bytes())
+    broken = sorted(store.glob("*.h5"))[3]
+    write_frame(read_frame(broken).drop(columns="close"), broken)
+    for engine in ("blocked", "naive"):
+        with pytest.raises(pairscan.PairscanError) as caught:
+            correlate(store, engine=engine, executor=cluster.address, retries=2)
+        assert caught.value.file == str(broken)
 
 
 def test_a_worker_killed_mid_correlate_does_not_change_the_answer(cluster, tmp_path):

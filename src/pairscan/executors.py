@@ -146,7 +146,11 @@ def _wrap_instance(executor: Executor, workers: int | None) -> Pool:
         return Pool(executor, "processes", executor._max_workers, in_process=False)
     client = getattr(executor, "_client", None)
     if client is not None:  # distributed's ClientExecutor
-        return Pool(executor, "dask", _dask_workers(client), in_process=False, client=client)
+        # The caller's options, with pure=False: a task submitted again after a failure
+        # must run again, not return the failed result Dask keeps under the same key.
+        options = {**getattr(executor, "_kwargs", {}), "pure": False}
+        return Pool(type(executor)(client, **options), "dask", _dask_workers(client), in_process=False,
+                    client=client)
     return Pool(executor, type(executor).__name__, workers or 1, in_process=False)
 
 
