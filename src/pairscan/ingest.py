@@ -82,6 +82,10 @@ def _parse_fast(data: bytes) -> pd.DataFrame | None:
     if _too_deep(data):
         return None
     try:
+        data.decode("utf-8")  # pyarrow does not check, and fails later on a bad key or value
+    except UnicodeDecodeError:
+        return None
+    try:
         table = pj.read_json(io.BytesIO(data))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
