@@ -87,7 +87,11 @@ def hostile_cases(outside: Path) -> dict[str, tuple[list[tuple], str, str]]:
                           "daily-stock/q", "symbolic link points outside the target"),
         "symlink-loop": ([ok, member("daily-stock/a", tarfile.SYMTYPE, link="b"),
                           member("daily-stock/b", tarfile.SYMTYPE, link="a")],
-                         "daily-stock/a", "loop of links"),
+                         "daily-stock/a", "leads through more than 40 links (a loop?)"),
+        # Each link names the one before twice: 2**30 steps to follow naively.
+        "link-bomb": ([ok, member("daily-stock/l0", tarfile.SYMTYPE, link="."),
+                       *[member(f"daily-stock/l{i}", tarfile.SYMTYPE, link=f"l{i - 1}/l{i - 1}") for i in range(1, 31)]],
+                      "daily-stock/l5", "leads through more than 40 links"),
         "file-through-dir-symlink": ([ok, member("daily-stock/d", tarfile.SYMTYPE, link="."),
                                       member("daily-stock/d/afl.json", data=GOOD)],
                                      "daily-stock/d/afl.json", "path runs through the link 'daily-stock/d'"),

@@ -109,30 +109,36 @@ class _Escapes(Exception):
     pass
 
 
-_MAX_LINK_HOPS = 40  # as the Linux kernel's ELOOP limit
+_MAX_LINK_HOPS = 40  # links followed in one path, as Linux allows before ELOOP
 
 
-def _resolve(parts: list[str], symlinks: dict[str, str], hops: int = 0) -> list[str]:
+def _resolve(parts: list[str], symlinks: dict[str, str]) -> list[str]:
     """The path ``parts`` (relative to the target) with the archive's links followed."""
-    out: list[str] = []
-    for part in parts:
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not out:
-                raise _Escapes("points outside the target")
-            out.pop()
-            continue
-        out.append(part)
-        link = symlinks.get("/".join(out))
-        if link is not None:
-            hops += 1
-            if hops > _MAX_LINK_HOPS:
-                raise _Escapes("is part of a loop of links")
-            if link.startswith("/"):
-                raise _Escapes("points outside the target")
-            out = _resolve(out[:-1] + link.split("/"), symlinks, hops)
-    return out
+    hops = 0  # over the whole path, so that links naming each other twice cannot explode
+
+    def walk(parts: list[str]) -> list[str]:
+        nonlocal hops
+        out: list[str] = []
+        for part in parts:
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not out:
+                    raise _Escapes("points outside the target")
+                out.pop()
+                continue
+            out.append(part)
+            link = symlinks.get("/".join(out))
+            if link is not None:
+                hops += 1
+                if hops > _MAX_LINK_HOPS:
+                    raise _Escapes(f"leads through more than {_MAX_LINK_HOPS} links (a loop?)")
+                if link.startswith("/"):
+                    raise _Escapes("points outside the target")
+                out = walk(out[:-1] + link.split("/"))
+        return out
+
+    return walk(parts)
 
 
 def _key(name: str) -> str:
