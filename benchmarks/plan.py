@@ -66,11 +66,10 @@ def measure(store: str, block: int | None, repeat: int) -> dict:
         values = np.hstack([both.block(0, b), both.block(b, 2 * b)])
         ragged = bool(np.isnan(values).any())
         in_memory = PanelBlocks(values)
-        local = (0, b, b, 2 * b)
         compute_s = math.inf
         for _ in range(repeat):
             started = time.perf_counter()
-            block_task(in_memory, local, "pearson", None, 10, False)
+            block_task(in_memory, spec, "pearson", None, 10, False)
             compute_s = min(compute_s, time.perf_counter() - started)
         tracemalloc.start()
         block_task(StoreBlocks(blocks, "close", "prices", index, "peak"), spec, "pearson", None, 10, False)
@@ -79,8 +78,8 @@ def measure(store: str, block: int | None, repeat: int) -> dict:
     products = 6 if ragged else 1  # GEMMs of rows x b x b per off-diagonal task
     flops = products * 2 * rows * b * b
     file_bytes = sum(os.path.getsize(p) for p in paths) / len(paths)
-    return dict(n=len(paths), rows=rows, b=b, ragged=ragged, read_s=read_s, compute_s=compute_s, gflops=flops / compute_s / 1e9,
-                peak=peak, products=products, file_bytes=file_bytes)
+    return dict(n=len(paths), rows=rows, b=b, ragged=ragged, read_s=read_s, compute_s=compute_s,
+                gflops=flops / compute_s / 1e9, peak=peak, products=products, file_bytes=file_bytes)
 
 
 def project(m: dict, n: int, rows: int, limit: int, workers: int) -> dict:
