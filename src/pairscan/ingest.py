@@ -1,8 +1,9 @@
 """Ingest: one JSON Lines file of a ticker's bars -> a clean frame, or a precise error.
 
 The fast path is pyarrow's compiled JSON reader. Only when it fails, or what it read
-breaks a rule, is the file read again line by line, to name the first bad line (or,
-with ``on_bad_lines="skip"``, to keep the good ones).
+breaks a rule, is the file read again line by line, to find every bad line and name
+the first (or, with ``on_bad_lines="skip"``, to keep the good ones). Both paths read
+timestamps with the same rules, so a file stores the same frame whichever path read it.
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ def parse_file(path: str | os.PathLike, on_bad_lines: str = "error") -> Parsed:
         if bad:
             number, reason = bad[0]
             if on_bad_lines == "error":
-                more = len(bad) - 1
-                more = f" (and {more} more bad line{'s' if more > 1 else ''})" if more else ""
+                others = len(bad) - 1
+                more = f" (and {others} more bad line{'s' if others > 1 else ''})" if others else ""
                 raise PairscanError(reason + more, path, number)
             skipped, first_bad = len(bad), f"line {number}: {reason}"
         if frame is None:
