@@ -255,7 +255,6 @@ def correlate(
     on the stored series aligned on timestamp, or on log returns of the union-aligned
     panel. ``matrix`` writes the full correlation matrix (``.parquet`` or ``.csv``).
     """
-    started = time.perf_counter()
     if on not in ON:
         raise PairscanError(f"--on must be prices or returns, not {on!r}")
     if k < 1:
@@ -270,6 +269,8 @@ def correlate(
         if pool is None:
             extra = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
             pool = stack.enter_context(open_pool(executor, workers, **extra))
+        # The work starts once the executor is up: a Dask cluster's start-up is not it.
+        started = time.perf_counter()
         local = isinstance(pool.executor, ProcessPoolExecutor)
         mapped = None
         if isinstance(source, pd.DataFrame):
@@ -315,17 +316,17 @@ def correlate(
                              method, min_periods, want, absolute, limit, block_size, pool, quiet, retries,
                              mapped)
         best = top_k(pairs, k, absolute)
-    top = pd.DataFrame({
-        "a": [tickers[i] for i in best.a],
-        "b": [tickers[j] for j in best.b],
-        "corr": best.corr,
-        "n": best.n,
-    })
-    full = None
-    if matrix is not None:
-        full = _matrix(pairs, tickers)
-        _write_matrix(full, Path(matrix))
-    seconds = time.perf_counter() - started
+        top = pd.DataFrame({
+            "a": [tickers[i] for i in best.a],
+            "b": [tickers[j] for j in best.b],
+            "corr": best.corr,
+            "n": best.n,
+        })
+        full = None
+        if matrix is not None:
+            full = _matrix(pairs, tickers)
+            _write_matrix(full, Path(matrix))
+        seconds = time.perf_counter() - started  # before the executor shuts down
     return Correlation(top, len(tickers), column, on, method, chosen, pool.name, pool.workers, seconds,
                        {"load": load_seconds, "correlate": seconds - load_seconds}, full)
 
