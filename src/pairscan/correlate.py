@@ -343,7 +343,7 @@ def _blocked(panel, files, index, tickers, column, on, method, min_periods, k, a
              limit, block_size, pool, quiet, retries, mapped=None) -> Pairs:
     rows, n = len(index), len(tickers)
     concurrent = pool.workers if pool.in_process or mapped else 1
-    size = block_size or block_size_for(rows, n, limit, concurrent)
+    size = block_size or block_size_for(rows, n, limit, concurrent, reads_store=panel is None)
     if not pool.in_process and mapped is None and block_size is None:
         size = min(size, cluster_block_width(n, pool.workers))
     specs = block_specs(n, size)

@@ -33,17 +33,20 @@ CONSTANT = 64 * np.finfo(np.float64).eps
 BYTES = 8
 
 
-def block_size_for(rows: int, columns: int, memory_limit: int, concurrent: int = 1) -> int:
+def block_size_for(rows: int, columns: int, memory_limit: int, concurrent: int = 1, reads_store: bool = False) -> int:
     """The largest block width whose working set fits ``memory_limit`` bytes.
 
     A task holds, for each of its two blocks, the presence mask in three types and
     the centred values, and for a moment their squares: 8 numbers per cell of a
     block pair at the peak (56 bytes measured with tracemalloc), plus about ten
-    ``b x b`` result matrices; ``concurrent`` tasks run at once.
+    ``b x b`` result matrices; ``concurrent`` tasks run at once. A task that reads
+    the store itself also holds the blocks it read and, for a moment, the series
+    they came from: 11 numbers per cell.
     """
     budget = memory_limit / max(1, concurrent) / BYTES
-    # 8 rows b + 10 b^2 <= budget
-    b = (-8 * rows + math.sqrt((8 * rows) ** 2 + 40 * budget)) / 20
+    per_cell = 11 if reads_store else 8
+    # per_cell rows b + 10 b^2 <= budget
+    b = (-per_cell * rows + math.sqrt((per_cell * rows) ** 2 + 40 * budget)) / 20
     return int(max(1, min(columns, b)))
 
 
