@@ -69,3 +69,20 @@ def test_threads_convert_hdf5_without_crashing(tmp_path):
     for path in sorted(folder.glob("*.h5")):
         pd.testing.assert_frame_equal(pd.read_hdf(path, "/data"), pd.read_hdf(tmp_path / "serial" / path.name, "/data"))
     assert serial["rows"] == summary["rows"]
+
+
+@pytest.mark.timeout(120)
+def test_a_forked_pool_converts_after_this_process_used_polars(tmp_path):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    folder = pairscan.sample(tmp_path / "d", tickers=4, days=2, bars_per_day=30, ragged=True)
+    pairscan.convert(folder, to=tmp_path / "serial", executor="serial")  # polars' pool now runs here
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+        forked = pairscan.convert(folder, to=tmp_path / "forked", executor=pool)
+    own = pairscan.convert(folder, to=tmp_path / "own", executor="processes")
+    assert forked["converted"] == own["converted"] == 4
+    for path in sorted((tmp_path / "serial").glob("*.h5")):
+        expected = pd.read_hdf(path, "/data")
+        pd.testing.assert_frame_equal(pd.read_hdf(tmp_path / "forked" / path.name, "/data"), expected)
+        pd.testing.assert_frame_equal(pd.read_hdf(tmp_path / "own" / path.name, "/data"), expected)

@@ -163,7 +163,9 @@ def convert(
         # its pool broke) may have left a temporary file that no one else will remove.
         stack.callback(remove_stale_temporaries, store)
         if pool is None:
+            opening = time.perf_counter()
             pool = stack.enter_context(open_pool(executor, workers, **_timeout(connect_timeout)))
+            started += time.perf_counter() - opening  # a Dask cluster's start-up is not the work
         if pool.client is not None:
             # Dask workers may run in another folder (or on another machine with the same mount).
             todo = [(t, (os.path.abspath(src), os.path.abspath(dst), mode)) for t, (src, dst, mode) in todo]
@@ -182,6 +184,7 @@ def convert(
                     saved = time.monotonic()
         finally:  # a worker that failed or an interrupt: what did finish stays recorded
             save()
+        seconds = time.perf_counter() - started  # before the executor shuts down
 
     names = {p.stem for p in files}
     current = [e for t, e in entries.items() if t in names]
@@ -200,7 +203,7 @@ def convert(
         "store": str(store),
         "executor": pool.name,
         "workers": pool.workers,
-        "seconds": round(time.perf_counter() - started, 4),
+        "seconds": round(seconds, 4),
     }
     if failures:
         raise ConvertFailed(failures, summary)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -126,8 +127,8 @@ def open_pool(
         return
     if executor == "processes":
         n = n or cpu_count()
-        pool = Pool(ProcessPoolExecutor(n), "processes", n, in_process=False)
-        pool.restart = lambda: ProcessPoolExecutor(n)
+        pool = Pool(_process_pool(n), "processes", n, in_process=False)
+        pool.restart = lambda: _process_pool(n)
         try:
             yield pool
         finally:
@@ -135,6 +136,34 @@ def open_pool(
         return
     with _dask_pool(executor, n, connect_timeout) as pool:
         yield pool
+
+
+# Modules a worker needs, imported once by the fork server rather than by every worker.
+WORKER_MODULES = ["pairscan.convert", "pairscan.correlate", "pairscan.engines.naive"]
+
+
+def _process_pool(workers: int) -> ProcessPoolExecutor:
+    """A process pool, its workers already running (their start-up is not a stage's time).
+
+    Workers are forked, the quickest start, unless this process has used polars: a
+    fork copies its thread pool without the threads, and a worker that used it would
+    wait forever. Then they start from a clean fork server instead, which imports
+    what a worker needs once.
+    """
+    from .ingest import polars_started
+
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and not polars_started():
+        method = "fork"
+    else:
+        method = "forkserver" if "forkserver" in methods else "spawn"
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload(WORKER_MODULES)
+    pool = ProcessPoolExecutor(workers, mp_context=context)
+    for future in [pool.submit(os.getpid) for _ in range(workers)]:
+        future.result()
+    return pool
 
 
 def _wrap_instance(executor: Executor, workers: int | None) -> Pool:

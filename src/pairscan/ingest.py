@@ -1,6 +1,6 @@
 """Ingest: one JSON Lines file of a ticker's bars -> a clean frame, or a precise error.
 
-The fast path is pyarrow's compiled JSON reader. Only when it fails, or what it read
+The fast path is a compiled JSON reader (polars, or pyarrow in a forked worker). Only when it fails, or what it read
 breaks a rule, is the file read again line by line, to find every bad line and name
 the first (or, with ``on_bad_lines="skip"``, to keep the good ones). Both paths read
 timestamps with the same rules, so a file stores the same frame whichever path read it.
@@ -79,21 +79,22 @@ def parse_file(path: str | os.PathLike, on_bad_lines: str = "error") -> Parsed:
 
 
 def _parse_fast(data: bytes) -> pd.DataFrame | None:
-    """The compiled reader; None when the file needs the line-by-line path."""
-    if _too_deep(data):
-        return None
-    try:
-        data.decode("utf-8")  # pyarrow does not check, and fails later on a bad key or value
-    except UnicodeDecodeError:
-        return None
-    try:
-        table = pj.read_json(io.BytesIO(data))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    """The compiled reader (polars); None when the file needs the line-by-line path.
+
+    Anything the reader refuses or gets wrong goes to the line-by-line path, which
+    is the authority on what a bad line is; here the checks are only on types.
+    """
+    if not data.isascii():
+        try:
+            data.decode("utf-8")  # the reader does not check every byte of every string
+        except UnicodeDecodeError:
+            return None
+    table = _read_table(data)
+    if table is None:
         return None
     names = table.column_names
     if "timestamp" not in names or any(c not in names for c in REQUIRED):
         return None
-    text_columns = []
     for name in names:
         column = table.column(name)
         kind = column.type
@@ -109,17 +110,8 @@ def _parse_fast(data: bytes) -> pd.DataFrame | None:
                 pc.or_kleene(pc.is_finite(column), pc.is_null(column))
             ).as_py():
                 return None  # NaN / Infinity are not JSON numbers
-        elif name != "timestamp" and pa.types.is_timestamp(kind):
-            text_columns.append(name)  # pyarrow took text for a time; keep it as written
         if name in REQUIRED and column.null_count:
             return None
-    if text_columns:
-        schema = pa.schema([(name, pa.string()) for name in text_columns])
-        try:
-            table = pj.read_json(io.BytesIO(data), parse_options=pj.ParseOptions(explicit_schema=schema))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return None
-        table = table.select(names)  # the schema's columns came first; keep the file's order
     stamps = table.column("timestamp")
     if stamps.null_count:
         return None
@@ -129,6 +121,63 @@ def _parse_fast(data: bytes) -> pd.DataFrame | None:
     frame = table.drop_columns(["timestamp"]).to_pandas()
     frame.index = index
     return frame
+
+
+_polars_pid: int | None = None  # the process that started polars' thread pool
+
+
+def _read_table(data: bytes) -> pa.Table | None:
+    """JSON Lines -> an Arrow table, or None where the compiled reader refuses it.
+
+    polars is the faster reader, but its thread pool does not survive ``fork``: in a
+    child forked after this process used it, polars would wait forever for threads
+    that no longer exist, so such a child reads with pyarrow instead.
+    """
+    global _polars_pid
+    if _polars_pid in (None, os.getpid()):
+        import polars as pl
+
+        _polars_pid = os.getpid()
+        try:
+            # The schema is guessed from the first rows, four times faster than from all
+            # of them; but a key that first appears later would be dropped. Unless every
+            # row has every key (the colons are one a key plus those inside text values),
+            # read again guessing from all rows.
+            frame = pl.read_ndjson(io.BytesIO(data))
+            if not _every_row_has_every_key(frame, data):
+                frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
+            return frame.to_arrow()
+        except Exception:  # noqa: BLE001 - every refusal means: read it line by line
+            return None
+    if _too_deep(data):
+        return None
+    try:
+        table = pj.read_json(io.BytesIO(data))
+        # pyarrow reads extra keys that look like times as times; keep them as written.
+        times = [n for n in table.column_names if n != "timestamp" and pa.types.is_timestamp(table.schema.field(n).type)]
+        if times:
+            schema = pa.schema([(name, pa.string()) for name in times])
+            names = table.column_names
+            table = pj.read_json(io.BytesIO(data), parse_options=pj.ParseOptions(explicit_schema=schema))
+            table = table.select(names)  # the schema's columns came first; keep the file's order
+        return table
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+def _every_row_has_every_key(frame, data: bytes) -> bool:
+    import polars as pl
+
+    if frame.null_count().sum_horizontal().item():
+        return False
+    text = [name for name, kind in frame.schema.items() if kind == pl.String]
+    inside = sum(int(frame[name].str.count_matches(":", literal=True).sum()) for name in text)
+    return data.count(b":") == frame.height * frame.width + inside
+
+
+def polars_started() -> bool:
+    """Whether this process has used polars' thread pool (so ``fork`` is unsafe)."""
+    return _polars_pid == os.getpid()
 
 
 MAX_DEPTH = 100  # of nested arrays and objects; real records have one or two
@@ -158,6 +207,14 @@ def _timestamps(column: pa.ChunkedArray) -> pd.DatetimeIndex | None:
             return pd.DatetimeIndex(values).as_unit("ns")
         except (ValueError, OverflowError):  # outside the years 1677-2262
             return None
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        # Plain ISO 8601 without an offset first, at compiled speed (arrow's cast is
+        # strict: no 30 February, nothing outside what a nanosecond index holds);
+        # anything else takes the general parser.
+        try:
+            return pd.DatetimeIndex(column.cast(pa.timestamp("ns")).to_numpy())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
     if pa.types.is_integer(column.type) or pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         index, bad = _parse_stamps(column.to_pylist())
         return None if bad.any() else index
