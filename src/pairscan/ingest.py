@@ -147,8 +147,10 @@ def _read_table(data: bytes) -> pa.Table | None:
             if not _every_row_has_every_key(frame, data):
                 frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
             return frame.to_arrow()
-        except Exception:  # noqa: BLE001 - every refusal means: read it line by line
-            return None
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:  # noqa: BLE001 - polars panics (a BaseException) on some input
+            return None  # every refusal means: read it line by line
     if _too_deep(data):
         return None
     try:
