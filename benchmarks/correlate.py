@@ -87,20 +87,24 @@ def dgemm(store: str) -> float:
 
 
 def peak_rss(store: str, limit: str) -> tuple[float, float, dict]:
-    """Run ``pairscan correlate`` in its own process; its max RSS (MiB) and wall time."""
+    """Run ``pairscan correlate`` in its own process; its max RSS (MiB) and wall time.
+
+    The figure is that one process's own (``wait4``), not the largest of every child this
+    script ever had (a Dask worker, say).
+    """
     import json
-    import resource
 
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pairscan", "correlate", store, "--top", "10", "--memory-limit", limit,
-         "--json", "--quiet"], stdout=subprocess.PIPE, text=True)
-    out, _ = proc.communicate()
-    wall = time.perf_counter() - started
-    if proc.returncode:
-        raise SystemExit(f"pairscan correlate failed with status {proc.returncode}")
-    rss_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return rss_kib / 1024, wall, json.loads(out)
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pairscan", "correlate", store, "--top", "10", "--memory-limit", limit,
+             "--json", "--quiet"], stdout=out)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        if status:
+            raise SystemExit(f"pairscan correlate failed (wait status {status})")
+        out.seek(0)
+        return usage.ru_maxrss / 1024, wall, json.loads(out.read())
 
 
 def main() -> None:
