@@ -18,6 +18,7 @@ returns its own top-k (or its whole block for ``--matrix``); the caller merges t
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -70,20 +71,22 @@ class Prepared:
 def prepare(values: np.ndarray, rank: bool = False) -> Prepared:
     """Mask and centre a block of columns (rows x b, NaN = missing)."""
     present = ~np.isnan(values)
+    full = bool(present.all())
+    mask = present.astype(np.float64)
     # A column whose values are all equal is constant on every overlap: its centred
     # values must be exactly 0, not the round-off of subtracting an inexact mean.
     constant = np.fmin.reduce(values, axis=0, initial=np.inf) == np.fmax.reduce(values, axis=0, initial=-np.inf)
     x = _ranks(values) if rank else np.where(present, values, 0.0)
-    counts = present.sum(axis=0)
+    counts = mask.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = x.sum(axis=0) / counts
     x -= np.where(constant | (counts == 0), 0.0, means)
-    x[~present] = 0.0
+    if not full:
+        x *= mask  # back to exactly 0 where missing
     x[:, constant] = 0.0
-    full = bool(present.all())
     # Overlap counts are sums of ones: exact in float32 below 2**24 rows, at twice the speed.
-    count_mask = present.astype(np.float32) if not full and len(present) < 2**24 else None
-    return Prepared(present.astype(np.float64), x, full, count_mask)
+    count_mask = mask.astype(np.float32) if not full and len(present) < 2**24 else None
+    return Prepared(mask, x, full, count_mask)
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -174,7 +177,8 @@ def block_task(
 
 def blas_threads(n: int | None):
     """A context in which BLAS uses at most ``n`` threads (no limit for None)."""
-    return threadpool_limits(limits=n, user_api="blas")
+    # threadpoolctl inspects every loaded library each time: skip it when there is no limit.
+    return contextlib.nullcontext() if n is None else threadpool_limits(limits=n, user_api="blas")
 
 
 def _drop_empty_rows(vi: np.ndarray, vj: np.ndarray | None):
