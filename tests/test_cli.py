@@ -107,3 +107,16 @@ def test_plot_writes_pngs(aligned_store, tmp_path):
     assert heat.returncode == 0, heat.stderr
     for name in ("p.png", "h.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_damaged_stored_file_is_bad_input(aligned_store, tmp_path):
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(aligned_store, store)
+    (store / "aet.h5").write_bytes((store / "aet.h5").read_bytes()[:3000])
+    for executor in ("threads", "processes"):
+        done = cli("correlate", store, "--executor", executor, "--quiet")
+        assert done.returncode == 2, done.stderr
+        assert "aet.h5: cannot read stored frame" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1

@@ -107,8 +107,21 @@ def read_frame(path: str | os.PathLike) -> pd.DataFrame:
             return pd.read_parquet(path, engine="pyarrow")
         with HDF5_LOCK:
             return pd.read_hdf(path, "/" + HDF5_KEY)
-    except (OSError, ValueError, KeyError) as exc:
-        raise PairscanError(f"cannot read stored frame ({exc})", path) from None
+    except (OSError, ValueError, KeyError, *_damaged()) as exc:
+        raise PairscanError(f"cannot read stored frame ({_last_line(exc)})", path) from None
+
+
+def _last_line(exc: BaseException) -> str:
+    """HDF5 errors carry a whole back trace; the last line says what is wrong."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _damaged() -> tuple[type[Exception], ...]:
+    """What PyTables raises for a damaged file (not an OSError)."""
+    import tables
+
+    return (tables.HDF5ExtError, tables.NoSuchNodeError)
 
 
 def read_column(path: str | os.PathLike, column: str) -> pd.Series:
@@ -130,10 +143,10 @@ def read_column(path: str | os.PathLike, column: str) -> pd.Series:
             index, values = _read_hdf5_column(path, column)
     except KeyError:
         raise PairscanError(f"no column {column!r} in the stored frame", path) from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, *_damaged()) as exc:
         if "column" in str(exc) and column in str(exc):
             raise PairscanError(f"no column {column!r} in the stored frame", path) from None
-        raise PairscanError(f"cannot read stored frame ({exc})", path) from None
+        raise PairscanError(f"cannot read stored frame ({_last_line(exc)})", path) from None
     try:
         values = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
