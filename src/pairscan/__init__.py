@@ -22,8 +22,7 @@ from .correlate import Correlation, correlate
 from .errors import PairscanError
 from .executors import SerialExecutor, TaskFailed
 from .panel import load_panel
-from .pipeline import correlation_matrix, run
-from .plot import plot_heatmap, plot_pair
+from .pipeline import correlation_matrix, plot_heatmap, plot_pair, run
 from .sample import sample
 
 __all__ = [

@@ -19,12 +19,25 @@ from .convert import convert, source_files
 from .correlate import Correlation, correlate
 from .errors import PairscanError
 from .executors import open_pool
-from .plot import plot_heatmap, plot_pair
 from .sample import sample
 from .store import read_column, store_files
 
 DEFAULT_WORKDIR = "pairscan-work"
 HEATMAP_MAX_TICKERS = 2000  # beyond this a heatmap is unreadable and the matrix large
+
+
+def plot_pair(*args, **kwargs):
+    """``plot.plot_pair``, imported when first used: matplotlib takes a while to import."""
+    from .plot import plot_pair
+
+    return plot_pair(*args, **kwargs)
+
+
+def plot_heatmap(*args, **kwargs):
+    """``plot.plot_heatmap``, imported when first used."""
+    from .plot import plot_heatmap
+
+    return plot_heatmap(*args, **kwargs)
 
 
 def store_series(store: str | os.PathLike, ticker: str, column: str = "close") -> pd.Series:
