@@ -45,7 +45,7 @@ SHOWS = {
     ("sleep", "processes"): "overlap too, at the cost of a process each",
     ("sleep", "dask"): "overlap too, plus a scheduler round trip per task",
     ("convert", "serial"): "parse and write each file in turn",
-    ("convert", "threads"): "pyarrow parses outside the GIL; HDF5 writes take turns",
+    ("convert", "threads"): "the parser runs outside the GIL; HDF5 writes take turns",
     ("convert", "processes"): "no GIL, no shared lock; tasks carry only paths",
     ("convert", "dask"): "as processes, plus a scheduler in the loop",
     ("correlate naive", "serial"): "the seed's loop: one Series.corr per pair",
