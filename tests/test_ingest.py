@@ -213,3 +213,16 @@ def test_extras_that_nest_or_mix_types_become_json_text(tmp_path):
     assert got["m"].tolist() == ["1", '"b"']
     assert got["t"].tolist() == ["hi", None]
     assert list(got.columns) == ["close", "x", "m", "t"]
+
+
+def test_keys_and_types_that_first_appear_late_are_kept(tmp_path):
+    # The compiled reader guesses the schema from the first rows; later surprises must
+    # neither be dropped nor truncated.
+    lines = [f'{{"timestamp": "2015-01-02 09:{i // 60:02d}:{i % 60:02d}", "close": {i}}}' for i in range(300)]
+    lines[250] = '{"timestamp": "2015-01-02 09:04:10", "close": 250.5, "note": "late key"}'
+    path = tmp_path / "aet.json"
+    path.write_text("\n".join(lines) + "\n")
+    frame = parse_file(path).frame
+    assert list(frame.columns) == ["close", "note"]
+    assert frame["close"].iloc[250] == 250.5 and frame["close"].dtype == np.float64
+    assert frame["note"].iloc[250] == "late key" and frame["note"].isna().sum() == 299
