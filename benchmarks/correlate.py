@@ -167,7 +167,6 @@ def main() -> None:
 
         store = make_store(root, n_big)
         rss, wall, out = peak_rss(store, "200MB")
-        panel_mib = out["series"] * len(pairscan.load_panel(store, tickers=["aet"])) * 8 / 2**20
         print(f"4. n={n_big}, top 10, --memory-limit 200MB (threads)")
         print(f"   peak memory of the process (max RSS): {rss:.0f} MiB  "
               f"(wall {wall:.1f} s incl. start-up; pairscan seconds {out['seconds']:.1f})")

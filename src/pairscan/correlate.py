@@ -30,7 +30,7 @@ from .engines.blocked import blas_threads, block_size_for, block_specs, block_ta
 from .engines.naive import correlate_naive, correlate_naive_store
 from .errors import PairscanError
 from .executors import Pool, open_pool, reduce_tasks, run_tasks, share
-from .panel import ON, Panel, align, load_panel, read_chunk, select_tickers, to_returns
+from .panel import ON, Panel, align, load_panel, read_chunk, to_returns
 from .store import atomic_path, read_column, store_files
 
 DEFAULT_MEMORY_LIMIT = "1GB"

@@ -6,7 +6,6 @@ stage entry points the command line and the public API share.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 import time
