@@ -9,6 +9,8 @@ pool, and reads only the one column it needs.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -98,6 +100,20 @@ def select_tickers(files: dict[str, Path], tickers: Sequence[str] | None) -> dic
     return {t: files[t] for t in sorted(tickers)}
 
 
+def _return_freed_memory() -> None:
+    """Hand the memory of the freed chunks back to the operating system (glibc only).
+
+    The chunks are small enough for malloc to carve them from its per-thread heaps,
+    which keep them after they are freed; the block tasks that follow may or may not
+    reuse that memory, so without this a large panel's process can hold about two panels.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to do
+
+
 def load_panel(
     store: str | os.PathLike,
     column: str = "close",
@@ -147,6 +163,7 @@ def load_panel(
             values[np.searchsorted(index, idx), start:stop] = chunk
         ordered[k] = None  # free each chunk once it is placed: peak memory ~ one panel
         start = stop
+    _return_freed_memory()
     if on == "returns":
         values = to_returns(values)
     panel = Panel(names, index, values, column, on)
