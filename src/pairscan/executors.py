@@ -447,8 +447,20 @@ def run_tasks(
 
     def fill() -> None:
         while queue and len(pending) < window:
-            label, args = queue.popleft()
-            pending[pool.executor.submit(fn, *args)] = (label, args)
+            label, args = queue[0]
+            try:
+                future = pool.executor.submit(fn, *args)
+            except BrokenProcessPool as exc:
+                # The pool broke after the last wait: its tasks in flight will say so
+                # when waited on; with none in flight, nothing else will.
+                if pending:
+                    return
+                if pool.restart is None:
+                    raise _failure([label], exc, attempts[label]) from exc
+                _restart(pool)
+                continue
+            queue.popleft()
+            pending[future] = (label, args)
 
     with progress(len(tasks), desc, quiet) as bar:
         try:
