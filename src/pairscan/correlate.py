@@ -351,14 +351,14 @@ def _blocked(panel, files, index, tickers, column, on, method, min_periods, k, a
     if files is not None or (pool.client is not None and mapped is None):
         return _blocked_remote(panel, files, index, tickers, specs, column, on, method, min_periods, k,
                                absolute, pool, quiet, retries)
+    if mapped is not None:
+        panel.values.flush()  # the workers map the file: it must hold the whole panel
+        source = MappedBlocks(mapped, panel.values.shape)
+    else:
+        source = PanelBlocks(panel.values)
     tasks = []
     for spec in specs:
         i0, i1, j0, j1 = spec
-        if mapped is not None:
-            panel.values.flush()
-            source = MappedBlocks(mapped, panel.values.shape)
-        else:
-            source = PanelBlocks(panel.values)
         label = f"block {tickers[i0]}..{tickers[i1 - 1]} x {tickers[j0]}..{tickers[j1 - 1]}"
         tasks.append((label, (source, spec, method, min_periods, k, absolute, parallel and not pool.in_process)))
     # With several tasks, parallelism comes from the executor: one BLAS thread per task
