@@ -278,15 +278,14 @@ def correlate(
             if on == "returns":
                 panel.values = to_returns(panel.values.copy(order="F"))
             tickers, loaded = panel.tickers, panel
-        elif local:
-            # The workers share this machine: read the store in parallel once, into a
-            # file they map, instead of each block task reading it again.
-            mapped, allocate = _map_file(stack)
+        elif local or pool.in_process:
+            allocate = None
+            if local:
+                # The workers share this machine: read the store in parallel once, into a
+                # file they map, instead of each block task reading it again.
+                mapped, allocate = _map_file(stack)
             loaded = load_panel(source, column, on, executor=None, pool=pool, quiet=quiet, as_frame=False,
                                 allocate=allocate)
-            tickers = loaded.tickers
-        elif pool.in_process:
-            loaded = load_panel(source, column, on, executor=None, pool=pool, quiet=quiet, as_frame=False)
             tickers = loaded.tickers
         else:
             # Workers elsewhere read the store themselves: tasks carry paths they can open.
@@ -294,7 +293,8 @@ def correlate(
             files = {t: Path(os.path.abspath(p)) for t, p in store_files(source).items()}
             tickers = list(files)
         if len(tickers) < 2:
-            raise PairscanError(f"need at least two tickers to correlate, found {len(tickers)}", source if not isinstance(source, pd.DataFrame) else None)
+            where = None if isinstance(source, pd.DataFrame) else source
+            raise PairscanError(f"need at least two tickers to correlate, found {len(tickers)}", where)
 
         if loaded is not None:
             complete = full_overlap(loaded.values)
