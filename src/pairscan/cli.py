@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=365)
     p.add_argument("--bars-per-day", type=int, default=195)
     p.add_argument("--ragged", action="store_true", help="histories that start and end apart and miss bars")
+    p.add_argument("--daily", action="store_true",
+                   help="daily bars shaped like a real universe (late listings, delistings, halts); "
+                        "--days 5040 is twenty years")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--archive", action="store_true", help="also write DIR.tgz, the seed's starting point")
 
@@ -183,7 +186,7 @@ def cmd_sample(args) -> int:
         raise PairscanError(f"--bars-per-day must be between 1 and {MAX_BARS_PER_DAY}, not {args.bars_per_day}")
     try:
         out = sample(args.dir, tickers=args.tickers, days=args.days, bars_per_day=args.bars_per_day,
-                     ragged=args.ragged, seed=args.seed, archive=args.archive)
+                     ragged=args.ragged, seed=args.seed, archive=args.archive, daily=args.daily)
     except OSError as exc:
         raise PairscanError(f"cannot write the sample here ({exc.strerror})", args.dir) from None
     print(out)

@@ -3,6 +3,12 @@
 Prices follow a factor model: each ticker's log return is a market factor plus its
 sector's factor plus its own noise, so some pairs are genuinely more correlated than
 others and the best pair means something.
+
+Two shapes: the seed's (intraday bars, every ticker the same history; ``ragged``
+trims the ends and drops about 1 % of bars), and ``daily`` (one bar a business day
+over many years, shaped like a real universe: tickers that list late or delist, trading
+halts of days to weeks, a few missing days, and a few tickers whose whole history is a
+handful of days).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ SECTORS = {
 }
 SECTOR_OF = {t: s for s, ts in SECTORS.items() for t in ts}
 FIRST_DAY = "2015-01-02"
+FIRST_DAILY_DAY = "2005-01-03"
 BAR_MINUTES = 2
 
 
@@ -51,15 +58,22 @@ def bar_times(days: int, bars_per_day: int) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(stamps.astype("datetime64[ns]"), name="timestamp")
 
 
+def day_times(days: int) -> pd.DatetimeIndex:
+    """One timestamp (midnight) for each of ``days`` business days from 2005-01-03."""
+    return pd.DatetimeIndex(pd.bdate_range(FIRST_DAILY_DAY, periods=days).values.astype("datetime64[ns]"),
+                            name="timestamp")
+
+
 def sample_frames(
     tickers: int = 21,
     days: int = 365,
     bars_per_day: int = 195,
     ragged: bool = False,
     seed: int = 0,
+    daily: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """The sample as frames in memory: ticker -> OHLCV frame indexed by timestamp."""
-    return dict(iter_sample_frames(tickers, days, bars_per_day, ragged, seed))
+    return dict(iter_sample_frames(tickers, days, bars_per_day, ragged, seed, daily))
 
 
 def iter_sample_frames(
@@ -68,12 +82,19 @@ def iter_sample_frames(
     bars_per_day: int = 195,
     ragged: bool = False,
     seed: int = 0,
+    daily: bool = False,
 ) -> Iterator[tuple[str, pd.DataFrame]]:
-    """The sample one ticker at a time, ``(ticker, frame)``: large sets need not fit in memory."""
+    """The sample one ticker at a time, ``(ticker, frame)``: large sets need not fit in memory.
+
+    ``daily`` gives one bar a business day (``bars_per_day`` and ``ragged`` are then
+    ignored) with a real universe's listings, delistings, halts and short histories.
+    """
     if tickers < 1 or days < 1:
         raise ValueError("tickers and days must be at least 1")
     rng = np.random.default_rng(seed)
-    times = bar_times(days, bars_per_day)
+    if daily:
+        bars_per_day = 1
+    times = day_times(days) if daily else bar_times(days, bars_per_day)
     steps = len(times)
     names = ticker_names(tickers)
     sector_names = list(SECTORS)
@@ -101,7 +122,9 @@ def iter_sample_frames(
             },
             index=times,
         )
-        if ragged:
+        if daily:
+            frame = frame[_listed(rng, steps)]
+        elif ragged:
             keep = np.ones(steps, dtype=bool)
             start = rng.integers(0, steps // 5 + 1)
             stop = steps - rng.integers(0, steps // 5 + 1)
@@ -112,10 +135,35 @@ def iter_sample_frames(
         yield name, frame
 
 
+def _listed(rng: np.random.Generator, steps: int) -> np.ndarray:
+    """Which days a ticker of a real universe trades: the days between its listing and
+    delisting, less trading halts and a few missing days."""
+    keep = np.ones(steps, dtype=bool)
+    kind = rng.random()
+    if kind < 0.02:
+        # A history of a handful of days (a failed listing, a short-lived symbol).
+        start = int(rng.integers(0, steps))
+        keep[:] = False
+        keep[start : start + int(rng.integers(2, 8))] = True
+        return keep
+    if kind < 0.35:
+        keep[: int(rng.integers(1, steps))] = False  # listed after the first day
+    if rng.random() < 0.2:
+        keep[int(rng.integers(1, steps)) :] = False  # delisted before the last day
+    for _ in range(int(rng.poisson(0.5))):
+        start = int(rng.integers(0, steps))
+        keep[start : start + int(rng.integers(3, 30))] = False  # a trading halt
+    keep &= rng.random(steps) >= 0.002  # a day missing from the vendor's file
+    if not keep.any():
+        keep[int(rng.integers(0, steps))] = True
+    return keep
+
+
 def write_jsonl(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write one ticker's frame as JSON Lines in the seed's format, atomically."""
     out = frame.reset_index()
-    out["timestamp"] = out["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S")
+    daily = bool((frame.index == frame.index.normalize()).all())
+    out["timestamp"] = out["timestamp"].dt.strftime("%Y-%m-%d" if daily else "%Y-%m-%d %H:%M:%S")
     with atomic_path(path) as tmp:
         out.to_json(tmp, orient="records", lines=True, double_precision=10)
 
@@ -128,8 +176,12 @@ def sample(
     ragged: bool = False,
     seed: int = 0,
     archive: bool = False,
+    daily: bool = False,
 ) -> Path:
     """Write the sample data set to ``directory`` as ``<ticker>.json`` files.
+
+    ``daily=True`` writes ``days`` business days of daily bars shaped like a real
+    universe (see :func:`iter_sample_frames`); ``days=5040`` is twenty years.
 
     With ``archive=True`` also write ``<directory>.tgz`` holding the folder, the
     seed's starting point. Returns the folder (or the archive, when written).
@@ -137,7 +189,7 @@ def sample(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     names = []
-    for name, frame in iter_sample_frames(tickers, days, bars_per_day, ragged, seed):
+    for name, frame in iter_sample_frames(tickers, days, bars_per_day, ragged, seed, daily):
         write_jsonl(frame, directory / f"{name}.json")
         names.append(name)
     if not archive:
