@@ -45,7 +45,7 @@ WORKERS = (8, 32, 128, 512)
 
 def measure(store: str, block: int | None, repeat: int) -> dict:
     paths = [os.path.abspath(p) for p in store_files(store).values()]
-    index, _ = union_index(*(index_chunk(paths[i:i + 64], "close") for i in range(0, len(paths), 64)))
+    index, _, _ = union_index(*(index_chunk(paths[i:i + 64], "close") for i in range(0, len(paths), 64)))
     rows = len(index)
     b = block or block_size_for(rows, len(paths), parse_size("1GB"))
     if 2 * b > len(paths):

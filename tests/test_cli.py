@@ -46,11 +46,13 @@ def test_correlate_json_has_the_contract_fields(aligned_store, tmp_path):
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert set(out) >= {"series", "pairs_considered", "column", "on", "method", "engine", "executor",
-                        "workers", "top", "seconds", "timings"}
+                        "workers", "min_periods", "pairs_ranked", "top", "seconds", "timings"}
     assert set(out["timings"]) == {"load", "correlate"}
-    assert set(out["top"][0]) == {"a", "b", "corr", "n"}
+    assert list(out["top"][0]) == ["a", "b", "corr", "n", "p", "ci_low", "ci_high"]
     pairs = pd.read_csv(tmp_path / "pairs.csv")
+    assert list(pairs.columns) == ["a", "b", "corr", "n", "p", "ci_low", "ci_high"]
     assert list(pairs.a) == [p["a"] for p in out["top"]]
+    assert pairs["p"].tolist() == pytest.approx([p["p"] for p in out["top"]], rel=1e-15)
 
 
 def test_convert_json_has_the_contract_fields(tmp_path):

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 import pairscan
+from pairscan.records import format_p
 from pairscan.report import dataset_facts
 from pairscan.store import read_manifest, store_files
 
@@ -76,10 +77,19 @@ def test_the_page_is_self_contained_and_says_what_the_run_did(report):
     assert not re.search(r"""(src|href)\s*=\s*["'](?!data:)""", text)
     assert "<script" not in text and "@import" not in text and "url(" not in text
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]+)"', text)
-    assert len(images) == 2
+    assert len(images) == 3
     for data, _ in images:
         assert base64.b64decode(data)[:8] == PNG
-    assert images[0][1] == f"{out['top'][0]['a']} and {out['top'][0]['b']} over time"
+    assert images[0][1] == "histogram of the correlations of all ranked pairs"
+    assert images[1][1] == f"{out['top'][0]['a']} and {out['top'][0]['b']} over time"
+    # What was ranked, and each pair's n, p and interval.
+    considered, ranked = out["pairs_considered"], out["pairs_ranked"]
+    assert (f"Ranked: the {ranked:,} of {considered:,} pairs that share at least {out['min_periods']:,} "
+            f"observations (auto: half the median history, at least 30); {considered - ranked:,} pairs were left "
+            "out") in text
+    best = out["top"][0]
+    assert (f"<td class=num>{best['n']:,}</td><td class=num>{format_p(best['p'])}</td>"
+            f"<td class=num>{best['ci_low']:.4f} &ndash; {best['ci_high']:.4f}</td>") in text
     # The top pairs, in order, with the values run --json printed.
     rows = re.findall(r"<tr><td class=num>(\d+)</td><td>([^<]+)</td><td>([^<]+)</td><td class=num>([-0-9.]+)</td>",
                       text)

@@ -5,7 +5,7 @@ Everything the command line does is one import away::
     import pairscan
     folder = pairscan.sample("data/daily-stock")
     pairscan.convert(folder, executor="processes")
-    pairscan.top_pairs(folder, k=5)            # a DataFrame: a, b, corr, n
+    pairscan.top_pairs(folder, k=5)            # a DataFrame: a, b, corr, n, p, ci_low, ci_high
     pairscan.plot_pair(...), pairscan.plot_heatmap(...)
 
 ``executor=`` takes a name as on the command line (``serial``, ``threads``,
@@ -24,23 +24,26 @@ from .executors import SerialExecutor, TaskFailed
 from .panel import load_panel
 from .pipeline import correlation_matrix, plot_heatmap, plot_pair, run
 from .sample import sample
+from .selection import Selection
 
 __all__ = [
-    "Correlation", "PairscanError", "SerialExecutor", "TaskFailed", "convert", "correlate",
+    "Correlation", "PairscanError", "Selection", "SerialExecutor", "TaskFailed", "convert", "correlate",
     "correlation_matrix", "extract", "load_panel", "plot_heatmap", "plot_pair", "run", "sample", "top_pairs",
 ]
 __version__ = "0.1.0"
 
 
-def top_pairs(store_or_panel, k: int = 10, method: str = "pearson", executor="threads", **options) -> pd.DataFrame:
-    """The ``k`` most correlated pairs as a DataFrame with columns ``a, b, corr, n``.
+def top_pairs(store_or_panel, k: int = 10, *, executor="threads", **options) -> pd.DataFrame:
+    """The ``k`` most correlated pairs as a DataFrame with columns
+    ``a, b, corr, n, p, ci_low, ci_high``.
 
     ``store_or_panel`` is a store folder or a panel DataFrame (timestamps x tickers).
-    Other options are :func:`correlate`'s (``column``, ``on``, ``min_periods``,
-    ``absolute``, ``engine``, ``memory_limit``, ``workers``...). The frame's ``attrs``
-    carry the rest of what ``correlate --json`` reports.
+    Other options are :func:`correlate`'s: the selection (``column``, ``on``,
+    ``method``, ``min_periods``, ``absolute``, or ``selection=Selection(...)``) and
+    ``engine``, ``memory_limit``, ``workers``... The frame's ``attrs`` carry the rest
+    of what ``correlate --json`` reports.
     """
-    result = correlate(store_or_panel, k=k, method=method, executor=executor, **options)
+    result = correlate(store_or_panel, k=k, executor=executor, **options)
     top = result.top
     top.attrs.update({k: v for k, v in result.to_dict().items() if k != "top"})
     return top

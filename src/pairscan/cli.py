@@ -18,10 +18,12 @@ from . import pipeline
 from .archive import extract
 from .convert import ConvertFailed, convert
 from .correlate import DEFAULT_MEMORY_LIMIT, correlate, parse_size
-from .engines import ENGINES, METHODS
+from .engines import ENGINES
 from .errors import PairscanError
 from .executors import DEFAULT_CONNECT_TIMEOUT, TaskFailed, parse_workers
+from .records import text_table, write_csv
 from .sample import BAR_MINUTES, sample
+from .selection import Selection
 from .store import atomic_path
 
 
@@ -49,13 +51,6 @@ def _exec_kwargs(args) -> dict:
         raise PairscanError(f"--connect-timeout must be a positive number of seconds, not {args.connect_timeout:g}")
     return dict(executor=args.executor, workers=args.workers, retries=args.retries,
                 connect_timeout=args.connect_timeout, quiet=args.quiet)
-
-
-def _correlate_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--column", default="close", help="the price column to correlate (default close)")
-    parser.add_argument("--on", choices=("prices", "returns"), default="prices",
-                        help="correlate prices, or log returns of the timestamp-aligned panel")
-    parser.add_argument("--method", choices=METHODS, default="pearson")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -106,36 +101,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("correlate", parents=[quiet], help="find the most correlated pairs of a store")
     p.add_argument("store", metavar="STORE")
-    _correlate_options(p)
-    p.add_argument("--min-periods", type=int, default=None, metavar="N",
-                   help="pairs with fewer common timestamps get no correlation")
     p.add_argument("--top", type=int, default=10, metavar="K")
-    p.add_argument("--abs", action="store_true", help="rank by |r|, so strong negative pairs count too")
     p.add_argument("--engine", choices=ENGINES, default="auto")
     p.add_argument("--memory-limit", default=DEFAULT_MEMORY_LIMIT, metavar="SIZE",
                    help=f"bound on the engine's working set, e.g. 200MB (default {DEFAULT_MEMORY_LIMIT})")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", metavar="PAIRS.csv", help="also write the top pairs as CSV")
     p.add_argument("--matrix", metavar="FILE", help="also write the full matrix (.parquet or .csv)")
+    Selection.add_arguments(p)
     _exec_options(p)
 
     p = sub.add_parser("plot", parents=[quiet], help="plot a pair, or the clustered heatmap")
     p.add_argument("store", metavar="STORE")
     p.add_argument("tickers", nargs="*", metavar="A B")
     p.add_argument("--heatmap", action="store_true")
-    p.add_argument("--column", default="close")
     p.add_argument("--out", metavar="FILE.png")
+    Selection.add_arguments(p)
 
     p = sub.add_parser("run", parents=[quiet], help="the whole pipeline, archive to plots")
     p.add_argument("source", nargs="?", metavar="SOURCE",
-                   help="an archive or folder of <ticker>.json (default: the built-in sample)")
+                   help="an archive or folder of <ticker>.json, or a store (default: the built-in sample)")
     p.add_argument("--workdir", default=pipeline.DEFAULT_WORKDIR, metavar="DIR")
     p.add_argument("--top", type=int, default=10, metavar="K")
     p.add_argument("--format", choices=("hdf5", "parquet"), default="hdf5")
     p.add_argument("--on-bad-lines", choices=("error", "skip"), default="error")
-    _correlate_options(p)
     p.add_argument("--report", metavar="FILE.html", help="also write a self-contained HTML report")
     p.add_argument("--json", action="store_true")
+    Selection.add_arguments(p)
     _exec_options(p)
 
     p = sub.add_parser("bench", parents=[quiet], help="how does performance vary? every executor, three workloads")
@@ -150,21 +142,17 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
-def _pairs_table(top: list[dict]) -> str:
-    if not top:
-        return "no pair has a correlation (too little overlap, or constant series)"
-    wa = max(4, *(len(p["a"]) for p in top))
-    wb = max(4, *(len(p["b"]) for p in top))
-    lines = [f"{'rank':>4}  {'a':<{wa}}  {'b':<{wb}}  {'corr':>9}  {'n':>8}"]
-    for rank, p in enumerate(top, 1):
-        lines.append(f"{rank:>4}  {p['a']:<{wa}}  {p['b']:<{wb}}  {p['corr']:>9.6f}  {p['n']:>8}")
-    return "\n".join(lines)
-
-
 def _summary_line(r: dict) -> str:
     what = "log returns" if r["on"] == "returns" else "prices"
-    return (f"{r['series']} tickers, {r['pairs_considered']} pairs: {r['method']} on {r['column']} {what}; "
+    return (f"{r['series']:,} tickers, {r['pairs_considered']:,} pairs: {r['method']} on {r['column']} {what}; "
             f"engine {r['engine']}, executor {r['executor']} x{r['workers']}, {r['seconds']:.3f} s")
+
+
+def ranked_line(r: dict) -> str:
+    """How many pairs were ranked, and by which rule."""
+    rule = "auto: half the median history, at least 30" if r.get("min_periods_auto") else "--min-periods"
+    return (f"ranked {r['pairs_ranked']:,} of {r['pairs_considered']:,} pairs: at least {r['min_periods']:,} "
+            f"common observations ({rule}); --min-periods to change")
 
 
 def _convert_line(s: dict) -> str:
@@ -232,35 +220,36 @@ def cmd_convert(args) -> int:
 def cmd_correlate(args) -> int:
     if args.out:
         _check_output(Path(args.out))
-    result = correlate(args.store, k=args.top, column=args.column, on=args.on, method=args.method,
-                       min_periods=args.min_periods, absolute=args.abs, engine=args.engine,
+    result = correlate(args.store, k=args.top, selection=Selection.from_args(args), engine=args.engine,
                        memory_limit=args.memory_limit, matrix=args.matrix, **_exec_kwargs(args))
     out = result.to_dict()
     if args.out:
         with atomic_path(args.out) as tmp:
-            result.top.to_csv(tmp, index=False, float_format="%.17g")
+            write_csv(result.top, tmp)
     if args.json:
         _print_json(out)
     else:
         print(_summary_line(out))
-        print(_pairs_table(out["top"]))
+        print(ranked_line(out))
+        print(text_table(out["top"]))
     return 0
 
 
 def cmd_plot(args) -> int:
     if args.out:
         _check_output(Path(args.out))
+    selection = Selection.from_args(args)
     if args.heatmap:
         if args.tickers:
             raise PairscanError("plot --heatmap takes no tickers")
-        out = pipeline.plot_store_heatmap(args.store, args.out or "heatmap.png", args.column, quiet=args.quiet)
+        out = pipeline.plot_heatmap(args.store, args.out or "heatmap.png", selection=selection, quiet=args.quiet)
         print(out)
         return 0
     if len(args.tickers) != 2:
         raise PairscanError("plot needs two tickers (plot STORE A B), or --heatmap")
     a, b = args.tickers
-    out, r = pipeline.plot_store_pair(args.store, a, b, args.out or f"{a}-{b}.png", args.column)
-    print(f"{out} (r = {r:.6f})")
+    out = pipeline.plot_pair(args.store, a, b, args.out or f"{a}-{b}.png", selection=selection, quiet=args.quiet)
+    print(out)
     return 0
 
 
@@ -268,17 +257,18 @@ def cmd_run(args) -> int:
     if args.report:
         _check_output(Path(args.report))
     out = pipeline.run(args.source, args.workdir, k=args.top, report=args.report, format=args.format,
-                       column=args.column, on=args.on, method=args.method, on_bad_lines=args.on_bad_lines,
-                       **_exec_kwargs(args))
+                       selection=Selection.from_args(args), on_bad_lines=args.on_bad_lines, **_exec_kwargs(args))
     if args.json:
         _print_json(out)
         return 0
     c = out["convert"]
     print(f"data: {out['source']} -> {out['data']}")
-    print(_convert_line(c))
+    if c is not None:
+        print(_convert_line(c))
     print(_summary_line(out))
+    print(ranked_line(out))
     print()
-    print(_pairs_table(out["top"]))
+    print(text_table(out["top"]))
     print()
     for name, path in out["plots"].items():
         print(f"{name} plot: {path}")

@@ -25,13 +25,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .engines import ENGINES, METHODS, Pairs, top_k
+from .engines import ENGINES, Pairs, top_k
 from .engines.blocked import blas_threads, block_size_for, block_specs, block_task, full_overlap
-from .engines.naive import correlate_naive, correlate_naive_store
+from .engines.naive import correlate_naive, correlate_naive_store, stored_series
 from .errors import PairscanError
 from .executors import Pool, open_pool, reduce_tasks, run_tasks, share
-from .panel import ON, Panel, align, load_panel, read_chunk, to_returns
-from .store import atomic_path, read_column, store_files
+from .panel import Panel, align, load_panel, read_chunk, to_returns
+from .records import fisher_interval, kendall_p, pair_frame, pearson_p, records, spearman_p
+from .selection import METHODS, Selection
+from .store import atomic_path, read_column, store_files, ticker_file
 
 DEFAULT_MEMORY_LIMIT = "1GB"
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -55,34 +57,50 @@ def parse_size(size: str | int) -> int:
 
 @dataclass
 class Correlation:
-    """What ``correlate`` found: the top pairs and how it got them."""
+    """What ``correlate`` found: the top pairs and how it got them.
 
-    top: pd.DataFrame  # columns a, b, corr, n
+    ``top`` has the pair record's columns (:data:`~pairscan.records.PAIR_FIELDS`);
+    ``min_periods`` is the value in force (``selection.min_periods`` may say ``auto``);
+    ``pairs_ranked`` counts the pairs with a correlation at or above it, and
+    ``histogram`` spreads their correlations over :data:`~pairscan.engines.HISTOGRAM_BINS`.
+    """
+
+    top: pd.DataFrame
     series: int
-    column: str
-    on: str
-    method: str
+    selection: Selection
+    min_periods: int
+    pairs_ranked: int
     engine: str
     executor: str
     workers: int
     seconds: float
     timings: dict = field(default_factory=dict)
     matrix: pd.DataFrame | None = None
+    histogram: np.ndarray | None = None
+
+    column = property(lambda self: self.selection.column)
+    on = property(lambda self: self.selection.on)
+    method = property(lambda self: self.selection.method)
+
+    @property
+    def pairs_considered(self) -> int:
+        return self.series * (self.series - 1) // 2
 
     def to_dict(self) -> dict:
         return {
             "series": self.series,
-            "pairs_considered": self.series * (self.series - 1) // 2,
+            "pairs_considered": self.pairs_considered,
             "column": self.column,
             "on": self.on,
             "method": self.method,
             "engine": self.engine,
             "executor": self.executor,
             "workers": self.workers,
-            "top": [
-                {"a": r.a, "b": r.b, "corr": float(r.corr), "n": int(r.n)}
-                for r in self.top.itertuples(index=False)
-            ],
+            "min_periods": self.min_periods,
+            "min_periods_auto": self.selection.auto,
+            "abs": self.selection.absolute,
+            "pairs_ranked": self.pairs_ranked,
+            "top": records(self.top),
             "seconds": round(self.seconds, 4),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }
@@ -198,21 +216,34 @@ def merge_top(*parts: Pairs, k: int, absolute: bool) -> Pairs:
     return top_k(Pairs.concat(list(parts)), k, absolute)
 
 
-def index_chunk(paths: list[str], column: str) -> tuple[np.ndarray, bool]:
-    """Task: the union index of a few tickers and whether all have every timestamp."""
+def index_chunk(paths: list[str], column: str) -> tuple[np.ndarray, bool, dict[str, int]]:
+    """Task: the union index of a few tickers, whether all have every timestamp, and
+    how many values each has (by path)."""
     index, values = read_chunk(paths, column)
-    return index, bool(not np.isnan(values).any())
+    return index, bool(not np.isnan(values).any()), dict(zip(paths, observations(values).tolist()))
 
 
-def union_index(*parts: tuple[np.ndarray, bool]) -> tuple[np.ndarray, bool]:
-    """Task: merge :func:`index_chunk` results. Complete when every part is complete
-    and all have the same timestamps."""
+def union_index(*parts: tuple[np.ndarray, bool, dict]) -> tuple[np.ndarray, bool, dict[str, int]]:
+    """Task: merge :func:`index_chunk` results, in any order. Complete when every part
+    is complete and all have the same timestamps."""
     if not parts:
-        return np.empty(0, "datetime64[ns]"), True
+        return np.empty(0, "datetime64[ns]"), True, {}
     first = parts[0][0]
-    complete = all(full and np.array_equal(idx, first) for idx, full in parts)
-    index = first if complete else np.unique(np.concatenate([idx for idx, _ in parts]))
-    return index, complete
+    complete = all(full and np.array_equal(idx, first) for idx, full, _ in parts)
+    index = first if complete else np.unique(np.concatenate([idx for idx, _, _ in parts]))
+    return index, complete, {path: n for _, _, counts in parts for path, n in counts.items()}
+
+
+def returns_chunk(paths: list[str], column: str, index: np.ndarray) -> np.ndarray:
+    """Task: how many log returns each of a few tickers has on the union ``index``."""
+    series = [read_column(p, column) for p in paths]
+    _, values = align([s.index.values for s in series], [s.to_numpy() for s in series], index)
+    return observations(to_returns(values))
+
+
+def observations(values: np.ndarray) -> np.ndarray:
+    """The number of values (not missing) in each column of a panel."""
+    return np.count_nonzero(~np.isnan(values), axis=0)
 
 
 def choose_engine(engine: str, method: str, complete: bool) -> str:
@@ -233,11 +264,13 @@ def choose_engine(engine: str, method: str, complete: bool) -> str:
 def correlate(
     source,
     k: int = 10,
-    column: str = "close",
-    on: str = "prices",
-    method: str = "pearson",
-    min_periods: int | None = None,
-    absolute: bool = False,
+    *,
+    selection: Selection | None = None,
+    column: str | None = None,
+    on: str | None = None,
+    method: str | None = None,
+    min_periods: int | str | None = None,
+    absolute: bool | None = None,
     engine: str = "auto",
     memory_limit: str | int = DEFAULT_MEMORY_LIMIT,
     matrix: str | os.PathLike | None = None,
@@ -251,16 +284,19 @@ def correlate(
 ) -> Correlation:
     """Find the ``k`` most correlated pairs of a store (a folder) or a panel (a DataFrame).
 
-    Semantics are the oracle's (DESIGN.md): ``corr(a, b) == A.corr(B, method, min_periods)``
-    on the stored series aligned on timestamp, or on log returns of the union-aligned
-    panel. ``matrix`` writes the full correlation matrix (``.parquet`` or ``.csv``).
+    What is correlated is a :class:`~pairscan.selection.Selection`: pass one as
+    ``selection=``, or its fields (``column``, ``on``, ``method``, ``min_periods``,
+    ``absolute``) as keywords. Semantics are the oracle's (DESIGN.md):
+    ``corr(a, b) == A.corr(B, method, min_periods)`` on the stored series aligned on
+    timestamp, or on log returns of the union-aligned panel, with ``min_periods="auto"``
+    fixed from the data first. ``matrix`` writes the full correlation matrix
+    (``.parquet`` or ``.csv``).
     """
-    if on not in ON:
-        raise PairscanError(f"--on must be prices or returns, not {on!r}")
+    selection = Selection.of(selection, column=column, on=on, method=method, min_periods=min_periods,
+                             absolute=absolute)
+    column, on, method = selection.column, selection.on, selection.method
     if k < 1:
         raise PairscanError(f"--top must be at least 1, not {k}")
-    if min_periods is not None and min_periods < 0:
-        raise PairscanError(f"--min-periods must be >= 0, not {min_periods}")
     limit = parse_size(memory_limit)
     choose_engine(engine, method, True)  # check the names before any work
     if matrix is not None:
@@ -273,6 +309,7 @@ def correlate(
         started = time.perf_counter()
         local = isinstance(pool.executor, ProcessPoolExecutor)
         mapped = None
+        files = None
         if isinstance(source, pd.DataFrame):
             panel = Panel.from_frame(source, column, on)
             if on == "returns":
@@ -299,44 +336,131 @@ def correlate(
         if loaded is not None:
             complete = full_overlap(loaded.values)
             index = loaded.index
+            counts = observations(loaded.values) if selection.auto else None
         else:
             # Full prices give returns that miss only the first row: still complete.
-            index, complete = _remote_index(files, column, pool, quiet)
+            index, complete, counts = _remote_index(files, column, pool, quiet)
+            if selection.auto and on == "returns":
+                counts = _remote_returns(files, column, index, pool, quiet)
+        periods = selection.resolve(counts)
         chosen = choose_engine(engine, method, complete)
         load_seconds = time.perf_counter() - started
         want = None if matrix is not None else k
 
         if chosen == "naive" and loaded is None:
             pairs = correlate_naive_store([str(p) for p in files.values()], tickers, column, on, index,
-                                          index_token(index), pool, method, min_periods, quiet, retries)
+                                          index_token(index), pool, method, periods, quiet, retries)
         elif chosen == "naive":
-            pairs = correlate_naive(loaded, pool, method, min_periods, quiet, retries)
+            pairs = correlate_naive(loaded, pool, method, periods, quiet, retries)
         else:
-            pairs = _blocked(loaded, files if loaded is None else None, index, tickers, column, on,
-                             method, min_periods, want, absolute, limit, block_size, pool, quiet, retries,
-                             mapped)
-        best = top_k(pairs, k, absolute)
-        top = pd.DataFrame({
-            "a": [tickers[i] for i in best.a],
-            "b": [tickers[j] for j in best.b],
-            "corr": best.corr,
-            "n": best.n,
-        })
+            pairs = _blocked(loaded, files, index, tickers, column, on, method, periods, want,
+                             selection.absolute, limit, block_size, pool, quiet, retries, mapped)
+        pairs = pairs.tallied()  # the naive engine's pairs are all there: count them here
+        best = top_k(pairs, k, selection.absolute)
+        top = _top_frame(best, tickers, method, _PairValues(loaded, files, column, on, index))
         full = None
         if matrix is not None:
             full = _matrix(pairs, tickers)
             _write_matrix(full, Path(matrix))
         seconds = time.perf_counter() - started  # before the executor shuts down
-    return Correlation(top, len(tickers), column, on, method, chosen, pool.name, pool.workers, seconds,
-                       {"load": load_seconds, "correlate": seconds - load_seconds}, full)
+    return Correlation(top, len(tickers), selection, periods, pairs.ranked, chosen, pool.name, pool.workers,
+                       seconds, {"load": load_seconds, "correlate": seconds - load_seconds}, full, pairs.histogram)
 
 
-def _remote_index(files: dict[str, Path], column: str, pool: Pool, quiet: bool) -> tuple[np.ndarray, bool]:
+@dataclass
+class PairCorrelation:
+    """One stored pair as :func:`correlate` sees it: the record, the min-periods in force,
+    and the pair's two series (the selection's column, prices or returns)."""
+
+    record: dict
+    min_periods: int
+    a: pd.Series
+    b: pd.Series
+
+
+def pair_correlation(store, a: str, b: str, *, selection: Selection | None = None, executor="threads",
+                     workers: int | None = None, quiet: bool = True, pool: Pool | None = None,
+                     **options) -> PairCorrelation:
+    """The correlation of the stored pair ``a``, ``b`` exactly as :func:`correlate` computes
+    it for the same selection: returns on the store's union index, ``min_periods="auto"``
+    from the whole store's histories. Reads only the pair unless the selection needs the
+    store (auto, or returns)."""
+    selection = Selection.of(selection, **options)
+    files = store_files(store)
+    path_a, path_b = ticker_file(files, a, store), ticker_file(files, b, store)
+    index, counts = None, None
+    if selection.auto or selection.on == "returns":
+        with contextlib.ExitStack() as stack:
+            if pool is None:
+                pool = stack.enter_context(open_pool(executor, workers))
+            absolute = {t: Path(os.path.abspath(p)) for t, p in files.items()}
+            index, _, counts = _remote_index(absolute, selection.column, pool, quiet)
+            if selection.auto and selection.on == "returns":
+                counts = _remote_returns(absolute, selection.column, index, pool, quiet)
+    periods = selection.resolve(counts)
+    token = index_token(index) if index is not None else None
+    sa, sb = (stored_series(str(p), selection.column, selection.on, index, token).rename(t)
+              for p, t in ((path_a, a), (path_b, b)))
+    corr = sa.corr(sb, method=selection.method, min_periods=periods)
+    x, y = _aligned(sa, sb)
+    pair = Pairs(np.array([0]), np.array([1]), np.array([corr], float),
+                 np.array([np.count_nonzero(~(np.isnan(x) | np.isnan(y)))]))
+    frame = _top_frame(pair, [a, b], selection.method, lambda i, j: (x, y))
+    return PairCorrelation(records(frame)[0], periods, sa, sb)
+
+
+def _aligned(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    both = pd.concat([a, b], axis=1, join="outer", sort=True)
+    return both.iloc[:, 0].to_numpy(dtype=float), both.iloc[:, 1].to_numpy(dtype=float)
+
+
+class _PairValues:
+    """The two series of a reported pair, for the statistics that need the data
+    (Kendall's p-value): from the panel in memory, or read from the store."""
+
+    def __init__(self, panel: Panel | None, files: dict | None, column: str, on: str, index: np.ndarray):
+        self.panel, self.files, self.column, self.on, self.index = panel, files, column, on, index
+
+    def __call__(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.panel is not None:
+            return np.asarray(self.panel.values[:, i]), np.asarray(self.panel.values[:, j])
+        paths = list(self.files.values())
+        token = index_token(self.index)
+        return _aligned(*(stored_series(str(paths[t]), self.column, self.on, self.index, token) for t in (i, j)))
+
+
+def _top_frame(best: Pairs, tickers: list[str], method: str, values: _PairValues) -> pd.DataFrame:
+    """The reported pairs with their p-values and intervals (computed for these only)."""
+    if method == "pearson":
+        p = pearson_p(best.corr, best.n)
+    elif method == "spearman":
+        p = spearman_p(best.corr, best.n)
+    else:
+        p = np.array([kendall_p(*values(i, j)) for i, j in zip(best.a, best.b)], dtype=float)
+    return pair_frame([tickers[i] for i in best.a], [tickers[j] for j in best.b], best.corr, best.n, p,
+                      fisher_interval(best.corr, best.n, method))
+
+
+def _remote_index(files: dict[str, Path], column: str, pool: Pool, quiet: bool):
+    """The union index of the store, whether it is complete, and each ticker's count of
+    values (in ``files``' order), read where the tasks run."""
     paths = [str(p) for p in files.values()]
-    step = 64
-    tasks = [(f"index {paths[i]}", (paths[i : i + step], column)) for i in range(0, len(paths), step)]
+    tasks = [(f"index {paths[i]}", (paths[i : i + _STEP], column)) for i in range(0, len(paths), _STEP)]
     # On Dask the chunks' indexes are merged on the cluster; one index comes back.
-    return reduce_tasks(pool, index_chunk, tasks, union_index, desc="index", quiet=quiet)
+    index, complete, counts = reduce_tasks(pool, index_chunk, tasks, union_index, desc="index", quiet=quiet)
+    return index, complete, np.array([counts[p] for p in paths], dtype=np.int64)
+
+
+def _remote_returns(files: dict[str, Path], column: str, index: np.ndarray, pool: Pool, quiet: bool) -> np.ndarray:
+    """Each ticker's number of log returns on the union index, counted where it is read."""
+    paths = [str(p) for p in files.values()]
+    shared = share(pool, index)
+    tasks = [(f"count {paths[i]}", (paths[i : i + _STEP], column, shared)) for i in range(0, len(paths), _STEP)]
+    parts = dict(run_tasks(pool, returns_chunk, tasks, desc="count", quiet=quiet))
+    return np.concatenate([parts[label] for label, _ in tasks])
+
+
+_STEP = 64  # tickers per index task
 
 
 def _blocked(panel, files, index, tickers, column, on, method, min_periods, k, absolute,

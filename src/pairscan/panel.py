@@ -21,9 +21,9 @@ import pandas as pd
 
 from .errors import PairscanError
 from .executors import Pool, open_pool, run_tasks
+from .selection import ON
 from .store import read_column, store_files
 
-ON = ("prices", "returns")
 TICKERS_PER_TASK = 16
 
 

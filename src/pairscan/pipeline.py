@@ -6,6 +6,7 @@ stage entry points the command line and the public API share.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import time
@@ -15,62 +16,79 @@ import pandas as pd
 
 from .archive import extract, is_archive
 from .convert import convert, source_files
-from .correlate import Correlation, correlate
+from .correlate import Correlation, correlate, pair_correlation
 from .errors import PairscanError
 from .executors import open_pool
 from .sample import sample
-from .store import read_column, store_files
+from .selection import Selection
+from .store import read_column, store_files, ticker_file
 
 DEFAULT_WORKDIR = "pairscan-work"
 HEATMAP_MAX_TICKERS = 2000  # beyond this a heatmap is unreadable and the matrix large
 
 
-def plot_pair(*args, **kwargs):
-    """``plot.plot_pair``, imported when first used: matplotlib takes a while to import."""
-    from .plot import plot_pair
+def plot_pair(store, a: str, b: str, out: str | os.PathLike = "pair.png", *, selection: Selection | None = None,
+              executor="threads", workers: int | None = None, quiet: bool = True, **options) -> Path:
+    """Plot two stored tickers over time; the legend carries their correlation as
+    :func:`correlate` computes it with the same selection (``column``, ``on``,
+    ``method``, ``min_periods``, ``absolute``), their common observations and period."""
+    from .plot import plot_pair as draw
 
-    return plot_pair(*args, **kwargs)
+    selection = Selection.of(selection, **options)
+    pair = pair_correlation(store, a, b, selection=selection, executor=executor, workers=workers, quiet=quiet)
+    prices = [store_series(store, t, selection.column) for t in (a, b)]
+    return draw(*prices, out, **_pair_stats(pair.record, selection, pair.min_periods))
 
 
-def plot_heatmap(*args, **kwargs):
-    """``plot.plot_heatmap``, imported when first used."""
-    from .plot import plot_heatmap
-
-    return plot_heatmap(*args, **kwargs)
+def _pair_stats(record: dict, selection: Selection, min_periods: int) -> dict:
+    """What the pair plot says of a pair, from its record."""
+    corr = record["corr"]
+    return dict(corr=math.nan if corr is None else corr, column=selection.column, on=selection.on,
+                method=selection.method, n=record["n"], p=record["p"], min_periods=min_periods)
 
 
 def store_series(store: str | os.PathLike, ticker: str, column: str = "close") -> pd.Series:
     """One stored ticker's column, named by the ticker."""
-    files = store_files(store)
-    if ticker not in files:
-        raise PairscanError(f"no ticker {ticker!r} in the store", store)
-    return read_column(files[ticker], column).rename(ticker)
+    return read_column(ticker_file(store_files(store), ticker, store), column).rename(ticker)
 
 
-def plot_store_pair(store, a: str, b: str, out="pair.png", column: str = "close") -> tuple[Path, float]:
-    """Plot two stored tickers; the legend carries their correlation (the oracle's)."""
-    sa, sb = store_series(store, a, column), store_series(store, b, column)
-    r = float(sa.corr(sb))
-    return plot_pair(sa, sb, out, r, column), r
+def correlation_matrix(store_or_panel, *, selection: Selection | None = None, **options) -> pd.DataFrame:
+    """The full correlation matrix (tickers x tickers) of a store or a panel.
 
-
-def correlation_matrix(store, column: str = "close", on: str = "prices", **options) -> pd.DataFrame:
-    """The full correlation matrix of a store (tickers x tickers)."""
+    Options are :func:`correlate`'s; pairs below the min-periods in force are NaN. The
+    frame's ``attrs`` say what was correlated (``column``, ``on``, ``method``,
+    ``min_periods``, ``min_periods_auto``, ``pairs_ranked``...).
+    """
     with tempfile.TemporaryDirectory(prefix="pairscan-") as tmp:
-        result = correlate(store, k=1, column=column, on=on, matrix=Path(tmp) / "m.parquet", **options)
-    return result.matrix
+        result = correlate(store_or_panel, k=1, selection=selection, matrix=Path(tmp) / "m.parquet", **options)
+    matrix = result.matrix
+    matrix.attrs.update({k: v for k, v in result.to_dict().items() if k != "top"})
+    return matrix
 
 
-def plot_store_heatmap(store, out="heatmap.png", column: str = "close", on: str = "prices", **options) -> Path:
-    """The clustered heatmap of a store's correlation matrix."""
-    matrix = correlation_matrix(store, column, on, **options)
-    return plot_heatmap(matrix, out, heatmap_title(column, on, len(matrix)), options.get("method", "pearson"))
+def plot_heatmap(store_or_matrix, out: str | os.PathLike = "heatmap.png", *, selection: Selection | None = None,
+                 **options) -> Path:
+    """The clustered heatmap of a store's correlation matrix (or of a matrix from
+    :func:`correlation_matrix`), with the selection in its title and the pairs below
+    min-periods in grey."""
+    from .plot import plot_heatmap as draw
+
+    if isinstance(store_or_matrix, pd.DataFrame) and store_or_matrix.shape[0] == store_or_matrix.shape[1] \
+            and list(store_or_matrix.index) == list(store_or_matrix.columns):
+        matrix = store_or_matrix
+    else:
+        matrix = correlation_matrix(store_or_matrix, selection=selection, **options)
+    return draw(matrix, out, heatmap_title(matrix.attrs, len(matrix)), matrix.attrs.get("method", "pearson"))
 
 
-def heatmap_title(column: str, on: str, tickers: int) -> str:
-    """What the heatmap shows, in words: the column, prices or returns, how many tickers."""
+def heatmap_title(facts: dict, tickers: int) -> str:
+    """What the heatmap shows, in words: the selection and the ranking rule."""
+    column, on = facts.get("column", "close"), facts.get("on", "prices")
     what = f"log returns of {column}" if on == "returns" else f"{column} prices"
-    return f"Correlation of {what}, {tickers} tickers in cluster order"
+    title = f"Correlation of {what}, {tickers} tickers in cluster order"
+    if facts.get("min_periods"):
+        title += f"\ngrey: pairs with fewer than {facts['min_periods']:,} common observations, or constant"
+    return title
 
 
 def run(
@@ -78,23 +96,31 @@ def run(
     workdir: str | os.PathLike = DEFAULT_WORKDIR,
     k: int = 10,
     report: str | os.PathLike | None = None,
+    *,
+    selection: Selection | None = None,
+    column: str | None = None,
+    on: str | None = None,
+    method: str | None = None,
+    min_periods: int | str | None = None,
+    absolute: bool | None = None,
     executor="threads",
     workers: int | None = None,
     retries: int = 0,
     quiet: bool = True,
     connect_timeout: float | None = None,
     format: str = "hdf5",
-    column: str = "close",
-    on: str = "prices",
-    method: str = "pearson",
     on_bad_lines: str = "error",
 ) -> dict:
     """The whole pipeline: (sample or extract) -> convert -> correlate -> plots (-> report).
 
-    With no ``source`` the built-in sample is written to ``workdir`` first. The store,
-    the plots and the report go to ``workdir``; the source is never written to.
+    ``source`` is an archive, a folder of source files, or a store that is already
+    converted (then convert is skipped); with none the built-in sample is written to
+    ``workdir`` first. The store, the plots and the report go to ``workdir``; the
+    source is never written to. The selection options are :func:`correlate`'s.
     Returns what ``run --json`` prints.
     """
+    selection = Selection.of(selection, column=column, on=on, method=method, min_periods=min_periods,
+                             absolute=absolute)
     workdir = Path(workdir)
     try:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -102,6 +128,7 @@ def run(
         raise PairscanError(f"cannot create the work folder ({exc.strerror})", workdir) from None
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
+    store = workdir / "store"
     if source is None:
         folder = workdir / "daily-stock"
         if not any(folder.glob("*.json")):
@@ -110,31 +137,36 @@ def run(
     elif is_archive(source):
         folder = extract(source, workdir)
         stages["extract"] = time.perf_counter() - t0
+    elif _is_store(source):
+        folder = store = Path(source)
     else:
         folder = Path(source)
         source_files(folder)
-    store = workdir / "store"
     extra = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
     with open_pool(executor, workers, **extra) as pool:
-        converted = convert(folder, store, format=format, on_bad_lines=on_bad_lines,
-                            retries=retries, quiet=quiet, pool=pool)
-        stages["convert"] = converted["seconds"]
+        converted = None
+        if store is not folder:
+            converted = convert(folder, store, format=format, on_bad_lines=on_bad_lines,
+                                retries=retries, quiet=quiet, pool=pool)
+            stages["convert"] = converted["seconds"]
         n_tickers = len(store_files(store))
         matrix_path = workdir / "matrix.parquet" if n_tickers <= HEATMAP_MAX_TICKERS else None
-        result: Correlation = correlate(store, k=k, column=column, on=on, method=method, matrix=matrix_path,
+        result: Correlation = correlate(store, k=k, selection=selection, matrix=matrix_path,
                                         retries=retries, quiet=quiet, pool=pool)
         stages["correlate"] = result.seconds
+    out = result.to_dict()
     t1 = time.perf_counter()
     plots = {}
     if len(result.top):
-        best = result.top.iloc[0]
-        plots["pair"] = str(plot_pair(store_series(store, best["a"], column), store_series(store, best["b"], column),
-                                      workdir / "pair.png", float(best["corr"]), column, on, method))
+        from .plot import plot_pair as draw
+
+        best = out["top"][0]
+        pair = [store_series(store, best[t], selection.column) for t in ("a", "b")]
+        plots["pair"] = str(draw(*pair, workdir / "pair.png", **_pair_stats(best, selection, result.min_periods)))
     if result.matrix is not None:
-        plots["heatmap"] = str(plot_heatmap(result.matrix, workdir / "heatmap.png",
-                                            heatmap_title(column, on, result.series), method))
+        result.matrix.attrs.update({k: v for k, v in out.items() if k != "top"})
+        plots["heatmap"] = str(plot_heatmap(result.matrix, workdir / "heatmap.png"))
     stages["plot"] = time.perf_counter() - t1
-    out = result.to_dict()
     out.update(source=str(source) if source is not None else "built-in sample", data=str(folder),
                store=str(store), convert=converted, plots=plots, stages={k: round(v, 4) for k, v in stages.items()})
     if report is not None:
@@ -146,3 +178,14 @@ def run(
         out["report"] = str(report)
         out["stages"] = {k: round(v, 4) for k, v in stages.items()}
     return out
+
+
+def _is_store(folder: str | os.PathLike) -> bool:
+    """A folder of stored tickers and no source files: a store converted before."""
+    folder = Path(folder)
+    if not folder.is_dir() or any(p for p in folder.glob("*.json") if not p.name.startswith(".")):
+        return False
+    try:
+        return bool(store_files(folder))
+    except PairscanError:
+        return False

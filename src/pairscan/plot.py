@@ -56,17 +56,24 @@ def pair_figure(
     column: str = "close",
     on: str = "prices",
     method: str = "pearson",
+    *,
+    n: int | None = None,
+    p: float | None = None,
+    min_periods: int | None = None,
 ):
     """The seed's picture done well: both series over time, each divided by its maximum.
 
     ``corr`` is the pair's correlation as it was computed, of prices or, with
     ``on="returns"``, of log returns; the legend says which, since the lines are
-    always prices.
+    always prices. With ``n`` (the pair's common observations) the legend gives it
+    and the p-value, the period both series share is shaded, and a pair without a
+    correlation says why (fewer common observations than ``min_periods``).
     """
     fig, ax = plt.subplots(figsize=(11, 4.5), layout="constrained")
     a, b = a.dropna().rename(a.name), b.dropna().rename(b.name)
     union = a.index.union(b.index)
     compress = _mostly_closed(union)
+    position = (lambda stamps: union.get_indexer(stamps)) if compress else (lambda stamps: stamps.values)
     for series, colour in ((a, "tab:blue"), (b, "tab:orange")):
         y = series.to_numpy(dtype=float) / series.max()
         if compress:
@@ -74,6 +81,12 @@ def pair_figure(
         else:
             x, y = _break_at_gaps(series.index.values, y, _span(union) / 100)
         ax.plot(x, y, lw=0.7, color=colour, label=str(series.name))
+    common = a.index.intersection(b.index)
+    if n is not None and len(common):
+        # Where both series exist: the only stretch the correlation is computed on.
+        first, last = position(common[:1])[0], position(common[-1:])[0]
+        ax.axvspan(first, last, color="tab:green", alpha=0.08, lw=0,
+                   label=f"both trade: {common[0]:%Y-%m-%d} to {common[-1]:%Y-%m-%d}")
     ax.set_title(f"{a.name} and {b.name}: {column} prices, each divided by its own maximum")
     ax.set_ylabel(f"{column} / its maximum (1 = highest)")
     if compress:
@@ -87,13 +100,27 @@ def pair_figure(
         ax.set_xlabel("date")
     ax.grid(alpha=0.3)
     legend_title = None
+    of = "log returns" if on == "returns" else "prices"
     if corr is not None and np.isfinite(corr):
         legend_title = f"{correlation_symbol(method)} = {corr:.4f}"
+        if n is not None:
+            legend_title += f" (n = {n:,}, p = {_p_text(p)})"
         if on == "returns":
             # The lines are prices; a reader would otherwise take r for theirs.
             legend_title += "\nof log returns, not prices"
+    elif n is not None:
+        why = f"fewer than min-periods {min_periods:,}" if min_periods and n < min_periods else "a constant series"
+        legend_title = f"no {correlation_symbol(method)} of {of}:\n{n:,} common observations, {why}"
     ax.legend(loc="best", title=legend_title, alignment="left")
     return fig
+
+
+def _p_text(p: float | None) -> str:
+    if p is None or not np.isfinite(p):
+        return "n/a"
+    if p == 0:
+        return "< 1e-300"
+    return f"{p:.3g}"
 
 
 def _span(index: pd.DatetimeIndex) -> pd.Timedelta:
@@ -164,9 +191,11 @@ def plot_pair(
     column: str = "close",
     on: str = "prices",
     method: str = "pearson",
+    **stats,
 ) -> Path:
-    """Write the pair plot of two series (named by their tickers) to ``out``."""
-    return _save(pair_figure(a, b, corr, column, on, method), out)
+    """Write the pair plot of two series (named by their tickers) to ``out``; ``stats``
+    are :func:`pair_figure`'s ``n``, ``p`` and ``min_periods``."""
+    return _save(pair_figure(a, b, corr, column, on, method, **stats), out)
 
 
 def cluster_order(matrix: pd.DataFrame) -> list[int]:
@@ -239,6 +268,21 @@ def plot_heatmap(
 ) -> Path:
     """Write the clustered heatmap of a correlation matrix to ``out``."""
     return _save(heatmap_figure(matrix, title, method), out)
+
+
+def histogram_figure(counts: np.ndarray, edges: np.ndarray, what: str = "Pearson r"):
+    """Bars of how many pairs have a correlation in each bin of ``edges``."""
+    fig, ax = plt.subplots(figsize=(9, 3.2), layout="constrained")
+    counts = np.asarray(counts)
+    colours = np.where((edges[:-1] + edges[1:]) / 2 < 0, "#2e6da4", "#c0392b")
+    ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color=colours, edgecolor="white", lw=0.5)
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_xlabel(what)
+    ax.set_ylabel("pairs")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
+    ax.set_title(f"{int(counts.sum()):,} ranked pairs by correlation")
+    ax.grid(axis="y", alpha=0.3)
+    return fig
 
 
 EXECUTOR_COLOURS = {"serial": "tab:gray", "threads": "tab:blue", "processes": "tab:orange", "dask": "tab:green"}

@@ -20,7 +20,9 @@ import numpy as np
 import pandas as pd
 
 from . import __version__ as VERSION
-from .plot import correlation_symbol, figure_png, heatmap_figure
+from .engines import HISTOGRAM_BINS
+from .plot import correlation_symbol, figure_png, heatmap_figure, histogram_figure
+from .records import format_p
 from .store import HDF5_KEY, HDF5_LOCK, atomic_path, read_column, read_manifest, store_files
 
 STAGE_WORDS = {
@@ -129,7 +131,8 @@ def render(out: dict, result, facts: dict) -> str:
         best = top[0]
         headline = (f"Most correlated of {facts['tickers']} tickers: <strong>{_e(best['a'])}</strong> and "
                     f"<strong>{_e(best['b'])}</strong>, {_e(symbol)} = {best['corr']:.4f} on {_e(what)} "
-                    f"({_count(best['n'], 'common timestamp')}).")
+                    f"({_count(best['n'], 'common observation')}; ranked among the "
+                    f"{out.get('pairs_ranked', 0):,} pairs with at least {out.get('min_periods', 0):,}).")
         title = f"pairscan: {best['a']} and {best['b']}, {symbol} = {best['corr']:.4f}"
     else:
         headline = f"No pair of the {facts['tickers']} tickers has a correlation (too little overlap, or constant series)."
@@ -138,6 +141,7 @@ def render(out: dict, result, facts: dict) -> str:
     sections = [
         _data_section(out, facts),
         _pairs_section(top, symbol, what, out),
+        _histogram_section(out, result, symbol, what),
         _pair_plot_section(out, top, what),
         _heatmap_section(out, result),
         _time_section(out),
@@ -207,32 +211,62 @@ def _data_section(out: dict, facts: dict) -> str:
         parts.append('<table class="skipped"><caption>Bad lines skipped, by file</caption>'
                      "<thead><tr><th>ticker</th><th class=num>lines</th><th>first bad line</th></tr></thead>"
                      f"<tbody>{rows}</tbody></table>{more}")
-    failed = out.get("convert", {}).get("failed") or []
+    failed = (out.get("convert") or {}).get("failed") or []
     if failed:
         parts.append(f"<p class=warn>{_count(len(failed), 'file')} could not be converted and are not in the store.</p>")
     parts.append("</section>")
     return "\n".join(parts)
 
 
+def ranking_rule(out: dict) -> str:
+    """The ranking rule and what it left out, in one sentence of plain words."""
+    considered, ranked, periods = out.get("pairs_considered", 0), out.get("pairs_ranked", 0), out.get("min_periods", 0)
+    why = ("auto: half the median history, at least 30" if out.get("min_periods_auto")
+           else "set with --min-periods")
+    return (f"Ranked: the {ranked:,} of {considered:,} pairs that share at least {periods:,} observations "
+            f"({why}); {considered - ranked:,} pairs were left out, for too little overlap or a constant series.")
+
+
 def _pairs_section(top: list[dict], symbol: str, what: str, out: dict) -> str:
+    rule = f"<p>{_e(ranking_rule(out))}</p>"
     if not top:
-        return ('<section id="pairs"><h2>Top pairs</h2><p>No pair has a correlation: too few common timestamps, '
-                "or a constant series.</p></section>")
+        return (f'<section id="pairs"><h2>Top pairs</h2>{rule}<p>No pair has a correlation: too few common '
+                "observations, or a constant series.</p></section>")
     rows = "\n".join(
         f"<tr><td class=num>{rank}</td><td>{_e(p['a'])}</td><td>{_e(p['b'])}</td>"
         f"<td class=num>{p['corr']:.6f}</td>"
         f'<td class="bar">{_bar(abs(p["corr"]), "neg" if p["corr"] < 0 else "pos")}</td>'
-        f"<td class=num>{p['n']:,}</td></tr>"
+        f"<td class=num>{p['n']:,}</td><td class=num>{_e(format_p(p.get('p')))}</td>"
+        f"<td class=num>{_interval(p)}</td></tr>"
         for rank, p in enumerate(top, 1)
     )
     return (
-        '<section id="pairs"><h2>Top pairs</h2>'
-        f'<table class="pairs"><caption>The {len(top)} most correlated of {out.get("pairs_considered", 0):,} pairs: '
-        f"{_e(symbol)} of {_e(what)}; <i>n</i> is the number of timestamps the two tickers share.</caption>"
+        f'<section id="pairs"><h2>Top pairs</h2>{rule}'
+        f'<table class="pairs"><caption>The {len(top)} most correlated pairs: {_e(symbol)} of {_e(what)}; '
+        "<i>n</i> is the number of observations the two tickers share, <i>p</i> the two-sided p-value for no "
+        "correlation, and the interval the 95 % Fisher-z confidence interval. With many pairs, some get a tiny "
+        "<i>p</i> by chance alone: a small <i>p</i> is not a discovery by itself.</caption>"
         f"<thead><tr><th class=num>rank</th><th>a</th><th>b</th><th class=num>{_e(symbol)}</th>"
-        '<th class="bar" aria-hidden="true"></th><th class=num><i>n</i></th></tr></thead>'
+        '<th class="bar" aria-hidden="true"></th><th class=num><i>n</i></th><th class=num><i>p</i></th>'
+        "<th class=num>95 % interval</th></tr></thead>"
         f"<tbody>{rows}</tbody></table></section>"
     )
+
+
+def _interval(p: dict) -> str:
+    low, high = p.get("ci_low"), p.get("ci_high")
+    return "" if low is None or high is None else f"{low:.4f} &ndash; {high:.4f}"
+
+
+def _histogram_section(out: dict, result, symbol: str, what: str) -> str:
+    counts = getattr(result, "histogram", None)
+    if counts is None or not np.sum(counts):
+        return ""
+    png = figure_png(histogram_figure(counts, HISTOGRAM_BINS, f"{symbol} of {what}"))
+    caption = (f"How the correlations of all {int(np.sum(counts)):,} ranked pairs spread, in bins 0.05 wide: "
+               "the top pairs sit at the right-hand tail of this.")
+    return ('<section id="spread"><h2>All ranked pairs</h2>'
+            f'{_figure(png, "histogram of the correlations of all ranked pairs", caption)}</section>')
 
 
 def _pair_plot_section(out: dict, top: list[dict], what: str) -> str:
@@ -265,7 +299,7 @@ def _time_section(out: dict) -> str:
     stages = out.get("stages", {})
     if not stages:
         return ""
-    convert = out.get("convert", {})
+    convert = out.get("convert") or {}
     timings = out.get("timings", {})
     ran_by = {
         "convert": (f"{convert.get('executor', '?')} &times;{convert.get('workers', '?')}",

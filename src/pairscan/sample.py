@@ -146,10 +146,10 @@ def _listed(rng: np.random.Generator, steps: int) -> np.ndarray:
         keep[:] = False
         keep[start : start + int(rng.integers(2, 8))] = True
         return keep
-    if kind < 0.35:
-        keep[: int(rng.integers(1, steps))] = False  # listed after the first day
-    if rng.random() < 0.2:
-        keep[int(rng.integers(1, steps)) :] = False  # delisted before the last day
+    listed = int(rng.integers(1, steps)) if kind < 0.35 else 0  # listed after the first day
+    keep[:listed] = False
+    if rng.random() < 0.2 and listed + 1 < steps:
+        keep[int(rng.integers(listed + 1, steps)) :] = False  # delisted before the last day
     for _ in range(int(rng.poisson(0.5))):
         start = int(rng.integers(0, steps))
         keep[start : start + int(rng.integers(3, 30))] = False  # a trading halt

@@ -10,6 +10,7 @@ at all.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import itertools
 import json
 import os
@@ -204,6 +205,16 @@ def store_files(store: str | os.PathLike) -> dict[str, Path]:
                 )
             found[path.stem] = path
     return dict(sorted(found.items()))
+
+
+def ticker_file(files: dict[str, Path], ticker: str, store: str | os.PathLike) -> Path:
+    """The stored file of ``ticker``; bad input naming the closest ticker if there is none."""
+    if ticker in files:
+        return files[ticker]
+    same_case = {t.lower(): t for t in files}
+    guess = same_case.get(str(ticker).lower()) or next(iter(difflib.get_close_matches(str(ticker), files, n=1)), None)
+    hint = f"; did you mean {guess!r}?" if guess else ""
+    raise PairscanError(f"no ticker {ticker!r}{hint}", store)
 
 
 def read_manifest(store: str | os.PathLike) -> dict:

@@ -10,18 +10,28 @@ from dataclasses import dataclass
 
 import numpy as np
 
-METHODS = ("pearson", "spearman", "kendall")
+from ..selection import METHODS
+
 ENGINES = ("auto", "blocked", "naive")
+HISTOGRAM_BINS = np.linspace(-1.0, 1.0, 41)  # of every ranked pair's correlation, 0.05 wide
 
 
 @dataclass
 class Pairs:
-    """Pairs ``(a[i], b[i])`` (column indices, ``a < b``) with correlation and overlap."""
+    """Pairs ``(a[i], b[i])`` (column indices, ``a < b``) with correlation and overlap.
+
+    ``ranked`` and ``histogram`` describe every pair these came from, before any cut to
+    a top list: how many have a correlation (at or above min-periods) and how those
+    correlations spread over :data:`HISTOGRAM_BINS`. ``histogram`` is None until
+    :meth:`tallied` counts them.
+    """
 
     a: np.ndarray
     b: np.ndarray
     corr: np.ndarray
     n: np.ndarray
+    ranked: int = 0
+    histogram: np.ndarray | None = None
 
     @classmethod
     def empty(cls) -> "Pairs":
@@ -29,14 +39,27 @@ class Pairs:
 
     @classmethod
     def concat(cls, parts: list["Pairs"]) -> "Pairs":
+        tallied = bool(parts) and all(p.histogram is not None for p in parts)
+        histogram = np.sum([p.histogram for p in parts], axis=0) if tallied else None
+        ranked = sum(p.ranked for p in parts) if tallied else 0
         parts = [p for p in parts if len(p.a)] or [cls.empty()]
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("a", "b", "corr", "n")))
+        arrays = (np.concatenate([getattr(p, f) for p in parts]) for f in ("a", "b", "corr", "n"))
+        return cls(*arrays, ranked, histogram)
+
+    def tallied(self) -> "Pairs":
+        """These pairs with ``ranked`` and ``histogram`` counted from them (all of them)."""
+        if self.histogram is not None:
+            return self
+        defined = self.corr[~np.isnan(self.corr)]
+        histogram = np.histogram(defined, bins=HISTOGRAM_BINS)[0]
+        return Pairs(self.a, self.b, self.corr, self.n, len(defined), histogram)
 
 
 def top_k(pairs: Pairs, k: int, absolute: bool = False) -> Pairs:
     """The ``k`` best pairs: highest correlation (or ``|corr|``), NaN never included.
 
-    Ties are broken by ``(a, b)`` so the answer does not depend on task order.
+    Ties are broken by ``(a, b)`` so the answer does not depend on task order. The
+    tally (``ranked``, ``histogram``) of the pairs given is kept.
     """
     keep = ~np.isnan(pairs.corr)
     a, b, corr, n = pairs.a[keep], pairs.b[keep], pairs.corr[keep], pairs.n[keep]
@@ -47,4 +70,4 @@ def top_k(pairs: Pairs, k: int, absolute: bool = False) -> Pairs:
         sel = key >= kth
         a, b, corr, n, key = a[sel], b[sel], corr[sel], n[sel], key[sel]
     order = np.lexsort((b, a, -key))[:k]
-    return Pairs(a[order], b[order], corr[order], n[order])
+    return Pairs(a[order], b[order], corr[order], n[order], pairs.ranked, pairs.histogram)

@@ -145,7 +145,7 @@ def block_pairs(
 ) -> Pairs:
     """The block's pairs (upper triangle when ``same``), cut to its top ``k`` if given."""
     ii, jj = np.triu_indices(corr.shape[0], 1) if same else np.indices(corr.shape).reshape(2, -1)
-    pairs = Pairs(ii.astype(np.int64) + i0, jj.astype(np.int64) + j0, corr[ii, jj], n[ii, jj])
+    pairs = Pairs(ii.astype(np.int64) + i0, jj.astype(np.int64) + j0, corr[ii, jj], n[ii, jj]).tallied()
     return pairs if k is None else top_k(pairs, k, absolute)
 
 
