@@ -218,11 +218,15 @@ def test_pair_plot_of_a_pair_below_min_periods_says_why(universe, tmp_path, monk
 def test_heatmap_says_what_is_grey(universe, tmp_path):
     matrix = pairscan.correlation_matrix(universe, on="returns", executor="serial")
     assert matrix.attrs["on"] == "returns" and matrix.attrs["min_periods"] > 30
-    from pairscan.pipeline import heatmap_title
+    from pairscan.pipeline import heatmap_title, ranked_tickers
 
-    title = heatmap_title(matrix.attrs, len(matrix))
-    assert title.startswith("Correlation of log returns of close, 60 tickers")
+    shown = ranked_tickers(matrix)
+    alone = [t for t in matrix.index if matrix.loc[t].drop(t).isna().all()]
+    assert alone and sorted(shown + alone) == sorted(matrix.index)  # the short histories rank with no one
+    title = heatmap_title(matrix.attrs, len(shown), len(alone))
+    assert title.startswith(f"Correlation of log returns of close, {len(shown)} tickers")
     assert f"fewer than {matrix.attrs['min_periods']:,} common observations" in title
+    assert title.endswith(f"; {len(alone)} tickers without any such pair not shown")
     assert pairscan.plot_heatmap(universe, tmp_path / "h.png", on="returns", executor="serial").exists()
 
 

@@ -262,8 +262,10 @@ def cmd_run(args) -> int:
         _print_json(out)
         return 0
     c = out["convert"]
-    print(f"data: {out['source']} -> {out['data']}")
-    if c is not None:
+    if c is None:
+        print(f"store: {out['store']} (converted before: nothing to convert)")
+    else:
+        print(f"data: {out['source']} -> {out['data']}")
         print(_convert_line(c))
     print(_summary_line(out))
     print(ranked_line(out))

@@ -12,6 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .archive import extract, is_archive
@@ -78,16 +79,27 @@ def plot_heatmap(store_or_matrix, out: str | os.PathLike = "heatmap.png", *, sel
         matrix = store_or_matrix
     else:
         matrix = correlation_matrix(store_or_matrix, selection=selection, **options)
-    return draw(matrix, out, heatmap_title(matrix.attrs, len(matrix)), matrix.attrs.get("method", "pearson"))
+    shown = ranked_tickers(matrix)
+    title = heatmap_title(matrix.attrs, len(shown), len(matrix) - len(shown))
+    return draw(matrix.loc[shown, shown], out, title, matrix.attrs.get("method", "pearson"))
 
 
-def heatmap_title(facts: dict, tickers: int) -> str:
+def ranked_tickers(matrix: pd.DataFrame) -> list:
+    """The tickers with at least one correlation: a row of grey says nothing."""
+    values = matrix.to_numpy(dtype=float).copy()
+    np.fill_diagonal(values, np.nan)
+    return [t for t, some in zip(matrix.index, ~np.isnan(values).all(axis=1)) if some]
+
+
+def heatmap_title(facts: dict, tickers: int, left_out: int = 0) -> str:
     """What the heatmap shows, in words: the selection and the ranking rule."""
     column, on = facts.get("column", "close"), facts.get("on", "prices")
     what = f"log returns of {column}" if on == "returns" else f"{column} prices"
     title = f"Correlation of {what}, {tickers} tickers in cluster order"
     if facts.get("min_periods"):
         title += f"\ngrey: pairs with fewer than {facts['min_periods']:,} common observations, or constant"
+    if left_out:
+        title += f"; {left_out:,} tickers without any such pair not shown"
     return title
 
 

@@ -104,7 +104,7 @@ def pair_figure(
     if corr is not None and np.isfinite(corr):
         legend_title = f"{correlation_symbol(method)} = {corr:.4f}"
         if n is not None:
-            legend_title += f" (n = {n:,}, p = {_p_text(p)})"
+            legend_title += f" (n = {n:,}, p {_p_text(p)})"
         if on == "returns":
             # The lines are prices; a reader would otherwise take r for theirs.
             legend_title += "\nof log returns, not prices"
@@ -116,11 +116,12 @@ def pair_figure(
 
 
 def _p_text(p: float | None) -> str:
+    """``"= 0.0123"``, or ``"< 1e-300"`` where the p-value underflows."""
     if p is None or not np.isfinite(p):
         return "n/a"
     if p == 0:
         return "< 1e-300"
-    return f"{p:.3g}"
+    return f"= {p:.3g}"
 
 
 def _span(index: pd.DatetimeIndex) -> pd.Timedelta:
@@ -254,7 +255,7 @@ def heatmap_figure(
     notes = []
     if step > 1:
         notes.append(f"{len(ticks)} of {n} tickers labelled")
-    if np.isnan(values).any():
+    if np.isnan(values).any() and "grey" not in title:
         notes.append("grey: no correlation")
     ax.set_title(title + (f"\n({'; '.join(notes)})" if notes else ""))
     return fig
