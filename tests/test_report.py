@@ -160,7 +160,7 @@ def test_the_page_renders_in_headless_chromium(report, tmp_path):
     assert found, done.stdout[-2000:]
     probe = json.loads(found.group(1).replace("&quot;", '"'))
     assert probe["pairs"] == len(out["top"]) == 5
-    assert len(probe["images"]) == 2
+    assert len(probe["images"]) == 3  # the histogram of ranked pairs, the best pair, the heatmap
     for complete, width, height, shown in probe["images"]:
         assert complete and width > 400 and height > 300 and 0 < shown <= 1280
     assert probe["width"] <= 1280
