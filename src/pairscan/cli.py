@@ -9,18 +9,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
-from . import pipeline
+from . import __version__, pipeline
 from .archive import extract
 from .convert import ConvertFailed, convert
 from .correlate import DEFAULT_MEMORY_LIMIT, correlate, parse_size
 from .engines import ENGINES, METHODS
 from .errors import PairscanError
-from .executors import DEFAULT_CONNECT_TIMEOUT, TaskFailed, parse_workers
+from .executors import DEFAULT_CONNECT_TIMEOUT, ClusterLost, TaskFailed, Terminated, parse_workers
 from .sample import BAR_MINUTES, sample
 from .store import atomic_path
 
@@ -73,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Convert per-ticker stock files to a store and find the most correlated pairs.",
         parents=[quiet],
     )
+    parser.add_argument("--version", action="version", version=f"pairscan {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("sample", parents=[quiet], help="write the built-in sample data set")
@@ -161,20 +165,26 @@ def _pairs_table(top: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 pair``, ``2 pairs``: a count and its noun, singular for one."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _summary_line(r: dict) -> str:
     what = "log returns" if r["on"] == "returns" else "prices"
-    return (f"{r['series']} tickers, {r['pairs_considered']} pairs: {r['method']} on {r['column']} {what}; "
+    return (f"{_count(r['series'], 'ticker')}, {_count(r['pairs_considered'], 'pair')}: {r['method']} on "
+            f"{r['column']} {what}; "
             f"engine {r['engine']}, executor {r['executor']} x{r['workers']}, {r['seconds']:.3f} s")
 
 
 def _convert_line(s: dict) -> str:
-    line = (f"converted {s['converted']} of {s['files']} files ({s['up_to_date']} up to date) to "
-            f"{s['format']} in {s['store']}: {s['rows']} rows")
+    line = (f"converted {s['converted']} of {_count(s['files'], 'file')} ({s['up_to_date']} up to date) to "
+            f"{s['format']} in {s['store']}: {_count(s['rows'], 'row')}")
     if s["bad_lines_skipped"]:
         per_file = ", ".join(f"{f}: {n}" for f, n in s["skipped_by_file"].items())
-        line += f"; skipped {s['bad_lines_skipped']} bad lines ({per_file})"
+        line += f"; skipped {_count(s['bad_lines_skipped'], 'bad line')} ({per_file})"
     if s["duplicates_dropped"]:
-        line += f"; dropped {s['duplicates_dropped']} duplicate timestamps"
+        line += f"; dropped {_count(s['duplicates_dropped'], 'duplicate timestamp')}"
     return line + f"; {s['executor']} x{s['workers']}, {s['seconds']:.3f} s"
 
 
@@ -265,8 +275,7 @@ def cmd_plot(args) -> int:
 
 
 def cmd_run(args) -> int:
-    if args.report:
-        _check_output(Path(args.report))
+    # The report's folder is checked by run, once the work folder (its usual home) exists.
     out = pipeline.run(args.source, args.workdir, k=args.top, report=args.report, format=args.format,
                        column=args.column, on=args.on, method=args.method, on_bad_lines=args.on_bad_lines,
                        **_exec_kwargs(args))
@@ -318,21 +327,46 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"pairscan: warning: {message}", file=sys.stderr)
 
 
+def _terminate(signum, frame):
+    # Unwind like Ctrl-C: pools stop their workers and temporary files go on the way
+    # out. A second SIGTERM would cut that short; SIGKILL still ends it at once.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
+
+
+# Dask's and tornado's loggers print tracebacks when a cluster goes away; pairscan
+# reports that itself, in one line.
+QUIET_LOGGERS = ("distributed", "tornado", "asyncio")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     warnings.showwarning = _show_warning
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     try:
         return COMMANDS[args.command](args)
     except PairscanError as err:
         print(f"pairscan: error: {err}", file=sys.stderr)
         return 2
-    except TaskFailed as err:
+    except (TaskFailed, ClusterLost) as err:
         print(f"pairscan: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("pairscan: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("pairscan: terminated", file=sys.stderr)
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 if __name__ == "__main__":

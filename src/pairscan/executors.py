@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import (
     FIRST_COMPLETED,
@@ -54,6 +57,17 @@ class TaskFailed(Exception):
         self.label = label
         self.cause = cause
         super().__init__(f"task {label} failed: {type(cause).__name__}: {cause}")
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived. Like ``KeyboardInterrupt`` it unwinds the run, cleaning up on the
+    way (pools of ours stop their workers, temporary files go), and no ``except Exception``
+    catches it."""
+
+
+class ClusterLost(Exception):
+    """The Dask cluster stopped being able to run tasks: its scheduler is gone, or it has
+    had no workers for longer than the connect timeout."""
 
 
 def cpu_count() -> int:
@@ -131,6 +145,10 @@ def open_pool(
         pool.restart = lambda: _process_pool(n)
         try:
             yield pool
+        except (KeyboardInterrupt, Terminated):
+            # Interrupted: the tasks running now are not wanted, however long they take.
+            _kill_workers(pool.executor)
+            raise
         finally:
             pool.executor.shutdown(wait=True, cancel_futures=True)
         return
@@ -152,6 +170,58 @@ def _warm_up() -> int:
     return os.getpid()
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _start_worker(owner: int) -> None:
+    """Initializer of our pool's workers: end when the pairscan process ends.
+
+    A worker blocked in a task, or waiting for one, would otherwise outlive a parent
+    killed with SIGKILL (or SIGTERM), holding its stdout open: a caller reading that
+    pipe would wait for it. On Linux the kernel sends the worker SIGKILL when its parent
+    dies (for a fork server's workers, the fork server, which ends with the pairscan
+    process); elsewhere a thread watches the parent's process id.
+    """
+    # A handler inherited through fork is the parent's business, not the worker's.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        armed = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        armed = False
+    if not armed:  # pragma: no cover - not Linux
+        threading.Thread(target=_watch_parent, args=(owner,), name="pairscan-parent", daemon=True).start()
+    elif not _running(owner):
+        os._exit(1)  # the parent died before the signal was armed
+
+
+def _watch_parent(owner: int) -> None:  # pragma: no cover - not Linux
+    while _running(owner):
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill_workers(executor: ProcessPoolExecutor) -> None:
+    """Kill a process pool's workers at once (``shutdown`` would wait for their tasks)."""
+    kill = getattr(executor, "kill_workers", None)  # Python 3.14
+    if kill is not None:
+        kill()
+        return
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            process.kill()
+
+
 def _process_pool(workers: int) -> ProcessPoolExecutor:
     """A process pool, its workers already running (their start-up is not a stage's time).
 
@@ -170,7 +240,7 @@ def _process_pool(workers: int) -> ProcessPoolExecutor:
     context = multiprocessing.get_context(method)
     if method == "forkserver":
         context.set_forkserver_preload(WORKER_MODULES)
-    pool = ProcessPoolExecutor(workers, mp_context=context)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),))
     for future in [pool.submit(_warm_up) for _ in range(workers)]:
         future.result()
     return pool
