@@ -334,20 +334,17 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
-# Dask's and tornado's loggers print tracebacks when a cluster goes away; pairscan
-# reports that itself, in one line.
-QUIET_LOGGERS = ("distributed", "tornado", "asyncio")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     warnings.showwarning = _show_warning
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
-    levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    # Dask's, tornado's and asyncio's loggers print tracebacks when a cluster goes away
+    # (and set their own levels when first imported); pairscan says what happened itself,
+    # in one line, and logs nothing of its own.
+    silenced = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
     try:
         return COMMANDS[args.command](args)
     except PairscanError as err:
@@ -365,8 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
+        logging.disable(silenced)
 
 
 if __name__ == "__main__":

@@ -92,6 +92,9 @@ class Pool:
     in_process: bool
     client: Any = None
     restart: Callable[[], Executor] | None = field(default=None, repr=False)
+    # Raises ClusterLost when the pool can no longer run tasks (a Dask cluster without a
+    # scheduler, or without workers for too long); called while waiting for tasks.
+    check: Callable[[], None] | None = field(default=None, repr=False)
 
 
 def parse_workers(workers: int | str | None) -> int | None:
@@ -291,7 +294,10 @@ def _dask_pool(executor: str, workers: int | None, connect_timeout: float) -> It
         ) as cluster, Client(cluster, set_as_default=False) as client:
             # pure=False: a task submitted again after a failure must run again, not
             # return the failed result that Dask keeps under the same key.
-            yield Pool(client.get_executor(pure=False), "dask", n, in_process=False, client=client)
+            pool = Pool(client.get_executor(pure=False), "dask", n, in_process=False, client=client)
+            pool.check = cluster_check(client, "the local Dask cluster", connect_timeout)
+            with _lost_as_one_line(pool):
+                yield pool
         return
     _probe_scheduler(executor, connect_timeout)
     try:
@@ -306,10 +312,56 @@ def _dask_pool(executor: str, workers: int | None, connect_timeout: float) -> It
             raise PairscanError(
                 f"the Dask scheduler at {executor} has no workers (waited {connect_timeout:g} s)"
             ) from None
-        yield Pool(client.get_executor(pure=False), executor, _dask_workers(client), in_process=False,
-                   client=client)
+        pool = Pool(client.get_executor(pure=False), executor, _dask_workers(client), in_process=False,
+                    client=client)
+        pool.check = cluster_check(client, f"the Dask scheduler at {executor}", connect_timeout)
+        with _lost_as_one_line(pool):
+            yield pool
     finally:
         client.close()
+
+
+POLL = 0.5  # seconds between looks at a cluster while its tasks run
+
+
+def cluster_check(client, where: str, timeout: float) -> Callable[[], None]:
+    """A ``Pool.check`` for a Dask client: raise :class:`ClusterLost` once the scheduler
+    is gone, or once the cluster has had no workers for ``timeout`` seconds (Dask itself
+    would wait for a worker forever)."""
+    since: list[float] = []
+
+    def check() -> None:
+        if client.status != "running":  # it lost the scheduler (and may be retrying)
+            raise ClusterLost(f"lost {where}: it stopped answering")
+        try:
+            workers = client.nthreads(callback_timeout=timeout)
+        except Exception:  # noqa: BLE001 - an unanswered question is a lost scheduler
+            raise ClusterLost(f"lost {where}: it stopped answering") from None
+        if workers:
+            since.clear()
+            return
+        if not since:
+            since.append(time.monotonic())
+        elif time.monotonic() - since[0] >= timeout:
+            raise ClusterLost(f"{where} has no workers left (none for {timeout:g} s, the --connect-timeout)")
+
+    return check
+
+
+@contextlib.contextmanager
+def _lost_as_one_line(pool: Pool) -> Iterator[None]:
+    """Any failure after the cluster was lost is reported as the loss (one line), not as
+    the cancelled futures and closed connections it left behind."""
+    try:
+        yield
+    except (ClusterLost, PairscanError):
+        raise
+    except Exception as exc:
+        try:
+            pool.check()
+        except ClusterLost as lost:
+            raise lost from None
+        raise exc
 
 
 def _unreachable(address: str, timeout: float, exc: BaseException) -> str:
@@ -419,10 +471,23 @@ def reduce_tasks(
             if len(held) >= fan_in:
                 held = [combine(*held)]
         return held[0] if len(held) == 1 else combine(*held)
-    return _reduce_on_cluster(pool.client, fn, tasks, combine, desc, quiet, retries, fan_in)
+    return _reduce_on_cluster(pool.client, fn, tasks, combine, desc, quiet, retries, fan_in, pool.check)
 
 
-def _reduce_on_cluster(client, fn, tasks, combine, desc, quiet, retries, fan_in) -> Any:
+def _completed(queue, check: Callable[[], None] | None) -> Iterator[Any]:
+    """Iterate ``as_completed``, looking at the cluster while nothing completes."""
+    while True:
+        while not queue.has_ready():
+            if queue.is_empty():
+                return
+            if check is not None:
+                check()
+            with queue.thread_condition:
+                queue.thread_condition.wait(timeout=POLL)
+        yield next(queue)
+
+
+def _reduce_on_cluster(client, fn, tasks, combine, desc, quiet, retries, fan_in, check=None) -> Any:
     from distributed import as_completed
 
     owner: dict[str, tuple[str, tuple]] = {}  # a task's future key -> its label and args
@@ -443,9 +508,16 @@ def _reduce_on_cluster(client, fn, tasks, combine, desc, quiet, retries, fan_in)
     with progress(len(tasks), desc, quiet) as bar:
         try:
             queue.update([submit(label, args) for label, args in tasks])
-            for future in queue:
+            for future in _completed(queue, check):
+                if future.status not in ("finished", "error", "cancelled"):
+                    # Its result was lost with a worker after it finished, and Dask is
+                    # computing it again: wait for that, as for any task in flight.
+                    queue.add(future)
+                    continue
                 task = owner.pop(future.key, None)
                 if future.status != "finished":
+                    if check is not None:
+                        check()  # a lost cluster is not the task's failure
                     exc = _exception(future)
                     if task is None:
                         raise TaskFailed(f"{desc} merge", exc) from exc
@@ -536,7 +608,10 @@ def run_tasks(
         try:
             fill()
             while pending:
-                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                done, _ = wait(list(pending), timeout=POLL if pool.check else None, return_when=FIRST_COMPLETED)
+                if not done:
+                    pool.check()
+                    continue
                 broken: BrokenProcessPool | None = None
                 lost: list[tuple[str, tuple]] = []
                 for future in done:
@@ -550,6 +625,8 @@ def run_tasks(
                         lost.append((label, args))
                         continue
                     except Exception as exc:  # noqa: BLE001 - retried or reported
+                        if pool.check is not None:
+                            pool.check()  # a lost cluster is not the task's failure
                         attempts[label] += 1
                         if attempts[label] > retries:
                             raise _failure([label], exc, attempts[label]) from exc
