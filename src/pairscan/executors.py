@@ -261,8 +261,10 @@ def _wrap_instance(executor: Executor, workers: int | None) -> Pool:
         # The caller's options, with pure=False: a task submitted again after a failure
         # must run again, not return the failed result Dask keeps under the same key.
         options = {**getattr(executor, "_kwargs", {}), "pure": False}
-        return Pool(type(executor)(client, **options), "dask", _dask_workers(client), in_process=False,
+        pool = Pool(type(executor)(client, **options), "dask", _dask_workers(client), in_process=False,
                     client=client)
+        pool.check = cluster_check(client, "the Dask cluster", DEFAULT_CONNECT_TIMEOUT)
+        return pool
     return Pool(executor, type(executor).__name__, workers or 1, in_process=False)
 
 
