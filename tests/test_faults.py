@@ -337,8 +337,8 @@ RUN = 120.0  # seconds: the most one command may take; a bound, never an asserti
 
 @pytest.fixture(scope="module")
 def daily_store(tmp_path_factory) -> Path:
-    """Twenty-odd years' worth of tickers is not needed: 40 tickers x 1500 days is a panel of
-    about half a megabyte, more than a 200k /dev/shm holds."""
+    """40 tickers x 1500 days of daily bars: a panel of about half a megabyte, more than a
+    200k /dev/shm holds."""
     root = tmp_path_factory.mktemp("daily")
     folder = pairscan.sample(root / "daily-stock", tickers=40, days=1500, daily=True)
     store = root / "store"
