@@ -122,3 +122,40 @@ def test_a_damaged_stored_file_is_bad_input(aligned_store, tmp_path):
         assert done.returncode == 2, done.stderr
         assert "aet.h5: cannot read stored frame" in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_version(capsys):
+    import importlib.metadata
+
+    from pairscan.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert pairscan.__version__ == importlib.metadata.version("pairscan")
+    assert capsys.readouterr().out == f"pairscan {pairscan.__version__}\n"
+
+
+def test_counts_of_one_are_singular(tmp_path, capsys):
+    from pairscan.cli import main
+
+    one = pairscan.sample(tmp_path / "one", tickers=1, days=1, bars_per_day=5)
+    [source] = one.glob("*.json")
+    with open(source, "a") as f:
+        f.write("not json\n")
+    assert main(["convert", str(one), "--on-bad-lines", "skip", "--executor", "serial"]) == 0
+    line = capsys.readouterr().out
+    assert line.startswith(f"converted 1 of 1 file (0 up to date) to hdf5 in {one}: 5 rows; "
+                           f"skipped 1 bad line ({source.name}: 1); serial x1, "), line
+    two = pairscan.sample(tmp_path / "two", tickers=2, days=1, bars_per_day=5)
+    pairscan.convert(two, executor="serial")
+    assert main(["correlate", str(two), "--executor", "serial"]) == 0
+    assert capsys.readouterr().out.startswith("2 tickers, 1 pair: pearson on close prices; ")
+
+
+def test_run_with_its_report_inside_the_work_folder(tmp_path):
+    source = pairscan.sample(tmp_path / "daily-stock", tickers=4, days=1, bars_per_day=20)
+    work = tmp_path / "work"
+    done = cli("run", source, "--workdir", work, "--report", work / "report.html", "--quiet", "--executor", "serial")
+    assert done.returncode == 0, done.stderr
+    assert (work / "report.html").read_text().lstrip().lower().startswith("<!doctype html")

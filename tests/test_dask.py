@@ -79,14 +79,13 @@ def _stop(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)  # whatever of the group outlived its leader
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory):
+@contextlib.contextmanager
+def _cluster(root: Path):
     """A scheduler and two single-thread workers on 127.0.0.1, on ports the system picks.
 
     The workers run in a folder of their own, so relative paths from the client would
     not resolve there: tasks must carry paths that do.
     """
-    root = tmp_path_factory.mktemp("cluster")
     scheduler_file = root / "scheduler.json"
     procs: list[subprocess.Popen] = []
     client = None
@@ -106,6 +105,13 @@ def cluster(tmp_path_factory):
             client.close()
         for proc in procs:
             _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    """A cluster the tests share: none of them may stop it."""
+    with _cluster(tmp_path_factory.mktemp("cluster")) as shared:
+        yield shared
 
 
 def _read_address(path: Path, proc: subprocess.Popen) -> str:
@@ -371,3 +377,50 @@ def test_a_local_cluster_worker_killed_mid_correlate(tmp_path):
         assert victim_pid not in pool.client.run(os.getpid).values()
     _same_pairs(got.top, want.top)
     assert_matches(got.matrix, _every_pair(want.matrix), tol=1e-12)
+
+
+# --- a cluster that goes away mid-run: one line, never a wait without end ----------------
+
+
+@pytest.fixture(scope="module")
+def kendall_store(tmp_path_factory) -> Path:
+    """Enough pairs (1,770 one-pair tasks) that a run is still going when its cluster goes."""
+    root = tmp_path_factory.mktemp("kendall")
+    folder = pairscan.sample(root / "daily-stock", tickers=60, days=300, daily=True)
+    pairscan.convert(folder, to=root / "store", executor="serial", quiet=True)
+    return root / "store"
+
+
+def _kill_mid_run(own: Cluster, store: Path, kill) -> subprocess.CompletedProcess:
+    """Start a Kendall correlate on ``own``; once a worker has run a few tasks, ``kill``."""
+    proc = subprocess.Popen([sys.executable, "-m", "pairscan", "correlate", str(store), "--method", "kendall",
+                             "--executor", own.address, "--connect-timeout", "3", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + RUN
+    while min(own.client.run(lambda dask_worker: dask_worker.state.executed_count).values(), default=0) < 5:
+        assert proc.poll() is None, f"the run ended before its workers ran a task: {proc.communicate()}"
+        assert time.monotonic() < deadline, "the workers never ran a task"
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before the kill"
+    kill()
+    try:
+        out, err = proc.communicate(timeout=RUN)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"pairscan was still waiting {RUN:g} s after its cluster went")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_every_worker_killed_mid_correlate_exits_with_one_line(tmp_path, kendall_store):
+    with _cluster(tmp_path) as own:
+        run = _kill_mid_run(own, kendall_store, lambda: [os.killpg(p.pid, signal.SIGKILL) for p in own.procs[1:]])
+    assert (run.returncode, run.stdout) == (1, "")
+    assert run.stderr == (f"pairscan: the Dask scheduler at {own.address} has no workers left "
+                          "(none for 3 s, the --connect-timeout)\n")
+
+
+def test_the_scheduler_killed_mid_correlate_is_one_line_naming_it(tmp_path, kendall_store):
+    with _cluster(tmp_path) as own:
+        run = _kill_mid_run(own, kendall_store, lambda: os.killpg(own.procs[0].pid, signal.SIGKILL))
+    assert (run.returncode, run.stdout) == (1, "")
+    assert run.stderr == f"pairscan: lost the Dask scheduler at {own.address}: it stopped answering\n"

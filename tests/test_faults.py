@@ -328,3 +328,177 @@ def test_a_bad_argument_from_a_real_process(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == "pairscan: error: --workers must be a whole number >= 1, not '0'\n"
+
+
+# --- killed parents, and a container's small /dev/shm ------------------------------------------
+
+RUN = 120.0  # seconds: the most one command may take; a bound, never an assertion on speed
+
+
+@pytest.fixture(scope="module")
+def daily_store(tmp_path_factory) -> Path:
+    """40 tickers x 1500 days of daily bars: a panel of about half a megabyte, more than a
+    200k /dev/shm holds."""
+    root = tmp_path_factory.mktemp("daily")
+    folder = pairscan.sample(root / "daily-stock", tickers=40, days=1500, daily=True)
+    store = root / "store"
+    pairscan.convert(folder, to=store, executor="serial")
+    return store
+
+
+class PrivateShm:
+    """A mount namespace of its own with a fresh tmpfs on /dev/shm (the machine's is untouched).
+
+    A process (``sleep``) holds the namespace; commands enter it with ``nsenter``, and the
+    test sees its /dev/shm through ``/proc/PID/root``.
+    """
+
+    def __init__(self, size: str, extra: list[Path]):
+        mounts = [f"mount -t tmpfs -o size={size} tmpfs /dev/shm"]
+        mounts += [f"mount -t tmpfs -o size=100k tmpfs '{p}'" for p in extra]
+        script = " && ".join(mounts) + " && echo ready && exec sleep 3600"
+        try:
+            self.holder = subprocess.Popen(["unshare", "-m", "sh", "-c", script], stdout=subprocess.PIPE,
+                                           stderr=subprocess.PIPE, text=True)
+        except FileNotFoundError:
+            pytest.skip("no unshare command: cannot mount a private /dev/shm")
+        if self.holder.stdout.readline().strip() != "ready":
+            why = self.holder.communicate(timeout=30)[1].strip()
+            pytest.skip(f"cannot mount a private /dev/shm here (needs root and unshare -m): {why}")
+        self.shm = Path(f"/proc/{self.holder.pid}/root/dev/shm")
+
+    def popen(self, args: list, env: dict | None = None) -> subprocess.Popen:
+        # nsenter enters the namespace and execs the command: the process id is pairscan's.
+        return subprocess.Popen(["nsenter", "-t", str(self.holder.pid), "-m", "--", sys.executable, "-m", "pairscan",
+                                 *map(str, args), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env)
+
+    def panel_files(self) -> list[str]:
+        return sorted(p.name for p in self.shm.iterdir() if p.name.startswith("pairscan-panel-"))
+
+    def close(self) -> None:
+        self.holder.kill()
+        self.holder.communicate()
+
+
+@pytest.fixture
+def private_shm():
+    made = []
+
+    def make(size: str = "64m", extra: list[Path] = ()) -> PrivateShm:
+        made.append(PrivateShm(size, list(extra)))
+        return made[-1]
+
+    yield make
+    for shm in made:
+        shm.close()
+
+
+def env_with(**values) -> dict:
+    return {**os.environ, **{k: str(v) for k, v in values.items()}}
+
+
+def top_by_pair(rows) -> dict:
+    return {(r["a"], r["b"]): (r["corr"], r["n"]) for r in rows}
+
+
+def assert_same_top(got: list[dict], want: pd.DataFrame) -> None:
+    expected = top_by_pair(want.to_dict("records"))
+    found = top_by_pair(got)
+    assert sorted(found) == sorted(expected)
+    for pair, (corr, n) in expected.items():
+        assert found[pair][1] == n and abs(found[pair][0] - corr) <= 1e-12, pair
+
+
+def test_a_panel_bigger_than_dev_shm_goes_to_disk_and_gives_the_serial_answer(tmp_path, daily_store, private_shm):
+    rows = len(pairscan.load_panel(daily_store).index)
+    assert rows * 40 * 8 > 200_000  # the panel does not fit in the tmpfs below
+    shm = private_shm("200k")
+    disk = tmp_path / "tmp"
+    disk.mkdir()
+    proc = shm.popen(["correlate", daily_store, "--executor", "processes", "--workers", 2, "--top", 780, "--json"],
+                     env=env_with(TMPDIR=disk))
+    out, err = proc.communicate(timeout=RUN)
+    assert (proc.returncode, err) == (0, "")
+    result = json.loads(out)
+    assert (result["engine"], result["executor"]) == ("blocked", "processes")
+    assert_same_top(result["top"], pairscan.correlate(daily_store, k=780, executor="serial").top)
+    assert shm.panel_files() == [] and list(disk.iterdir()) == []
+
+
+def test_no_room_for_the_panel_anywhere_is_one_line(tmp_path, daily_store, private_shm):
+    small = tmp_path / "small"
+    small.mkdir()
+    shm = private_shm("200k", [small])
+    proc = shm.popen(["correlate", daily_store, "--executor", "processes", "--workers", 2], env=env_with(TMPDIR=small))
+    out, err = proc.communicate(timeout=RUN)
+    assert (proc.returncode, out) == (2, "")
+    [line] = err.splitlines()
+    assert re.fullmatch(rf"pairscan: error: no room for the panel \(480\.0 kB\): /dev/shm has .+ free; "
+                        rf"{re.escape(str(small))} has .+ free; set TMPDIR to a folder with room, or use "
+                        rf"--executor threads", line), line
+    assert shm.panel_files() == [] and list(small.iterdir()) == []
+
+
+def children(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def wait_for(condition, proc: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + RUN
+    while not condition():
+        assert proc.poll() is None, f"the command ended before {what}: {proc.communicate()}"
+        assert time.monotonic() < deadline, f"no {what} within {RUN:g} s"
+        time.sleep(0.005)
+
+
+def assert_all_end(workers: list[psutil.Process]) -> None:
+    assert workers, "no worker to watch"
+    _, alive = psutil.wait_procs(workers, timeout=60)
+    assert alive == [], f"workers outlived their parent: {alive}"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "kill-TERM"])
+def test_a_killed_correlate_leaves_no_worker_and_no_panel(daily_store, private_shm, sig):
+    shm = private_shm()
+    proc = shm.popen(["correlate", daily_store, "--method", "kendall", "--executor", "processes", "--workers", 2])
+    wait_for(lambda: shm.panel_files() and len(children(proc.pid)) >= 2, proc, "panel file and workers")
+    workers = children(proc.pid)
+    [panel] = shm.panel_files()
+    assert panel.startswith(f"pairscan-panel-{proc.pid}-")  # the owner's process id, for later runs
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=RUN)
+    assert_all_end(workers)
+    if sig == signal.SIGTERM:
+        assert (proc.returncode, out, err) == (143, "", "pairscan: terminated\n")
+        assert shm.panel_files() == []  # cleaned up on the way out
+    else:
+        assert proc.returncode == -signal.SIGKILL
+        assert shm.panel_files() == [panel]  # nothing could remove it ...
+    later = shm.popen(["correlate", daily_store, "--executor", "processes", "--workers", 2, "--top", 1])
+    out, err = later.communicate(timeout=RUN)
+    assert (later.returncode, err) == (0, "")
+    assert shm.panel_files() == []  # ... but the next run did
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "kill-TERM"])
+def test_a_killed_convert_does_not_hang_a_caller_reading_its_output(tmp_path, big_sample, sig):
+    folder, clean = big_sample
+    store = tmp_path / "store"
+    t0 = time.time_ns()
+    proc = convert_process(folder, store, "--force", "--executor", "processes", "--workers", 2)
+    wait_for(lambda: newer(outputs(store), t0) >= 1 and len(pool_workers(proc)) == 2, proc, "output and workers")
+    workers = pool_workers(proc)
+    proc.send_signal(sig)  # the command alone, not its process group
+    try:
+        out, err = proc.communicate(timeout=RUN)  # returns once every holder of the pipes is gone
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"the caller was still waiting {RUN:g} s after the convert was killed")
+    assert_all_end(workers)
+    if sig == signal.SIGTERM:
+        assert (proc.returncode, err) == (143, "pairscan: terminated\n")
+    assert_only_whole_files(store, clean)

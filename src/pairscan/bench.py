@@ -1,12 +1,12 @@
-"""Bench: "How does performance vary?" -- the seed's three kinds of work on every executor.
+"""Bench: "How does performance vary?" -- the lesson's three kinds of work on every executor.
 
-The seed asked its reader to compare threads and processes and concluded only that
+The lesson asked its reader to compare threads and processes and concluded only that
 they "give some performance differences". ``pairscan bench`` measures it:
 
-- ``sleep``: latency-bound tasks, the seed's ``slowadd`` (8 tasks that sleep), with as
-  many workers as tasks, as in the seed.
+- ``sleep``: latency-bound tasks, the lesson's ``slowadd`` (8 tasks that sleep), with as
+  many workers as tasks, as in the lesson.
 - ``convert``: CPU-bound work per file, JSON Lines -> HDF5 with :func:`pairscan.convert`.
-- ``correlate naive`` and ``correlate blocked``: every pair of a store, as the seed did
+- ``correlate naive`` and ``correlate blocked``: every pair of a store, as the lesson did
   it (one task per pair of series) and with the blocked engine (a few block tasks of
   matrix products).
 
@@ -40,7 +40,7 @@ WORKLOADS = ("sleep", "convert", "correlate naive", "correlate blocked")
 
 # What each row shows, in a few words: the mechanism the reader should see in its number.
 SHOWS = {
-    ("sleep", "serial"): "the seed's slowadd: 8 sleeps, one after another",
+    ("sleep", "serial"): "the lesson's slowadd: 8 sleeps, one after another",
     ("sleep", "threads"): "a sleeping thread releases the GIL: all 8 overlap",
     ("sleep", "processes"): "overlap too, at the cost of a process each",
     ("sleep", "dask"): "overlap too, plus a scheduler round trip per task",
@@ -48,7 +48,7 @@ SHOWS = {
     ("convert", "threads"): "the parser runs outside the GIL; HDF5 writes take turns",
     ("convert", "processes"): "no GIL, no shared lock; tasks carry only paths",
     ("convert", "dask"): "as processes, plus a scheduler in the loop",
-    ("correlate naive", "serial"): "the seed's loop: one Series.corr per pair",
+    ("correlate naive", "serial"): "the lesson's loop: one Series.corr per pair",
     ("correlate naive", "threads"): "pandas overhead holds the GIL; only numpy overlaps",
     ("correlate naive", "processes"): "every task pickles two series: pickling cost",
     ("correlate naive", "dask"): "tasks carry paths; scheduling per tiny task",

@@ -9,18 +9,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
-from . import pipeline
+from . import __version__, pipeline
 from .archive import extract
 from .convert import ConvertFailed, convert
 from .correlate import DEFAULT_MEMORY_LIMIT, correlate, parse_size
 from .engines import ENGINES
 from .errors import PairscanError
-from .executors import DEFAULT_CONNECT_TIMEOUT, TaskFailed, parse_workers
+from .executors import DEFAULT_CONNECT_TIMEOUT, ClusterLost, TaskFailed, Terminated, parse_workers
 from .records import text_table, write_csv
 from .sample import BAR_MINUTES, sample
 from .selection import Selection
@@ -68,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Convert per-ticker stock files to a store and find the most correlated pairs.",
         parents=[quiet],
     )
+    parser.add_argument("--version", action="version", version=f"pairscan {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("sample", parents=[quiet], help="write the built-in sample data set")
@@ -142,9 +146,15 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 pair``, ``2,000 pairs``: a count and its noun, singular for one."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def _summary_line(r: dict) -> str:
     what = "log returns" if r["on"] == "returns" else "prices"
-    return (f"{r['series']:,} tickers, {r['pairs_considered']:,} pairs: {r['method']} on {r['column']} {what}; "
+    return (f"{_count(r['series'], 'ticker')}, {_count(r['pairs_considered'], 'pair')}: {r['method']} on "
+            f"{r['column']} {what}; "
             f"engine {r['engine']}, executor {r['executor']} x{r['workers']}, {r['seconds']:.3f} s")
 
 
@@ -156,13 +166,13 @@ def ranked_line(r: dict) -> str:
 
 
 def _convert_line(s: dict) -> str:
-    line = (f"converted {s['converted']} of {s['files']} files ({s['up_to_date']} up to date) to "
-            f"{s['format']} in {s['store']}: {s['rows']} rows")
+    line = (f"converted {s['converted']} of {_count(s['files'], 'file')} ({s['up_to_date']} up to date) to "
+            f"{s['format']} in {s['store']}: {_count(s['rows'], 'row')}")
     if s["bad_lines_skipped"]:
         per_file = ", ".join(f"{f}: {n}" for f, n in s["skipped_by_file"].items())
-        line += f"; skipped {s['bad_lines_skipped']} bad lines ({per_file})"
+        line += f"; skipped {_count(s['bad_lines_skipped'], 'bad line')} ({per_file})"
     if s["duplicates_dropped"]:
-        line += f"; dropped {s['duplicates_dropped']} duplicate timestamps"
+        line += f"; dropped {_count(s['duplicates_dropped'], 'duplicate timestamp')}"
     return line + f"; {s['executor']} x{s['workers']}, {s['seconds']:.3f} s"
 
 
@@ -254,8 +264,7 @@ def cmd_plot(args) -> int:
 
 
 def cmd_run(args) -> int:
-    if args.report:
-        _check_output(Path(args.report))
+    # The report's folder is checked by run, once the work folder (its usual home) exists.
     out = pipeline.run(args.source, args.workdir, k=args.top, report=args.report, format=args.format,
                        selection=Selection.from_args(args), on_bad_lines=args.on_bad_lines, **_exec_kwargs(args))
     if args.json:
@@ -310,21 +319,42 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"pairscan: warning: {message}", file=sys.stderr)
 
 
+def _terminate(signum, frame):
+    # Unwind like Ctrl-C: pools stop their workers and temporary files go on the way
+    # out. A second SIGTERM would cut that short; SIGKILL still ends it at once.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     warnings.showwarning = _show_warning
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    # Dask's, tornado's and asyncio's loggers print tracebacks when a cluster goes away
+    # (and set their own levels when first imported); pairscan says what happened itself,
+    # in one line, and logs nothing of its own.
+    silenced = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
     try:
         return COMMANDS[args.command](args)
     except PairscanError as err:
         print(f"pairscan: error: {err}", file=sys.stderr)
         return 2
-    except TaskFailed as err:
+    except (TaskFailed, ClusterLost) as err:
         print(f"pairscan: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("pairscan: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("pairscan: terminated", file=sys.stderr)
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        logging.disable(silenced)
 
 
 if __name__ == "__main__":

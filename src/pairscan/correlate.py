@@ -14,7 +14,6 @@ import functools
 import hashlib
 import os
 import re
-import tempfile
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -33,6 +32,7 @@ from .executors import Pool, open_pool, reduce_tasks, run_tasks, share
 from .panel import Panel, align, load_panel, read_chunk, to_returns
 from .records import fisher_interval, kendall_p, pair_frame, pearson_p, records, spearman_p
 from .selection import METHODS, Selection
+from .shm import panel_allocator
 from .store import atomic_path, read_column, store_files, ticker_file
 
 DEFAULT_MEMORY_LIMIT = "1GB"
@@ -134,18 +134,10 @@ class MappedBlocks:
 def _map_file(stack: contextlib.ExitStack):
     """An ``allocate(shape)`` for load_panel that puts the panel in a file workers can map.
 
-    The file lives in shared memory (``/dev/shm``) where there is one, and is removed
-    when ``stack`` closes.
+    The file lives in shared memory where it fits, else on disk (see :mod:`pairscan.shm`),
+    and is removed when ``stack`` closes.
     """
-    folder = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    fd, path = tempfile.mkstemp(prefix="pairscan-panel-", suffix=".f64", dir=folder)
-    os.close(fd)
-    stack.callback(lambda: os.path.exists(path) and os.unlink(path))
-
-    def allocate(shape):
-        return np.memmap(path, dtype=np.float64, mode="w+", shape=shape, order="F")
-
-    return path, allocate
+    return True, panel_allocator(stack)
 
 
 class StoreBlocks:
@@ -477,7 +469,7 @@ def _blocked(panel, files, index, tickers, column, on, method, min_periods, k, a
                                absolute, pool, quiet, retries)
     if mapped is not None:
         panel.values.flush()  # the workers map the file: it must hold the whole panel
-        source = MappedBlocks(mapped, panel.values.shape)
+        source = MappedBlocks(panel.values.filename, panel.values.shape)
     else:
         source = PanelBlocks(panel.values)
     tasks = []

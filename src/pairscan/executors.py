@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import (
     FIRST_COMPLETED,
@@ -56,6 +59,17 @@ class TaskFailed(Exception):
         super().__init__(f"task {label} failed: {type(cause).__name__}: {cause}")
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived. Like ``KeyboardInterrupt`` it unwinds the run, cleaning up on the
+    way (pools of ours stop their workers, temporary files go), and no ``except Exception``
+    catches it."""
+
+
+class ClusterLost(Exception):
+    """The Dask cluster stopped being able to run tasks: its scheduler is gone, or it has
+    had no workers for longer than the connect timeout."""
+
+
 def cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -78,6 +92,9 @@ class Pool:
     in_process: bool
     client: Any = None
     restart: Callable[[], Executor] | None = field(default=None, repr=False)
+    # Raises ClusterLost when the pool can no longer run tasks (a Dask cluster without a
+    # scheduler, or without workers for too long); called while waiting for tasks.
+    check: Callable[[], None] | None = field(default=None, repr=False)
 
 
 def parse_workers(workers: int | str | None) -> int | None:
@@ -131,6 +148,10 @@ def open_pool(
         pool.restart = lambda: _process_pool(n)
         try:
             yield pool
+        except (KeyboardInterrupt, Terminated):
+            # Interrupted: the tasks running now are not wanted, however long they take.
+            _kill_workers(pool.executor)
+            raise
         finally:
             pool.executor.shutdown(wait=True, cancel_futures=True)
         return
@@ -152,6 +173,58 @@ def _warm_up() -> int:
     return os.getpid()
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _start_worker(owner: int) -> None:
+    """Initializer of our pool's workers: end when the pairscan process ends.
+
+    A worker blocked in a task, or waiting for one, would otherwise outlive a parent
+    killed with SIGKILL (or SIGTERM), holding its stdout open: a caller reading that
+    pipe would wait for it. On Linux the kernel sends the worker SIGKILL when its parent
+    dies (for a fork server's workers, the fork server, which ends with the pairscan
+    process); elsewhere a thread watches the parent's process id.
+    """
+    # A handler inherited through fork is the parent's business, not the worker's.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        armed = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        armed = False
+    if not armed:  # pragma: no cover - not Linux
+        threading.Thread(target=_watch_parent, args=(owner,), name="pairscan-parent", daemon=True).start()
+    elif not _running(owner):
+        os._exit(1)  # the parent died before the signal was armed
+
+
+def _watch_parent(owner: int) -> None:  # pragma: no cover - not Linux
+    while _running(owner):
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill_workers(executor: ProcessPoolExecutor) -> None:
+    """Kill a process pool's workers at once (``shutdown`` would wait for their tasks)."""
+    kill = getattr(executor, "kill_workers", None)  # Python 3.14
+    if kill is not None:
+        kill()
+        return
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            process.kill()
+
+
 def _process_pool(workers: int) -> ProcessPoolExecutor:
     """A process pool, its workers already running (their start-up is not a stage's time).
 
@@ -170,7 +243,7 @@ def _process_pool(workers: int) -> ProcessPoolExecutor:
     context = multiprocessing.get_context(method)
     if method == "forkserver":
         context.set_forkserver_preload(WORKER_MODULES)
-    pool = ProcessPoolExecutor(workers, mp_context=context)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),))
     for future in [pool.submit(_warm_up) for _ in range(workers)]:
         future.result()
     return pool
@@ -188,8 +261,10 @@ def _wrap_instance(executor: Executor, workers: int | None) -> Pool:
         # The caller's options, with pure=False: a task submitted again after a failure
         # must run again, not return the failed result Dask keeps under the same key.
         options = {**getattr(executor, "_kwargs", {}), "pure": False}
-        return Pool(type(executor)(client, **options), "dask", _dask_workers(client), in_process=False,
+        pool = Pool(type(executor)(client, **options), "dask", _dask_workers(client), in_process=False,
                     client=client)
+        pool.check = cluster_check(client, "the Dask cluster", DEFAULT_CONNECT_TIMEOUT)
+        return pool
     return Pool(executor, type(executor).__name__, workers or 1, in_process=False)
 
 
@@ -221,7 +296,10 @@ def _dask_pool(executor: str, workers: int | None, connect_timeout: float) -> It
         ) as cluster, Client(cluster, set_as_default=False) as client:
             # pure=False: a task submitted again after a failure must run again, not
             # return the failed result that Dask keeps under the same key.
-            yield Pool(client.get_executor(pure=False), "dask", n, in_process=False, client=client)
+            pool = Pool(client.get_executor(pure=False), "dask", n, in_process=False, client=client)
+            pool.check = cluster_check(client, "the local Dask cluster", connect_timeout)
+            with _lost_as_one_line(pool):
+                yield pool
         return
     _probe_scheduler(executor, connect_timeout)
     try:
@@ -236,10 +314,56 @@ def _dask_pool(executor: str, workers: int | None, connect_timeout: float) -> It
             raise PairscanError(
                 f"the Dask scheduler at {executor} has no workers (waited {connect_timeout:g} s)"
             ) from None
-        yield Pool(client.get_executor(pure=False), executor, _dask_workers(client), in_process=False,
-                   client=client)
+        pool = Pool(client.get_executor(pure=False), executor, _dask_workers(client), in_process=False,
+                    client=client)
+        pool.check = cluster_check(client, f"the Dask scheduler at {executor}", connect_timeout)
+        with _lost_as_one_line(pool):
+            yield pool
     finally:
         client.close()
+
+
+POLL = 0.5  # seconds between looks at a cluster while its tasks run
+
+
+def cluster_check(client, where: str, timeout: float) -> Callable[[], None]:
+    """A ``Pool.check`` for a Dask client: raise :class:`ClusterLost` once the scheduler
+    is gone, or once the cluster has had no workers for ``timeout`` seconds (Dask itself
+    would wait for a worker forever)."""
+    since: list[float] = []
+
+    def check() -> None:
+        if client.status != "running":  # it lost the scheduler (and may be retrying)
+            raise ClusterLost(f"lost {where}: it stopped answering")
+        try:
+            workers = client.nthreads(callback_timeout=timeout)
+        except Exception:  # noqa: BLE001 - an unanswered question is a lost scheduler
+            raise ClusterLost(f"lost {where}: it stopped answering") from None
+        if workers:
+            since.clear()
+            return
+        if not since:
+            since.append(time.monotonic())
+        elif time.monotonic() - since[0] >= timeout:
+            raise ClusterLost(f"{where} has no workers left (none for {timeout:g} s, the --connect-timeout)")
+
+    return check
+
+
+@contextlib.contextmanager
+def _lost_as_one_line(pool: Pool) -> Iterator[None]:
+    """Any failure after the cluster was lost is reported as the loss (one line), not as
+    the cancelled futures and closed connections it left behind."""
+    try:
+        yield
+    except (ClusterLost, PairscanError):
+        raise
+    except Exception as exc:
+        try:
+            pool.check()
+        except ClusterLost as lost:
+            raise lost from None
+        raise exc
 
 
 def _unreachable(address: str, timeout: float, exc: BaseException) -> str:
@@ -349,10 +473,23 @@ def reduce_tasks(
             if len(held) >= fan_in:
                 held = [combine(*held)]
         return held[0] if len(held) == 1 else combine(*held)
-    return _reduce_on_cluster(pool.client, fn, tasks, combine, desc, quiet, retries, fan_in)
+    return _reduce_on_cluster(pool.client, fn, tasks, combine, desc, quiet, retries, fan_in, pool.check)
 
 
-def _reduce_on_cluster(client, fn, tasks, combine, desc, quiet, retries, fan_in) -> Any:
+def _completed(queue, check: Callable[[], None] | None) -> Iterator[Any]:
+    """Iterate ``as_completed``, looking at the cluster while nothing completes."""
+    while True:
+        while not queue.has_ready():
+            if queue.is_empty():
+                return
+            if check is not None:
+                check()
+            with queue.thread_condition:
+                queue.thread_condition.wait(timeout=POLL)
+        yield next(queue)
+
+
+def _reduce_on_cluster(client, fn, tasks, combine, desc, quiet, retries, fan_in, check=None) -> Any:
     from distributed import as_completed
 
     owner: dict[str, tuple[str, tuple]] = {}  # a task's future key -> its label and args
@@ -373,9 +510,16 @@ def _reduce_on_cluster(client, fn, tasks, combine, desc, quiet, retries, fan_in)
     with progress(len(tasks), desc, quiet) as bar:
         try:
             queue.update([submit(label, args) for label, args in tasks])
-            for future in queue:
+            for future in _completed(queue, check):
+                if future.status not in ("finished", "error", "cancelled"):
+                    # Its result was lost with a worker after it finished, and Dask is
+                    # computing it again: wait for that, as for any task in flight.
+                    queue.add(future)
+                    continue
                 task = owner.pop(future.key, None)
                 if future.status != "finished":
+                    if check is not None:
+                        check()  # a lost cluster is not the task's failure
                     exc = _exception(future)
                     if task is None:
                         raise TaskFailed(f"{desc} merge", exc) from exc
@@ -466,7 +610,10 @@ def run_tasks(
         try:
             fill()
             while pending:
-                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                done, _ = wait(list(pending), timeout=POLL if pool.check else None, return_when=FIRST_COMPLETED)
+                if not done:
+                    pool.check()
+                    continue
                 broken: BrokenProcessPool | None = None
                 lost: list[tuple[str, tuple]] = []
                 for future in done:
@@ -480,6 +627,8 @@ def run_tasks(
                         lost.append((label, args))
                         continue
                     except Exception as exc:  # noqa: BLE001 - retried or reported
+                        if pool.check is not None:
+                            pool.check()  # a lost cluster is not the task's failure
                         attempts[label] += 1
                         if attempts[label] > retries:
                             raise _failure([label], exc, attempts[label]) from exc

@@ -103,6 +103,12 @@ def heatmap_title(facts: dict, tickers: int, left_out: int = 0) -> str:
     return title
 
 
+def _check_report(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise PairscanError("cannot write here (no such folder, or not writable)", path)
+
+
 def run(
     source: str | os.PathLike | None = None,
     workdir: str | os.PathLike = DEFAULT_WORKDIR,
@@ -138,6 +144,9 @@ def run(
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PairscanError(f"cannot create the work folder ({exc.strerror})", workdir) from None
+    if report is not None:
+        # Checked once the work folder exists: a report inside it is the natural choice.
+        _check_report(Path(report))
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
     store = workdir / "store"
