@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import pipeline
 from .archive import extract
-from .convert import ConvertFailed, convert
+from .convert import DEFAULT_LOCK_TIMEOUT, ConvertFailed, convert
 from .correlate import DEFAULT_MEMORY_LIMIT, correlate, parse_size
 from .engines import ENGINES, METHODS
 from .errors import PairscanError
@@ -56,6 +56,12 @@ def _correlate_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--on", choices=("prices", "returns"), default="prices",
                         help="correlate prices, or log returns of the timestamp-aligned panel")
     parser.add_argument("--method", choices=METHODS, default="pearson")
+
+
+def _lock_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT, metavar="S",
+                        help="seconds to wait while another convert writes the same store, then give up "
+                             f"(default {DEFAULT_LOCK_TIMEOUT:g}; inf: wait as long as it takes)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -102,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-bytes", default=None, metavar="SIZE",
                    help="when SOURCE is an archive, refuse it if it unpacks to more (default 20GiB)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _lock_option(p)
     _exec_options(p)
 
     p = sub.add_parser("correlate", parents=[quiet], help="find the most correlated pairs of a store")
@@ -136,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     _correlate_options(p)
     p.add_argument("--report", metavar="FILE.html", help="also write a self-contained HTML report")
     p.add_argument("--json", action="store_true")
+    _lock_option(p)
     _exec_options(p)
 
     p = sub.add_parser("bench", parents=[quiet], help="how does performance vary? every executor, three workloads")
@@ -170,6 +178,9 @@ def _summary_line(r: dict) -> str:
 def _convert_line(s: dict) -> str:
     line = (f"converted {s['converted']} of {s['files']} files ({s['up_to_date']} up to date) to "
             f"{s['format']} in {s['store']}: {s['rows']} rows")
+    if s.get("removed"):
+        line += ("; removed 1 ticker whose source is gone" if s["removed"] == 1
+                 else f"; removed {s['removed']} tickers whose sources are gone")
     if s["bad_lines_skipped"]:
         per_file = ", ".join(f"{f}: {n}" for f, n in s["skipped_by_file"].items())
         line += f"; skipped {s['bad_lines_skipped']} bad lines ({per_file})"
@@ -215,7 +226,7 @@ def cmd_convert(args) -> int:
         source = extract(source, args.to, **_max_bytes(args))
     try:
         summary = convert(source, to=args.to, format=args.format, on_bad_lines=args.on_bad_lines,
-                          force=args.force, **_exec_kwargs(args))
+                          force=args.force, lock_timeout=args.lock_timeout, **_exec_kwargs(args))
     except ConvertFailed as failed:
         if args.json:
             _print_json(failed.summary)
@@ -269,7 +280,7 @@ def cmd_run(args) -> int:
         _check_output(Path(args.report))
     out = pipeline.run(args.source, args.workdir, k=args.top, report=args.report, format=args.format,
                        column=args.column, on=args.on, method=args.method, on_bad_lines=args.on_bad_lines,
-                       **_exec_kwargs(args))
+                       lock_timeout=args.lock_timeout, **_exec_kwargs(args))
     if args.json:
         _print_json(out)
         return 0

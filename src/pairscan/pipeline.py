@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from .archive import extract, is_archive
-from .convert import convert, source_files
+from .convert import DEFAULT_LOCK_TIMEOUT, convert, source_files
 from .correlate import Correlation, correlate
 from .errors import PairscanError
 from .executors import open_pool
@@ -88,6 +88,7 @@ def run(
     on: str = "prices",
     method: str = "pearson",
     on_bad_lines: str = "error",
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> dict:
     """The whole pipeline: (sample or extract) -> convert -> correlate -> plots (-> report).
 
@@ -117,12 +118,12 @@ def run(
     extra = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
     with open_pool(executor, workers, **extra) as pool:
         converted = convert(folder, store, format=format, on_bad_lines=on_bad_lines,
-                            retries=retries, quiet=quiet, pool=pool)
+                            retries=retries, quiet=quiet, pool=pool, lock_timeout=lock_timeout)
         stages["convert"] = converted["seconds"]
         n_tickers = len(store_files(store))
         matrix_path = workdir / "matrix.parquet" if n_tickers <= HEATMAP_MAX_TICKERS else None
         result: Correlation = correlate(store, k=k, column=column, on=on, method=method, matrix=matrix_path,
-                                        retries=retries, quiet=quiet, pool=pool)
+                                        retries=retries, quiet=quiet, pool=pool, lock_timeout=lock_timeout)
         stages["correlate"] = result.seconds
     t1 = time.perf_counter()
     plots = {}
