@@ -136,12 +136,24 @@ def write_frame(frame: pd.DataFrame, path: str | os.PathLike) -> None:
         if path.suffix == FORMATS["parquet"]:
             frame.to_parquet(tmp, engine="pyarrow", compression="zstd")
         else:
-            os.unlink(tmp)  # PyTables opens with mode "w" itself
-            with HDF5_LOCK, warnings.catch_warnings():
-                _silence_hdf5()
-                # Extra text columns make pandas warn that they are pickled; that is fine.
-                warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
-                frame.to_hdf(tmp, key=HDF5_KEY, mode="w", format="fixed")
+            Path(tmp).write_bytes(_hdf5_image(frame, tmp))
+
+
+def _hdf5_image(frame: pd.DataFrame, name: str) -> bytes:
+    """The bytes of an HDF5 file holding ``frame``, built in memory.
+
+    HDF5 writing to a full disk may fail to say so: some failures at close time leave
+    an unreadable file and no error. Built in memory and written by Python, a write
+    that does not fit always raises.
+    """
+    with HDF5_LOCK, warnings.catch_warnings():
+        _silence_hdf5()
+        # Extra text columns make pandas warn that they are pickled; that is fine.
+        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+        # The core driver without a backing store: ``name`` only names the file.
+        with pd.HDFStore(name, mode="w", driver="H5FD_CORE", driver_core_backing_store=0) as h5:
+            frame.to_hdf(h5, key=HDF5_KEY, format="fixed")
+            return h5._handle.get_file_image()  # PyTables' File, which pandas does not wrap
 
 
 @contextlib.contextmanager
