@@ -459,6 +459,13 @@ def store_lock(store: str | os.PathLike, timeout: float, on_wait=None) -> Iterat
                 break
             except BlockingIOError:
                 pass
+            except OSError as exc:  # a file system without locks (some network and FUSE ones)
+                if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                    raise
+                warnings.warn(f"{store}: cannot lock this store ({exc.strerror}); "
+                              "run only one convert on it at a time")
+                yield
+                return
             now = time.monotonic()
             if now >= deadline:
                 raise PairscanError(
