@@ -166,15 +166,17 @@ def test_only_the_temporary_files_of_gone_processes_are_removed(tmp_path):
     assert not list(folder.glob(".*.tmp"))
 
 
-@pytest.mark.parametrize("value, message", [
-    ("-1", "pairscan: error: --lock-timeout must be a number of seconds >= 0, not -1.0"),
-    ("nan", "pairscan: error: --lock-timeout must be a number of seconds >= 0, not nan"),
-    ("soon", "pairscan convert: error: argument --lock-timeout: invalid float value: 'soon'"),
+@pytest.mark.parametrize("command, value, message", [
+    ("convert", "-1", "pairscan: error: --lock-timeout must be a number of seconds >= 0, not -1.0"),
+    ("convert", "nan", "pairscan: error: --lock-timeout must be a number of seconds >= 0, not nan"),
+    ("convert", "soon", "pairscan convert: error: argument --lock-timeout: invalid float value: 'soon'"),
+    ("run", "-2", "pairscan: error: --lock-timeout must be a number of seconds >= 0, not -2.0"),
 ])
-def test_a_bad_lock_timeout_is_one_line(tmp_path, capsys, value, message):
+def test_a_bad_lock_timeout_is_one_line(tmp_path, capsys, command, value, message):
     folder = pairscan.sample(tmp_path / "d", tickers=2, days=1, bars_per_day=3)
+    where = ["--workdir", str(tmp_path / "w")] if command == "run" else []
     try:
-        status = main(["convert", str(folder), "--lock-timeout", value])
+        status = main([command, str(folder), *where, "--lock-timeout", value, "--executor", "serial"])
     except SystemExit as exit_:
         status = exit_.code
     err = capsys.readouterr().err

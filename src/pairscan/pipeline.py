@@ -123,7 +123,7 @@ def run(
         n_tickers = len(store_files(store))
         matrix_path = workdir / "matrix.parquet" if n_tickers <= HEATMAP_MAX_TICKERS else None
         result: Correlation = correlate(store, k=k, column=column, on=on, method=method, matrix=matrix_path,
-                                        retries=retries, quiet=quiet, pool=pool, lock_timeout=lock_timeout)
+                                        retries=retries, quiet=quiet, pool=pool)
         stages["correlate"] = result.seconds
     t1 = time.perf_counter()
     plots = {}
