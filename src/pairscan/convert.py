@@ -169,7 +169,9 @@ def convert(
     with contextlib.ExitStack() as stack:
         # Held until the very end, after the pool is shut down and the last cleanup:
         # the temporary files of this store are this run's alone to remove.
+        locking = time.perf_counter()
         stack.enter_context(store_lock(store, lock_timeout, waiting))
+        started += time.perf_counter() - locking  # waiting for another convert is not the work
         remove_stale_temporaries(store)
         manifest = read_manifest(store)
         if manifest.get("format") not in (None, format) or manifest.get("version") != MANIFEST_VERSION:

@@ -84,8 +84,8 @@ def remove_stale_temporaries(store: str | os.PathLike) -> list[str]:
     # convert from cleaning up while the first writes. The writer's pid in the name
     # keeps files whose writer still runs even when the lock does not: a worker
     # process that outlived its killed parent (and no longer holds the lock) may
-    # still be writing. Pids are this machine's: on a shared mount, the temporary
-    # file of a Dask worker elsewhere counts as its owner's only if the lock held.
+    # still be writing. Pids are this machine's: the temporary file a Dask worker on
+    # another machine writes into a shared store is protected by the lock alone.
     removed = []
     for path in Path(store).glob(".*.tmp"):
         match = _TEMPORARY.fullmatch(path.name)
