@@ -58,7 +58,7 @@ def test_manifest_records_each_ticker_and_a_rerun_skips_them(tmp_path):
     # --force converts everything.
     assert pairscan.convert(folder, executor="serial", force=True)["converted"] == 3
     # The manifest is a dotfile, never taken for a ticker.
-    assert json.loads((folder / ".pairscan-manifest.json").read_text())["version"] == 1
+    assert json.loads((folder / ".pairscan-manifest.json").read_text())["version"] == 2
 
 
 def test_threads_convert_hdf5_without_crashing(tmp_path):

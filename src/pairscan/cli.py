@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import __version__, pipeline
 from .archive import extract
-from .convert import ConvertFailed, convert
+from .convert import DEFAULT_LOCK_TIMEOUT, ConvertFailed, convert
 from .correlate import DEFAULT_MEMORY_LIMIT, correlate, parse_size
 from .engines import ENGINES
 from .errors import PairscanError
@@ -54,6 +54,12 @@ def _exec_kwargs(args) -> dict:
         raise PairscanError(f"--connect-timeout must be a positive number of seconds, not {args.connect_timeout:g}")
     return dict(executor=args.executor, workers=args.workers, retries=args.retries,
                 connect_timeout=args.connect_timeout, quiet=args.quiet)
+
+
+def _lock_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT, metavar="S",
+                        help="seconds to wait while another convert writes the same store, then give up "
+                             f"(default {DEFAULT_LOCK_TIMEOUT:g}; inf: wait as long as it takes)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-bytes", default=None, metavar="SIZE",
                    help="when SOURCE is an archive, refuse it if it unpacks to more (default 20GiB)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _lock_option(p)
     _exec_options(p)
 
     p = sub.add_parser("correlate", parents=[quiet], help="find the most correlated pairs of a store")
@@ -132,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="FILE.html", help="also write a self-contained HTML report")
     p.add_argument("--json", action="store_true")
     Selection.add_arguments(p)
+    _lock_option(p)
     _exec_options(p)
 
     p = sub.add_parser("bench", parents=[quiet], help="how does performance vary? every executor, three workloads")
@@ -168,6 +176,9 @@ def ranked_line(r: dict) -> str:
 def _convert_line(s: dict) -> str:
     line = (f"converted {s['converted']} of {_count(s['files'], 'file')} ({s['up_to_date']} up to date) to "
             f"{s['format']} in {s['store']}: {_count(s['rows'], 'row')}")
+    if s.get("removed"):
+        line += f"; removed {_count(s['removed'], 'ticker')} whose source{'' if s['removed'] == 1 else 's'} "
+        line += "is gone" if s["removed"] == 1 else "are gone"
     if s["bad_lines_skipped"]:
         per_file = ", ".join(f"{f}: {n}" for f, n in s["skipped_by_file"].items())
         line += f"; skipped {_count(s['bad_lines_skipped'], 'bad line')} ({per_file})"
@@ -213,7 +224,7 @@ def cmd_convert(args) -> int:
         source = extract(source, args.to, **_max_bytes(args))
     try:
         summary = convert(source, to=args.to, format=args.format, on_bad_lines=args.on_bad_lines,
-                          force=args.force, **_exec_kwargs(args))
+                          force=args.force, lock_timeout=args.lock_timeout, **_exec_kwargs(args))
     except ConvertFailed as failed:
         if args.json:
             _print_json(failed.summary)
@@ -266,7 +277,8 @@ def cmd_plot(args) -> int:
 def cmd_run(args) -> int:
     # The report's folder is checked by run, once the work folder (its usual home) exists.
     out = pipeline.run(args.source, args.workdir, k=args.top, report=args.report, format=args.format,
-                       selection=Selection.from_args(args), on_bad_lines=args.on_bad_lines, **_exec_kwargs(args))
+                       selection=Selection.from_args(args), on_bad_lines=args.on_bad_lines,
+                       lock_timeout=args.lock_timeout, **_exec_kwargs(args))
     if args.json:
         _print_json(out)
         return 0

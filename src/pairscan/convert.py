@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -16,9 +17,20 @@ from pathlib import Path
 from .errors import PairscanError
 from .executors import Pool, open_pool, run_tasks
 from .ingest import BAD_LINE_MODES, parse_file
-from .store import FORMATS, read_manifest, remove_stale_temporaries, write_frame, write_manifest
+from .store import (
+    FORMATS,
+    read_manifest,
+    remove_stale_temporaries,
+    remove_tickers,
+    stamp_entry,
+    store_lock,
+    stored_file_intact,
+    write_frame,
+    write_manifest,
+)
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: entries record their stored file's size and mtime
+DEFAULT_LOCK_TIMEOUT = 600.0  # seconds a convert waits for another one writing the same store
 
 
 class ConvertFailed(PairscanError):
@@ -101,7 +113,7 @@ def _up_to_date(entry: dict | None, source: Path, store: Path, on_bad_lines: str
         on_bad_lines,
     ):
         return False
-    return entry.get("file") is None or (store / entry["file"]).exists()
+    return stored_file_intact(store, entry)
 
 
 def convert(
@@ -116,6 +128,7 @@ def convert(
     quiet: bool = False,
     connect_timeout: float | None = None,
     pool: Pool | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> dict:
     """Convert every ``<ticker>.json`` in ``source`` to a stored frame in ``to``.
 
@@ -123,11 +136,20 @@ def convert(
     JSON). Returns the summary that ``convert --json`` prints. If any file is bad (with
     ``on_bad_lines="error"``), the good files are still converted and
     :class:`ConvertFailed` is raised afterwards, naming every bad file.
+
+    The store mirrors the source: a ticker the manifest records whose source file is
+    gone is removed (its stored file and its entry; counted as ``"removed"``). One
+    convert writes to a store at a time: another waits up to ``lock_timeout`` seconds
+    (``math.inf``: without limit), then :class:`PairscanError` names the process that
+    holds the store. A full disk is a :class:`PairscanError` too, after which the
+    store holds only whole files and a valid manifest, and a rerun with room finishes.
     """
     if format not in FORMATS:
         raise PairscanError(f"--format must be hdf5 or parquet, not {format!r}")
     if on_bad_lines not in BAD_LINE_MODES:
         raise PairscanError(f"--on-bad-lines must be error or skip, not {on_bad_lines!r}")
+    if not (isinstance(lock_timeout, (int, float)) and lock_timeout >= 0):  # NaN too
+        raise PairscanError(f"--lock-timeout must be a number of seconds >= 0, not {lock_timeout!r}")
     started = time.perf_counter()
     files = source_files(source)
     store = Path(to) if to is not None else Path(source)
@@ -138,27 +160,39 @@ def convert(
     if not os.access(store, os.W_OK):
         raise PairscanError("the store folder is not writable", store)
 
-    remove_stale_temporaries(store)
-    manifest = read_manifest(store)
-    if manifest.get("format") not in (None, format) or manifest.get("version") != MANIFEST_VERSION:
-        manifest = {}
-    entries: dict = dict(manifest.get("tickers", {}))
-    suffix = FORMATS[format]
-    todo = []
-    for path in files:
-        ticker = path.stem
-        if not force and _up_to_date(entries.get(ticker), path, store, on_bad_lines):
-            continue
-        entries.pop(ticker, None)
-        todo.append((ticker, (str(path), str(store / (ticker + suffix)), on_bad_lines)))
+    def waiting(holder: str) -> None:
+        if not quiet:
+            print(f"pairscan: waiting for another pairscan process ({holder}) writing {store} "
+                  f"(up to {lock_timeout:g} s)", file=sys.stderr, flush=True)
 
     failures: list[dict] = []
-    saved = time.monotonic()
-
-    def save() -> None:
-        write_manifest(store, {"version": MANIFEST_VERSION, "format": format, "tickers": entries})
-
     with contextlib.ExitStack() as stack:
+        # Held until the very end, after the pool is shut down and the last cleanup:
+        # the temporary files of this store are this run's alone to remove.
+        locking = time.perf_counter()
+        stack.enter_context(store_lock(store, lock_timeout, waiting))
+        started += time.perf_counter() - locking  # waiting for another convert is not the work
+        remove_stale_temporaries(store)
+        manifest = read_manifest(store)
+        if manifest.get("format") not in (None, format) or manifest.get("version") != MANIFEST_VERSION:
+            manifest = {}
+        entries: dict = dict(manifest.get("tickers", {}))
+        suffix = FORMATS[format]
+        removed = _remove_gone(store, manifest, {p.stem for p in files}, entries, suffix)
+        todo = []
+        for path in files:
+            ticker = path.stem
+            if not force and _up_to_date(entries.get(ticker), path, store, on_bad_lines):
+                continue
+            entries.pop(ticker, None)
+            todo.append((ticker, (str(path), str(store / (ticker + suffix)), on_bad_lines)))
+
+        saved = time.monotonic()
+
+        def save() -> None:
+            write_manifest(store, {"version": MANIFEST_VERSION, "format": format, "tickers": entries})
+
+        save()  # the removals, before anything else can fail
         # Runs last, once our pool is shut down: a worker that died (or was stopped when
         # its pool broke) may have left a temporary file that no one else will remove.
         stack.callback(remove_stale_temporaries, store)
@@ -176,14 +210,19 @@ def convert(
                 if "error" in result:
                     failures.append(result["error"])
                 else:
-                    entries[ticker] = result
+                    _record(entries, ticker, stamp_entry(store, result))
                     if result["rows"] == 0:
                         warnings.warn(_no_data(sources[ticker], ticker, result))
                 if time.monotonic() - saved > 1.0:  # keep finished work if the run is killed
                     save()
                     saved = time.monotonic()
-        finally:  # a worker that failed or an interrupt: what did finish stays recorded
-            save()
+        except BaseException:
+            # What did finish stays recorded, if there is room to say so; the error that
+            # stopped the run is the one to report, not a second one from this.
+            with contextlib.suppress(PairscanError):
+                save()
+            raise
+        save()
         seconds = time.perf_counter() - started  # before the executor shuts down
 
     names = {p.stem for p in files}
@@ -193,6 +232,7 @@ def convert(
         "files": len(files),
         "converted": len(todo) - len(failures),
         "up_to_date": len(files) - len(todo),
+        "removed": len(removed),
         "failed": failures,
         "rows": sum(e["rows"] for e in current),
         "bad_lines_skipped": sum(e["bad_lines_skipped"] for e in current),
@@ -208,6 +248,26 @@ def convert(
     if failures:
         raise ConvertFailed(failures, summary)
     return summary
+
+
+def _remove_gone(store: Path, manifest: dict, present: set[str], entries: dict, suffix: str) -> list[str]:
+    """Remove the tickers the manifest records whose source is gone; return them.
+
+    Only what the manifest names is pairscan's to remove (a damaged entry still says
+    its ticker was converted here); other files in the store are left alone.
+    """
+    gone = sorted((set(entries) | set(manifest.get("damaged", ()))) - present)
+    remove_tickers(store, gone, suffix)
+    for ticker in gone:
+        entries.pop(ticker, None)
+    return gone
+
+
+def _record(entries: dict, ticker: str, entry: dict | None) -> None:
+    # An entry whose stored file could not be looked at is not recorded: the next run
+    # converts that ticker again rather than trust it.
+    if entry is not None:
+        entries[ticker] = entry
 
 
 def _no_data(source: str, ticker: str, entry: dict) -> str:

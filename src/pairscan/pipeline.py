@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .archive import extract, is_archive
-from .convert import convert, source_files
+from .convert import DEFAULT_LOCK_TIMEOUT, convert, source_files
 from .correlate import Correlation, correlate, pair_correlation
 from .errors import PairscanError
 from .executors import open_pool
@@ -128,6 +128,7 @@ def run(
     connect_timeout: float | None = None,
     format: str = "hdf5",
     on_bad_lines: str = "error",
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> dict:
     """The whole pipeline: (sample or extract) -> convert -> correlate -> plots (-> report).
 
@@ -168,7 +169,7 @@ def run(
         converted = None
         if store is not folder:
             converted = convert(folder, store, format=format, on_bad_lines=on_bad_lines,
-                                retries=retries, quiet=quiet, pool=pool)
+                                retries=retries, quiet=quiet, pool=pool, lock_timeout=lock_timeout)
             stages["convert"] = converted["seconds"]
         n_tickers = len(store_files(store))
         matrix_path = workdir / "matrix.parquet" if n_tickers <= HEATMAP_MAX_TICKERS else None

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import errno
+import fcntl
 import itertools
 import json
 import os
 import re
+import stat
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +32,7 @@ from .errors import PairscanError
 
 FORMATS = {"hdf5": ".h5", "parquet": ".parquet"}
 MANIFEST = ".pairscan-manifest.json"
+LOCK = ".pairscan-lock"
 HDF5_KEY = "data"
 
 def _umask() -> int:
@@ -48,9 +53,11 @@ def atomic_path(target: str | os.PathLike) -> Iterator[str]:
     """Yield a temporary path beside ``target``; move it onto ``target`` on success.
 
     On any exception the temporary file is removed and ``target`` is left as it was.
+    The temporary name carries this process's id, so that a later run can tell the
+    file of a process still writing from one a killed process left.
     """
     target = Path(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
         yield tmp
@@ -63,41 +70,123 @@ def atomic_path(target: str | os.PathLike) -> Iterator[str]:
         raise
 
 
-# What atomic_path names its temporary files: ".<target>.<8 random characters>.tmp".
-_TEMPORARY = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp")
+# What atomic_path names its temporary files: ".<target>.<pid>-<8 random characters>.tmp"
+# (before pids were recorded: ".<target>.<8 random characters>.tmp").
+_TEMPORARY = re.compile(r"\.(?P<target>.+)\.(?:(?P<pid>[0-9]+)-)?[a-z0-9_]{8}\.tmp")
 
 
 def remove_stale_temporaries(store: str | os.PathLike) -> list[str]:
-    """Remove the temporary files a killed run left in ``store``; return their names.
+    """Remove the temporary files that killed processes left in ``store``; return their names.
 
-    Only pairscan's own: those of a stored frame or of the manifest. Call it when no
-    other run writes to the same store.
+    Only pairscan's own (those of a stored frame or of the manifest), and only those
+    whose writer is gone. Call it while holding :func:`store_lock`.
     """
+    # Two safeguards, because either alone is not enough. The lock keeps a second
+    # convert from cleaning up while the first writes. The writer's pid in the name
+    # keeps files whose writer still runs even when the lock does not: a worker
+    # process that outlived its killed parent (and no longer holds the lock) may
+    # still be writing. Pids are this machine's: the temporary file a Dask worker on
+    # another machine writes into a shared store is protected by the lock alone.
     removed = []
     for path in Path(store).glob(".*.tmp"):
         match = _TEMPORARY.fullmatch(path.name)
         if not match:
             continue
         target = match["target"]
-        if target == MANIFEST or Path(target).suffix in FORMATS.values():
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-                removed.append(path.name)
+        if target != MANIFEST and Path(target).suffix not in FORMATS.values():
+            continue
+        if match["pid"] is not None and _writer_alive(int(match["pid"]), path):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path.name)
     return sorted(removed)
 
 
+def _writer_alive(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` may still be writing ``path``.
+
+    Not this process (it calls this only when none of its own writes are under way)
+    and not a process started after the file was last written: its pid was reused.
+    """
+    if pid == os.getpid():
+        return False
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        started = process.create_time()
+        written = path.stat().st_mtime
+    except (psutil.NoSuchProcess, FileNotFoundError):
+        return False
+    except psutil.Error:  # another user's process: assume the worst
+        return True
+    return started <= written + 1.0  # create_time is rounded to the clock tick
+
+
 def write_frame(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Store one ticker's frame at ``path`` (format by suffix), atomically."""
+    """Store one ticker's frame at ``path`` (format by suffix), atomically.
+
+    A full disk raises :class:`PairscanError` ("no space left on device writing
+    PATH"), with nothing left behind; other failures to write raise as they are.
+    """
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with _no_space_is_bad_input(path), atomic_path(path) as tmp:
         if path.suffix == FORMATS["parquet"]:
             frame.to_parquet(tmp, engine="pyarrow", compression="zstd")
         else:
-            os.unlink(tmp)  # PyTables opens with mode "w" itself
-            with HDF5_LOCK, warnings.catch_warnings():
-                # Extra text columns make pandas warn that they are pickled; that is fine.
-                warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
-                frame.to_hdf(tmp, key=HDF5_KEY, mode="w", format="fixed")
+            Path(tmp).write_bytes(_hdf5_image(frame, tmp))
+
+
+def _hdf5_image(frame: pd.DataFrame, name: str) -> bytes:
+    """The bytes of an HDF5 file holding ``frame``, built in memory.
+
+    HDF5 writing to a full disk may fail to say so: some failures at close time leave
+    an unreadable file and no error. Built in memory and written by Python, a write
+    that does not fit always raises.
+    """
+    with HDF5_LOCK, warnings.catch_warnings():
+        _silence_hdf5()
+        # Extra text columns make pandas warn that they are pickled; that is fine.
+        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+        # The core driver without a backing store: ``name`` only names the file.
+        with pd.HDFStore(name, mode="w", driver="H5FD_CORE", driver_core_backing_store=0) as h5:
+            frame.to_hdf(h5, key=HDF5_KEY, format="fixed")
+            return h5._handle.get_file_image()  # PyTables' File, which pandas does not wrap
+
+
+@contextlib.contextmanager
+def _no_space_is_bad_input(path: Path) -> Iterator[None]:
+    # A full disk (or quota) is the store's fault, not pairscan's: one line, exit 2.
+    # HDF5 says so only in the text of its error; pyarrow may leave errno unset.
+    try:
+        yield
+    except (OSError, *_damaged()) as exc:
+        text = str(exc)
+        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
+            sign in text for sign in ("No space left on device", "Disk quota exceeded", "errno = 28")
+        ):
+            raise PairscanError(f"no space left on device writing {path}") from None
+        raise
+
+
+_hdf5_silenced = False
+
+
+def _silence_hdf5() -> None:
+    """Stop the HDF5 library printing its error stack (HDF5-DIAG) to stderr.
+
+    PyTables raises every such error as an exception, whose last line is reported;
+    the stack itself, hundreds of lines for a full disk, says nothing more.
+    """
+    global _hdf5_silenced
+    if not _hdf5_silenced:
+        import tables
+
+        tables.silence_hdf5_messages()
+        _hdf5_silenced = True
 
 
 def read_frame(path: str | os.PathLike) -> pd.DataFrame:
@@ -217,17 +306,208 @@ def ticker_file(files: dict[str, Path], ticker: str, store: str | os.PathLike) -
     raise PairscanError(f"no ticker {ticker!r}{hint}", store)
 
 
+# The fields of a ticker's manifest entry a rerun relies on, and their types. Other
+# fields may be there; an entry without one of these, or with the wrong type, is not
+# trusted: its ticker is converted again.
+_ENTRY_FIELDS: dict[str, tuple[type, ...]] = {
+    "source": (str,),
+    "size": (int,),
+    "mtime_ns": (int,),
+    "on_bad_lines": (str,),
+    "rows": (int,),
+    "bad_lines_skipped": (int,),
+    "duplicates_dropped": (int,),
+    "first_bad_line": (str, type(None)),
+    "file": (str, type(None)),
+    "file_size": (int, type(None)),  # the stored file as written: size and mtime
+    "file_mtime_ns": (int, type(None)),
+}
+_COUNTS = ("size", "rows", "bad_lines_skipped", "duplicates_dropped", "file_size")
+
+
 def read_manifest(store: str | os.PathLike) -> dict:
-    """The store's manifest, or an empty one. A damaged manifest counts as empty."""
+    """The store's manifest, checked: ``{"version", "format", "tickers"}``, or ``{}``.
+
+    A manifest that is missing, not JSON, or not of that shape counts as empty. An
+    entry of the wrong shape (a field missing or of the wrong type, a file name that
+    is not the ticker's) is left out of ``"tickers"`` and its ticker listed under
+    ``"damaged"``: what it says is not trusted, so that ticker is converted again.
+    """
     path = Path(store) / MANIFEST
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return manifest if isinstance(manifest, dict) else {}
+    if not (
+        isinstance(manifest, dict)
+        and _is_int(manifest.get("version"))
+        and manifest.get("format") in FORMATS
+        and isinstance(manifest.get("tickers"), dict)
+    ):
+        return {}
+    suffix = FORMATS[manifest["format"]]
+    tickers, damaged = {}, []
+    for ticker, entry in manifest["tickers"].items():
+        if _valid_entry(ticker, entry, suffix):
+            tickers[ticker] = entry
+        elif _is_ticker_name(ticker):
+            damaged.append(ticker)
+    return {"version": manifest["version"], "format": manifest["format"], "tickers": tickers,
+            "damaged": sorted(damaged)}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_ticker_name(name) -> bool:
+    # A plain file name: never a path out of the store, never a dotfile.
+    return (isinstance(name, str) and name != "" and not name.startswith(".")
+            and not any(c in name for c in ("/", os.sep, "\0")))
+
+
+def _valid_entry(ticker: str, entry, suffix: str) -> bool:
+    if not (_is_ticker_name(ticker) and isinstance(entry, dict)):
+        return False
+    for field, types in _ENTRY_FIELDS.items():
+        value = entry.get(field, ...)
+        if isinstance(value, bool) or not isinstance(value, types):
+            return False
+    if any(entry[field] is not None and entry[field] < 0 for field in _COUNTS):
+        return False
+    if entry["file"] is None:
+        return entry["rows"] == 0 and entry["file_size"] is None and entry["file_mtime_ns"] is None
+    return entry["file"] == ticker + suffix and entry["file_size"] is not None and entry["file_mtime_ns"] is not None
+
+
+def stamp_entry(store: str | os.PathLike, entry: dict) -> dict | None:
+    """``entry`` with the size and mtime of its stored file as it is now.
+
+    None if the file it names is not there (then nothing about it can be trusted).
+    """
+    if entry.get("file") is None:
+        return {**entry, "file_size": None, "file_mtime_ns": None}
+    try:
+        st = os.stat(Path(store) / entry["file"])
+    except OSError:
+        return None
+    return {**entry, "file_size": st.st_size, "file_mtime_ns": st.st_mtime_ns}
+
+
+def stored_file_intact(store: str | os.PathLike, entry: dict) -> bool:
+    """Whether the stored file of a (checked) manifest entry is the one that was written.
+
+    A regular file with the size and mtime recorded: a file truncated, replaced by a
+    folder or swapped for another is not. A ticker without data has no file to check.
+    """
+    if entry["file"] is None:
+        return True
+    try:
+        st = os.stat(Path(store) / entry["file"])
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) == (entry["file_size"], entry["file_mtime_ns"])
+
+
+def remove_tickers(store: str | os.PathLike, tickers, suffix: str) -> None:
+    """Remove the stored files of ``tickers`` (``<ticker><suffix>``) from ``store``.
+
+    Call it only for tickers the manifest says are pairscan's, then drop their entries
+    from the manifest: a run killed in between leaves entries whose file is gone,
+    which the next run removes again, never a file without its entry.
+    """
+    for ticker in tickers:
+        path = Path(store) / (ticker + suffix)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise PairscanError(f"cannot remove this stored file, whose source is gone ({exc.strerror})",
+                                path) from None
 
 
 def write_manifest(store: str | os.PathLike, manifest: dict) -> None:
-    """Write the manifest atomically."""
-    with atomic_path(Path(store) / MANIFEST) as tmp:
-        Path(tmp).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    """Write the manifest atomically, unless it already says exactly this.
+
+    Not rewriting an unchanged manifest lets a rerun with nothing to do finish on a
+    full disk. Failures raise :class:`PairscanError` naming the manifest.
+    """
+    path = Path(store) / MANIFEST
+    text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        if path.read_text() == text:
+            return
+    try:
+        with _no_space_is_bad_input(path), atomic_path(path) as tmp:
+            Path(tmp).write_text(text)
+    except OSError as exc:
+        raise PairscanError(f"cannot write the manifest ({exc.strerror or exc})", path) from None
+
+
+@contextlib.contextmanager
+def store_lock(store: str | os.PathLike, timeout: float, on_wait=None) -> Iterator[None]:
+    """Hold the store's write lock (an advisory lock on ``STORE/.pairscan-lock``).
+
+    Waits up to ``timeout`` seconds (``math.inf``: for as long as it takes) while
+    another process holds it, calling ``on_wait(holder)`` once if it has to wait, then
+    raises :class:`PairscanError` naming the holder's pid. Readers never take it: each
+    stored file is replaced atomically, so they need not wait. The lock goes with the
+    process: a killed writer leaves no stale lock behind (worker processes it forked
+    hold it until they end too, as they may still be writing).
+    """
+    path = Path(store) / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    except OSError as exc:
+        raise PairscanError(f"cannot create the lock file ({exc.strerror})", path) from None
+    try:
+        deadline = time.monotonic() + timeout
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                pass
+            except OSError as exc:  # a file system without locks (some network and FUSE ones)
+                if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                    raise
+                warnings.warn(f"{store}: cannot lock this store ({exc.strerror}); "
+                              "run only one convert on it at a time")
+                yield
+                return
+            now = time.monotonic()
+            if now >= deadline:
+                raise PairscanError(
+                    f"another pairscan process ({_lock_holder(fd)}) is writing this store; gave up after "
+                    f"{timeout:g} s (--lock-timeout)", store)
+            if not waiting and on_wait is not None:
+                on_wait(_lock_holder(fd))
+            waiting = True
+            time.sleep(min(0.05, deadline - now))
+        # Who holds it, for those who wait. Overwritten in place, then cut: on a full
+        # disk the page the last holder's pid used is still there to write in.
+        with contextlib.suppress(OSError):
+            pid = f"{os.getpid()}\n".encode()
+            os.pwrite(fd, pid, 0)
+            os.ftruncate(fd, len(pid))
+        try:
+            yield
+        finally:
+            # Also released for forked workers that share this descriptor.
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _lock_holder(fd: int) -> str:
+    try:
+        pid = int(os.pread(fd, 32, 0).decode().strip())
+    except (OSError, ValueError):
+        return "pid unknown"
+    import psutil
+
+    if psutil.pid_exists(pid):
+        return f"pid {pid}"
+    return f"pid {pid}, ended; its worker processes still hold the lock"
