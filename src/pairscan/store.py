@@ -203,6 +203,11 @@ def store_files(store: str | os.PathLike) -> dict[str, Path]:
                     f"ticker {path.stem!r} is stored both as {found[path.stem].name} and {path.name}", store
                 )
             found[path.stem] = path
+    if not found:
+        from .readers import holds_sources
+
+        if holds_sources(store):
+            raise PairscanError("this folder holds source files but no store: run pairscan convert on it first", store)
     return dict(sorted(found.items()))
 
 

@@ -272,23 +272,27 @@ def table_to_frame(table: pa.Table, text: bool = False) -> pd.DataFrame | None:
 
 
 def _numbers_from_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """Extra text columns that hold only numbers become numbers (integers where all are)."""
+    """Extra text columns that hold only numbers become numbers (int64 where every value is a whole one)."""
     for name in frame.columns:
-        if name in NUMBERS or frame[name].dtype != object:
+        if name in NUMBERS or pd.api.types.is_numeric_dtype(frame[name].dtype):
             continue
-        values = frame[name]
-        present = values.notna()
-        if not present.any():
+        values = frame[name].astype(object)
+        present = values.notna().to_numpy()
+        if not present.any() or not all(isinstance(v, str) for v in values[present]):
             continue
-        numbers = pd.to_numeric(values.where(present).str.strip(), errors="coerce")
-        if numbers[present].isna().any():
+        text = [v.strip() for v in values[present]]
+        if all(re.fullmatch(r"[+-]?[0-9]+", v) for v in text) and present.all():
+            try:
+                frame[name] = np.array([int(v) for v in text], dtype=np.int64)
+            except OverflowError:
+                pass
             continue
-        whole = numbers[present]
-        if (whole == np.floor(whole)).all() and ~values[present].str.contains(r"[.eE]", regex=True).any() \
-                and present.all():
-            frame[name] = numbers.astype("int64")
-        else:
-            frame[name] = numbers.astype("float64")
+        numbers = pd.to_numeric(pd.Series(text), errors="coerce")
+        if numbers.isna().any():
+            continue
+        column = np.full(len(values), np.nan)
+        column[present] = numbers.to_numpy(dtype=np.float64)
+        frame[name] = column
     return frame
 
 
