@@ -136,6 +136,7 @@ def _column_names(path: Path) -> list[str]:
 
 
 def _open_files() -> int:
-    # Each ticker's part stays open while rows for it keep coming; leave room for the rest.
+    # Each open part holds its writer's buffers (about a quarter of a megabyte): thousands
+    # open at once cost more memory than closing and starting another file of the part.
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return max(64, min(4096, soft // 2))
+    return max(16, min(256, soft // 4))
