@@ -19,7 +19,7 @@ from .correlate import Correlation, correlate
 from .errors import PairscanError
 from .executors import open_pool
 from .sample import sample
-from .store import read_column, store_files
+from .store import empty_store_error, read_column, store_files
 
 DEFAULT_WORKDIR = "pairscan-work"
 HEATMAP_MAX_TICKERS = 2000  # beyond this a heatmap is unreadable and the matrix large
@@ -42,6 +42,8 @@ def plot_heatmap(*args, **kwargs):
 def store_series(store: str | os.PathLike, ticker: str, column: str = "close") -> pd.Series:
     """One stored ticker's column, named by the ticker."""
     files = store_files(store)
+    if not files:
+        raise empty_store_error(store)
     if ticker not in files:
         raise PairscanError(f"no ticker {ticker!r} in the store", store)
     return read_column(files[ticker], column).rename(ticker)

@@ -203,12 +203,16 @@ def store_files(store: str | os.PathLike) -> dict[str, Path]:
                     f"ticker {path.stem!r} is stored both as {found[path.stem].name} and {path.name}", store
                 )
             found[path.stem] = path
-    if not found:
-        from .readers import holds_sources
-
-        if holds_sources(store):
-            raise PairscanError("this folder holds source files but no store: run pairscan convert on it first", store)
     return dict(sorted(found.items()))
+
+
+def empty_store_error(store: str | os.PathLike) -> PairscanError:
+    """What to say of a store with no tickers: a folder of source files needs ``pairscan convert``."""
+    from .readers import holds_sources
+
+    if holds_sources(store):
+        return PairscanError("this folder holds source files but no store: run pairscan convert on it first", store)
+    return PairscanError("the store holds no tickers", store)
 
 
 def read_manifest(store: str | os.PathLike) -> dict:
