@@ -179,8 +179,9 @@ def test_the_sample_archive_round_trips(tmp_path):
 
 def test_files_at_the_archive_root_and_dot_slash_names(tmp_path):
     archive = build(tmp_path / "a.tar", [member("./aet.json", data=GOOD), member("afl.json", data=GOOD)], "w")
-    assert pairscan.extract(archive, tmp_path / "t") == tmp_path / "t"
-    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["aet.json", "afl.json"]
+    # Files at the top level unpack into a folder named after the archive, not among others.
+    assert pairscan.extract(archive, tmp_path / "t") == tmp_path / "t" / "a"
+    assert sorted(p.name for p in (tmp_path / "t" / "a").iterdir()) == ["aet.json", "afl.json"]
 
 
 def test_a_decompression_bomb_is_stopped_by_the_size_bound(tmp_path):
@@ -242,8 +243,8 @@ def test_garbage_and_empty_archives_are_bad_input(tmp_path):
     (tmp_path / "junk.tgz").write_bytes(b"\x00\xffnot an archive" * 20)
     with pytest.raises(PairscanError, match="not a readable tar archive"):
         pairscan.extract(tmp_path / "junk.tgz", tmp_path / "t")
-    empty = build(tmp_path / "empty.tgz", [member("readme.txt", data=b"hi")])
-    with pytest.raises(PairscanError, match="holds no <ticker>.json files"):
+    empty = build(tmp_path / "empty.tgz", [member("readme.md", data=b"hi")])
+    with pytest.raises(PairscanError, match="holds no source files"):
         pairscan.extract(empty, tmp_path / "t")
     spread = build(tmp_path / "spread.tgz", [member("a/x.json", data=GOOD), member("b/y.json", data=GOOD)])
     with pytest.raises(PairscanError, match="several folders"):

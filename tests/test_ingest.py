@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from pairscan.errors import PairscanError
-from pairscan.ingest import _finish, _parse_fast, _parse_slow, parse_file
+from pairscan.readers.jsonl import _parse_fast, _parse_slow, parse_file
+from pairscan.readers.normalize import finish as _finish
 from pairscan.sample import sample_frames, write_jsonl
 
 REASON_TS = "unparseable timestamp"
@@ -115,8 +116,8 @@ def test_the_first_bad_line_is_named_and_the_others_counted(tmp_path, good_lines
     path.write_bytes(b"\n".join(lines) + b"\n")
     with pytest.raises(PairscanError) as caught:
         parse_file(path)
-    assert str(caught.value) == (f'{path}:2: unparseable timestamp "soon" (expected ISO 8601 text or epoch '
-                                 "milliseconds, years 1677-2262) (and 2 more bad lines)")
+    assert str(caught.value) == (f'{path}:2: unparseable timestamp "soon" (expected ISO 8601 text, YYYYMMDD '
+                                 "or epoch seconds/ms/us/ns, years 1677-2262) (and 2 more bad lines)")
     parsed = parse_file(path, "skip")
     assert parsed.bad_lines_skipped == 3 and parsed.first_bad.startswith("line 2: unparseable timestamp")
     pd.testing.assert_frame_equal(parsed.frame, expected_frame(good_lines[:3]))

@@ -1,31 +1,36 @@
-"""Archive: extract a tarball of ``<ticker>.json`` files, refusing anything hostile.
+"""Archive: extract a tarball or zip of per-ticker files, refusing anything hostile.
 
 Every member is checked before anything is written: absolute paths, ``..``, links
 that point outside the target, device files, FIFOs and other special files make the
 whole archive refused, naming the member. Only then is it extracted, through the
 standard library's ``data`` filter (PEP 706) as a second line of defence, with a
-bound on the total size to stop decompression bombs.
+bound on the total size to stop decompression bombs. A zip archive's members are
+described as tar members first, so the same rules judge them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import lzma
 import os
 import posixpath
 import shutil
+import stat
 import tarfile
 import tempfile
+import zipfile
 import zlib
 from pathlib import Path
 
 from .errors import PairscanError
+from .readers import check_file, reader_for
 
-ARCHIVE_SUFFIXES = (".tgz", ".tar.gz", ".tar", ".tar.bz2", ".tar.xz")
+ARCHIVE_SUFFIXES = (".tgz", ".tar.gz", ".tar", ".tar.bz2", ".tar.xz", ".zip")
 DEFAULT_MAX_BYTES = 20 * 2**30  # 20 GiB unpacked
 STAGING_PREFIX = ".pairscan-extract-"
 # What reading a damaged or truncated archive raises, for each compression.
-_READ_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError)
+_READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, zlib.error, lzma.LZMAError)
 
 
 def is_archive(path: str | os.PathLike) -> bool:
@@ -156,23 +161,26 @@ def extract(
 ) -> Path:
     """Extract ``archive`` into ``to`` (default: the archive's folder); return the data folder.
 
-    The data folder is the one folder holding ``*.json`` files (``daily-stock`` for the
-    seed's archive). Raises :class:`PairscanError` naming the member for anything
+    The data folder is the one folder holding source files (``daily-stock`` for the
+    seed's archive); an archive whose files lie at its top level unpacks into a folder
+    named after it (``prices.zip`` -> ``prices/``), never among other files. Raises :class:`PairscanError` naming the member for anything
     unsafe, and for archives that would unpack to more than ``max_bytes``; in that
     case nothing is written. Files appear in ``to`` whole or not at all.
     """
     archive = Path(archive)
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
         raise PairscanError(f"--max-bytes must be a positive number of bytes, not {max_bytes!r}")
-    if not archive.is_file():
+    if not archive.exists():
         raise PairscanError("no such archive", archive)
+    check_file(archive, 2**63)
     target = Path(to) if to is not None else default_target(archive)
     if target.exists() and not target.is_dir():
         raise PairscanError("cannot extract here: not a folder", target)
     try:
-        tar = tarfile.open(archive, mode="r:*")
+        tar = _ZipAsTar(archive) if archive.name.lower().endswith(".zip") else tarfile.open(archive, mode="r:*")
     except _READ_ERRORS as exc:
-        raise PairscanError(f"not a readable tar archive ({exc})", archive) from None
+        kind = "zip" if archive.name.lower().endswith(".zip") else "tar"
+        raise PairscanError(f"not a readable {kind} archive ({_one_line(exc)})", archive) from None
     with tar:
         members = _read_members(tar, archive, max_bytes)
         refused = check_members(members)
@@ -180,6 +188,7 @@ def extract(
             member, why = refused
             raise PairscanError(f"refusing the archive: member {member.name!r}: {why}", archive)
         folder = _data_folder(members, archive)
+        subfolder = "" if folder else _stem(archive)
         created = _missing_parents(target)
         try:
             target.mkdir(parents=True, exist_ok=True)
@@ -193,10 +202,12 @@ def extract(
             try:
                 tar.extractall(staging, members=members, filter="data")
             except (*_READ_ERRORS, KeyError) as exc:
-                raise PairscanError(f"cannot extract ({exc})", archive) from None
+                raise PairscanError(f"cannot extract ({_one_line(exc)})", archive) from None
             try:
+                if subfolder:
+                    (target / subfolder).mkdir(exist_ok=True)
                 for entry in sorted(staging.iterdir()):
-                    _move(entry, target / entry.name)
+                    _move(entry, target / subfolder / entry.name)
             except OSError as exc:
                 raise PairscanError(f"cannot move the extracted files into place ({exc})", target) from None
         except BaseException:
@@ -206,7 +217,95 @@ def extract(
                     folder_made.rmdir()
             raise
         shutil.rmtree(staging, ignore_errors=True)
-    return target / folder
+    return target / (folder or subfolder)
+
+
+def _stem(archive: Path) -> str:
+    name = archive.name
+    for suffix in sorted(ARCHIVE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)] or "data"
+    return name
+
+
+def _one_line(exc: BaseException) -> str:
+    """tarfile lists the error of every compression it tried; one line says it."""
+    if isinstance(exc, tarfile.ReadError) and "could not be opened successfully" in str(exc):
+        return "not a tar file, compressed or not"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+class _ZipAsTar:
+    """A zip archive seen through tarfile's interface: members as :class:`tarfile.TarInfo`.
+
+    A member's Unix mode (when the zip records one) gives its type, so links, FIFOs and
+    devices are judged by the same rules as in a tarball; a symbolic link's target is
+    its content. Extraction writes no more than each member's recorded size.
+    """
+
+    def __init__(self, path: Path):
+        self.zip = zipfile.ZipFile(path)
+        self.infos: dict[str, zipfile.ZipInfo] = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.zip.close()
+
+    def __iter__(self):
+        for info in self.zip.infolist():
+            member = tarfile.TarInfo(info.filename)
+            mode = info.external_attr >> 16
+            member.size = info.file_size
+            member.mode = stat.S_IMODE(mode) or 0o644
+            if info.is_dir() or stat.S_ISDIR(mode):
+                member.type, member.size = tarfile.DIRTYPE, 0
+            elif stat.S_ISLNK(mode):
+                member.type, member.size = tarfile.SYMTYPE, 0
+                member.linkname = self.zip.read(info)[:4096].decode("utf-8", "replace")
+            elif stat.S_ISFIFO(mode):
+                member.type = tarfile.FIFOTYPE
+            elif stat.S_ISCHR(mode):
+                member.type = tarfile.CHRTYPE
+            elif stat.S_ISBLK(mode):
+                member.type = tarfile.BLKTYPE
+            elif stat.S_IFMT(mode) and not stat.S_ISREG(mode):
+                member.type = b"?"
+            self.infos[member.name] = info
+            yield member
+
+    def extractall(self, staging: Path, members, filter=None):
+        for member in members:
+            dest = staging / _key(member.name)
+            if member.isdir():
+                dest.mkdir(parents=True, exist_ok=True)
+            elif member.issym():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(member.linkname, dest)
+            else:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with self.zip.open(self.infos[member.name]) as src, open(dest, "wb") as out:
+                    shutil.copyfileobj(_Bounded(src, member.size), out)
+
+
+class _Bounded(io.RawIOBase):
+    """At most ``size`` bytes of ``stream``: a member that inflates past its recorded size is a bomb."""
+
+    def __init__(self, stream, size: int):
+        self.stream, self.left = stream, size
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        data = self.stream.read(min(len(buffer), self.left + 1))
+        if len(data) > self.left:
+            raise zipfile.BadZipFile("a member unpacks to more than its recorded size")
+        self.left -= len(data)
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def _read_members(tar: tarfile.TarFile, archive: Path, max_bytes: int) -> list[tarfile.TarInfo]:
@@ -261,9 +360,11 @@ def _move(entry: Path, dest: Path) -> None:
 
 
 def _data_folder(members: list[tarfile.TarInfo], archive: Path) -> str:
-    folders = {posixpath.dirname(_key(m.name)) for m in members if m.isfile() and m.name.endswith(".json")}
+    folders = {posixpath.dirname(_key(m.name)) for m in members
+               if m.isfile() and not posixpath.basename(m.name).startswith(".")
+               and reader_for(Path(posixpath.basename(m.name))) is not None}
     if not folders:
-        raise PairscanError("the archive holds no <ticker>.json files", archive)
+        raise PairscanError("the archive holds no source files (<ticker>.json, .csv, .txt, .parquet)", archive)
     if len(folders) > 1:
-        raise PairscanError(f"the archive holds .json files in several folders: {sorted(folders)}", archive)
+        raise PairscanError(f"the archive holds source files in several folders: {sorted(folders)}", archive)
     return folders.pop()

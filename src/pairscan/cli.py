@@ -92,20 +92,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--archive", action="store_true", help="also write DIR.tgz, the seed's starting point")
 
-    p = sub.add_parser("extract", parents=[quiet], help="extract an archive of <ticker>.json files")
+    p = sub.add_parser("extract", parents=[quiet], help="extract an archive (.tgz, .tar, .zip) of per-ticker files")
     p.add_argument("archive", metavar="ARCHIVE")
     p.add_argument("--to", metavar="DIR", help="where to extract (default: beside the archive)")
     p.add_argument("--max-bytes", default=None, metavar="SIZE",
                    help="refuse archives that unpack to more, e.g. 500MB (default 20GiB)")
 
-    p = sub.add_parser("convert", parents=[quiet], help="convert JSON Lines files to a store")
-    p.add_argument("source", metavar="SOURCE", help="a folder of <ticker>.json files, or an archive of one")
-    p.add_argument("--to", metavar="STORE", help="the store folder (default: beside the JSON files)")
+    p = sub.add_parser("convert", parents=[quiet], help="convert per-ticker files or a long table to a store")
+    p.add_argument("source", metavar="SOURCE",
+                   help="a folder of <ticker>.json/.jsonl/.ndjson/.csv/.txt/.parquet files, an archive of one "
+                        "(.tgz, .tar, .zip), or one long table (CSV, Parquet or JSON Lines with a ticker column)")
+    p.add_argument("--to", metavar="STORE", help="the store folder (default: beside the source files)")
     p.add_argument("--format", choices=("hdf5", "parquet"), default="hdf5")
     p.add_argument("--on-bad-lines", choices=("error", "skip"), default="error")
     p.add_argument("--force", action="store_true", help="convert every file, even those up to date")
+    p.add_argument("--ticker-column", metavar="C", default=None,
+                   help="a long table's ticker column (default: ticker, symbol or name, any case)")
     p.add_argument("--max-bytes", default=None, metavar="SIZE",
-                   help="when SOURCE is an archive, refuse it if it unpacks to more (default 20GiB)")
+                   help="refuse a source file larger than this, or an archive that unpacks to more (default 20GiB)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _lock_option(p)
     _exec_options(p)
@@ -224,7 +228,8 @@ def cmd_convert(args) -> int:
         source = extract(source, args.to, **_max_bytes(args))
     try:
         summary = convert(source, to=args.to, format=args.format, on_bad_lines=args.on_bad_lines,
-                          force=args.force, lock_timeout=args.lock_timeout, **_exec_kwargs(args))
+                          force=args.force, lock_timeout=args.lock_timeout, ticker_column=args.ticker_column,
+                          **_max_bytes(args), **_exec_kwargs(args))
     except ConvertFailed as failed:
         if args.json:
             _print_json(failed.summary)

@@ -1,6 +1,8 @@
-"""Convert: a folder of ``<ticker>.json`` files -> a store, one task per file.
+"""Convert: a source (a folder of per-ticker files, or a long table) -> a store, one task per ticker.
 
-The files are the tasks, run on the chosen executor. A manifest in the store records
+The readers' registry finds the tickers (``readers.discover``); each ticker is a task,
+run on the chosen executor, and reads its file with its format's reader. A long table
+is first split, streamed, into one part per ticker. A manifest in the store records
 what was converted; a rerun skips tickers whose source is unchanged and whose output
 is there, and tries again every file that failed.
 """
@@ -9,14 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
 
 from .errors import PairscanError
 from .executors import Pool, open_pool, run_tasks
-from .ingest import BAD_LINE_MODES, parse_file
+from .readers import BAD_LINE_MODES, DEFAULT_MAX_BYTES, READERS, Found, discover
 from .store import (
     FORMATS,
     read_manifest,
@@ -47,43 +51,40 @@ class ConvertFailed(PairscanError):
         return (type(self), (self.failures, self.summary))
 
 
-def source_files(source: str | os.PathLike) -> list[Path]:
-    """The ``*.json`` files of a source folder, sorted; :class:`PairscanError` if none."""
-    source = Path(source)
-    if not source.exists():
-        raise PairscanError("no such file or folder", source)
-    if not source.is_dir():
-        raise PairscanError("not a folder of <ticker>.json files (or an archive)", source)
-    files = sorted(p for p in source.glob("*.json") if not p.name.startswith("."))
-    if not files:
-        raise PairscanError("no <ticker>.json files in this folder", source)
-    return files
+def source_files(source: str | os.PathLike, ticker_column: str | None = None,
+                 max_bytes: int = DEFAULT_MAX_BYTES) -> list[Path]:
+    """The source files of a folder (or the long-table file), sorted; :class:`PairscanError` if none."""
+    return [found.path for found in discover(source, ticker_column, max_bytes)]
 
 
-def convert_file(source: str, target: str, on_bad_lines: str) -> dict:
-    """Task: parse one JSON Lines file and store it. Bad input is returned, not raised.
+def convert_file(source: str, target: str, on_bad_lines: str, reader: str = "jsonl", origin: str | None = None,
+                 max_bytes: int = DEFAULT_MAX_BYTES, options: dict | None = None) -> dict:
+    """Task: read one ticker's file with its format's reader and store it. Bad input is returned, not raised.
 
-    Returns the ticker's manifest entry, or ``{"error": {"file", "line", "reason"}}``
-    for a bad file, whose stale output (from an earlier good version) is removed so the
-    store never holds what the source no longer says.
+    ``origin`` is the file the ticker comes from when ``source`` is a long table's part
+    (errors and the manifest name it). Returns the ticker's manifest entry, or
+    ``{"error": {"file", "line", "reason"}}`` for a bad file, whose stale output (from
+    an earlier good version) is removed so the store never holds what the source no
+    longer says.
     """
     source_path, target_path = Path(source), Path(target)
+    origin_path = Path(origin) if origin else source_path
     try:
-        stat = source_path.stat()
+        stat = origin_path.stat()
     except OSError as exc:
-        return {"error": {"file": source, "line": None, "reason": f"cannot read ({exc.strerror})"}}
+        return {"error": {"file": str(origin_path), "line": None, "reason": f"cannot read ({exc.strerror})"}}
     entry = {
-        "source": source_path.name,
+        "source": origin_path.name,
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
         "on_bad_lines": on_bad_lines,
     }
     try:
-        parsed = parse_file(source_path, on_bad_lines)
+        parsed = READERS[reader].read(source_path, on_bad_lines, str(origin_path), max_bytes, **(options or {}))
     except PairscanError as err:
         with contextlib.suppress(FileNotFoundError):
             target_path.unlink()
-        return {"error": {"file": err.file, "line": err.line, "reason": err.reason}}
+        return {"error": {"file": err.file or str(origin_path), "line": err.line, "reason": err.reason}}
     entry.update(
         bad_lines_skipped=parsed.bad_lines_skipped,
         duplicates_dropped=parsed.duplicates_dropped,
@@ -128,18 +129,23 @@ def convert(
     quiet: bool = False,
     connect_timeout: float | None = None,
     pool: Pool | None = None,
+    ticker_column: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> dict:
-    """Convert every ``<ticker>.json`` in ``source`` to a stored frame in ``to``.
+    """Convert every ticker of ``source`` to a stored frame in ``to``.
 
-    ``to`` defaults to ``source`` itself (the seed keeps the ``.h5`` files beside the
-    JSON). Returns the summary that ``convert --json`` prints. If any file is bad (with
+    ``source`` is a folder of per-ticker files (JSON Lines, CSV, Parquet) or one long
+    table (a file with a ticker column, ``ticker_column`` to name it). ``to`` defaults
+    to ``source`` itself (the seed keeps the ``.h5`` files beside the JSON), or for a
+    long table its folder. Every source file must be a regular file of at most
+    ``max_bytes``. Returns the summary that ``convert --json`` prints. If any file is bad (with
     ``on_bad_lines="error"``), the good files are still converted and
     :class:`ConvertFailed` is raised afterwards, naming every bad file.
 
-    The store mirrors the source: a ticker the manifest records whose source file is
-    gone is removed (its stored file and its entry; counted as ``"removed"``). One
-    convert writes to a store at a time: another waits up to ``lock_timeout`` seconds
+    The store mirrors the source: a ticker the manifest records whose source is gone
+    is removed (its stored file and its entry; counted as ``"removed"``). One convert
+    writes to a store at a time: another waits up to ``lock_timeout`` seconds
     (``math.inf``: without limit), then :class:`PairscanError` names the process that
     holds the store. A full disk is a :class:`PairscanError` too, after which the
     store holds only whole files and a valid manifest, and a rerun with room finishes.
@@ -151,8 +157,10 @@ def convert(
     if not (isinstance(lock_timeout, (int, float)) and lock_timeout >= 0):  # NaN too
         raise PairscanError(f"--lock-timeout must be a number of seconds >= 0, not {lock_timeout!r}")
     started = time.perf_counter()
-    files = source_files(source)
-    store = Path(to) if to is not None else Path(source)
+    source = Path(source)
+    store = Path(to) if to is not None else (source if source.is_dir() else source.parent)
+    own = _store_files(store) if source.is_dir() and store.resolve() == source.resolve() else frozenset()
+    discovered = discover(source, ticker_column, max_bytes, exclude=own)
     try:
         store.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -165,6 +173,15 @@ def convert(
             print(f"pairscan: waiting for another pairscan process ({holder}) writing {store} "
                   f"(up to {lock_timeout:g} s)", file=sys.stderr, flush=True)
 
+    suffix = FORMATS[format]
+    names: set[str] = set()
+    todo = []
+
+    def task(ticker: str, path: Path, found: Found, origin: Path | None = None, options: dict | None = None):
+        names.add(ticker)
+        todo.append((ticker, (str(path), str(store / (ticker + suffix)), on_bad_lines, found.reader,
+                              str(origin) if origin else None, max_bytes, options)))
+
     failures: list[dict] = []
     with contextlib.ExitStack() as stack:
         # Held until the very end, after the pool is shut down and the last cleanup:
@@ -173,26 +190,47 @@ def convert(
         stack.enter_context(store_lock(store, lock_timeout, waiting))
         started += time.perf_counter() - locking  # waiting for another convert is not the work
         remove_stale_temporaries(store)
+        for scratch in store.glob(SPLIT_PREFIX + "*"):  # a killed run's split: no one else's, under the lock
+            shutil.rmtree(scratch, ignore_errors=True)
         manifest = read_manifest(store)
         if manifest.get("format") not in (None, format) or manifest.get("version") != MANIFEST_VERSION:
             manifest = {}
         entries: dict = dict(manifest.get("tickers", {}))
-        suffix = FORMATS[format]
-        removed = _remove_gone(store, manifest, {p.stem for p in files}, entries, suffix)
-        todo = []
-        for path in files:
-            ticker = path.stem
-            if not force and _up_to_date(entries.get(ticker), path, store, on_bad_lines):
-                continue
-            entries.pop(ticker, None)
-            todo.append((ticker, (str(path), str(store / (ticker + suffix)), on_bad_lines)))
-
-        saved = time.monotonic()
+        tables: dict = dict(manifest.get("tables", {})) if isinstance(manifest.get("tables"), dict) else {}
 
         def save() -> None:
-            write_manifest(store, {"version": MANIFEST_VERSION, "format": format, "tickers": entries})
+            write_manifest(store, {"version": MANIFEST_VERSION, "format": format, "tickers": entries,
+                                   "tables": tables})
 
+        for found in discovered:
+            if found.ticker is not None:
+                names.add(found.ticker)
+                if not force and _up_to_date(entries.get(found.ticker), found.path, store, on_bad_lines):
+                    continue
+                entries.pop(found.ticker, None)
+                task(found.ticker, found.path, found)
+                continue
+            # A long table: split it (streamed) unless it is unchanged since it was converted.
+            record = _table_record(found, on_bad_lines)
+            known = tables.get(found.path.name)
+            if not force and isinstance(known, dict) and {k: known.get(k) for k in record} == record and all(
+                    _up_to_date(entries.get(t), found.path, store, on_bad_lines) for t in known.get("tickers", [])):
+                names.update(known.get("tickers", []))
+                continue
+            for ticker in (known or {}).get("tickers", []) if isinstance(known, dict) else []:
+                entries.pop(ticker, None)
+            scratch = Path(tempfile.mkdtemp(prefix=SPLIT_PREFIX, dir=store))
+            stack.callback(shutil.rmtree, scratch, True)
+            reader = READERS[found.reader]
+            parts = reader.split(found.path, scratch / "parts", found.options["ticker_column"])
+            for ticker, part in parts:
+                task(ticker, part, found, found.path, {"text": reader.text(found.path)})
+            tables[found.path.name] = {**record, "tickers": [t for t, _ in parts]}
+        removed = _remove_gone(store, manifest, names, entries, suffix)
+        for table in [t for t in tables if not (source / t if source.is_dir() else source.parent / t).exists()]:
+            del tables[table]
         save()  # the removals, before anything else can fail
+        saved = time.monotonic()
         # Runs last, once our pool is shut down: a worker that died (or was stopped when
         # its pool broke) may have left a temporary file that no one else will remove.
         stack.callback(remove_stale_temporaries, store)
@@ -202,8 +240,10 @@ def convert(
             started += time.perf_counter() - opening  # a Dask cluster's start-up is not the work
         if pool.client is not None:
             # Dask workers may run in another folder (or on another machine with the same mount).
-            todo = [(t, (os.path.abspath(src), os.path.abspath(dst), mode)) for t, (src, dst, mode) in todo]
-        sources = {ticker: args[0] for ticker, args in todo}
+            todo = [(t, (os.path.abspath(src), os.path.abspath(dst), mode, reader, origin and os.path.abspath(origin),
+                         *rest))
+                    for t, (src, dst, mode, reader, origin, *rest) in todo]
+        sources = {ticker: args[4] or args[0] for ticker, args in todo}
         try:
             for ticker, result in run_tasks(pool, convert_file, todo, desc="convert", quiet=quiet,
                                             retries=retries):
@@ -225,13 +265,12 @@ def convert(
         save()
         seconds = time.perf_counter() - started  # before the executor shuts down
 
-    names = {p.stem for p in files}
     current = [e for t, e in entries.items() if t in names]
-    failures.sort(key=lambda f: f["file"])
+    failures.sort(key=lambda f: (f["file"], f["line"] or 0))
     summary = {
-        "files": len(files),
+        "files": len(names),
         "converted": len(todo) - len(failures),
-        "up_to_date": len(files) - len(todo),
+        "up_to_date": len(names) - len(todo),
         "removed": len(removed),
         "failed": failures,
         "rows": sum(e["rows"] for e in current),
@@ -268,6 +307,22 @@ def _record(entries: dict, ticker: str, entry: dict | None) -> None:
     # converts that ticker again rather than trust it.
     if entry is not None:
         entries[ticker] = entry
+
+
+SPLIT_PREFIX = ".pairscan-split-"
+
+
+def _table_record(found: Found, on_bad_lines: str) -> dict:
+    stat = found.path.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "on_bad_lines": on_bad_lines,
+            "ticker_column": found.options["ticker_column"]}
+
+
+def _store_files(store: Path) -> frozenset[str]:
+    """The store's own files where the store is the source folder: not sources."""
+    entries = read_manifest(store).get("tickers", {})
+    own = {e.get("file") for e in entries.values() if isinstance(e, dict)} if isinstance(entries, dict) else set()
+    return frozenset(f for f in own if isinstance(f, str))
 
 
 def _no_data(source: str, ticker: str, entry: dict) -> str:

@@ -33,7 +33,7 @@ from .panel import Panel, align, load_panel, read_chunk, to_returns
 from .records import fisher_interval, kendall_p, pair_frame, pearson_p, records, spearman_p
 from .selection import METHODS, Selection
 from .shm import panel_allocator
-from .store import atomic_path, read_column, store_files, ticker_file
+from .store import atomic_path, empty_store_error, read_column, store_files, ticker_file
 
 DEFAULT_MEMORY_LIMIT = "1GB"
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -379,6 +379,8 @@ def pair_correlation(store, a: str, b: str, *, selection: Selection | None = Non
     store (auto, or returns)."""
     selection = Selection.of(selection, **options)
     files = store_files(store)
+    if not files:
+        raise empty_store_error(store)
     path_a, path_b = ticker_file(files, a, store), ticker_file(files, b, store)
     index, counts = None, None
     if selection.auto or selection.on == "returns":

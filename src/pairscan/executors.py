@@ -233,7 +233,7 @@ def _process_pool(workers: int) -> ProcessPoolExecutor:
     wait forever. Then they start from a clean fork server instead, which imports
     what a worker needs once.
     """
-    from .ingest import polars_started
+    from .readers import polars_started
 
     methods = multiprocessing.get_all_start_methods()
     if "fork" in methods and not polars_started():

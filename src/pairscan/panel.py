@@ -22,7 +22,7 @@ import pandas as pd
 from .errors import PairscanError
 from .executors import Pool, open_pool, run_tasks
 from .selection import ON
-from .store import read_column, store_files
+from .store import empty_store_error, read_column, store_files
 
 TICKERS_PER_TASK = 16
 
@@ -137,7 +137,7 @@ def load_panel(
         raise PairscanError(f"--on must be prices or returns, not {on!r}")
     files = select_tickers(store_files(store), tickers)
     if not files:
-        raise PairscanError("the store holds no tickers", store)
+        raise empty_store_error(store)
     names = list(files)
     paths = [str(p) for p in files.values()]
     chunks = [

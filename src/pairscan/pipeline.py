@@ -20,9 +20,10 @@ from .convert import DEFAULT_LOCK_TIMEOUT, convert, source_files
 from .correlate import Correlation, correlate, pair_correlation
 from .errors import PairscanError
 from .executors import open_pool
+from .readers import holds_sources
 from .sample import sample
 from .selection import Selection
-from .store import read_column, store_files, ticker_file
+from .store import empty_store_error, read_column, store_files, ticker_file
 
 DEFAULT_WORKDIR = "pairscan-work"
 HEATMAP_MAX_TICKERS = 2000  # beyond this a heatmap is unreadable and the matrix large
@@ -50,7 +51,10 @@ def _pair_stats(record: dict, selection: Selection, min_periods: int) -> dict:
 
 def store_series(store: str | os.PathLike, ticker: str, column: str = "close") -> pd.Series:
     """One stored ticker's column, named by the ticker."""
-    return read_column(ticker_file(store_files(store), ticker, store), column).rename(ticker)
+    files = store_files(store)
+    if not files:
+        raise empty_store_error(store)
+    return read_column(ticker_file(files, ticker, store), column).rename(ticker)
 
 
 def correlation_matrix(store_or_panel, *, selection: Selection | None = None, **options) -> pd.DataFrame:
@@ -204,8 +208,7 @@ def run(
 
 def _is_store(folder: str | os.PathLike) -> bool:
     """A folder of stored tickers and no source files: a store converted before."""
-    folder = Path(folder)
-    if not folder.is_dir() or any(p for p in folder.glob("*.json") if not p.name.startswith(".")):
+    if holds_sources(folder):
         return False
     try:
         return bool(store_files(folder))

@@ -324,9 +324,17 @@ _ENTRY_FIELDS: dict[str, tuple[type, ...]] = {
 }
 _COUNTS = ("size", "rows", "bad_lines_skipped", "duplicates_dropped", "file_size")
 
+def empty_store_error(store: str | os.PathLike) -> PairscanError:
+    """What to say of a store with no tickers: a folder of source files needs ``pairscan convert``."""
+    from .readers import holds_sources
+
+    if holds_sources(store):
+        return PairscanError("this folder holds source files but no store: run pairscan convert on it first", store)
+    return PairscanError("the store holds no tickers", store)
+
 
 def read_manifest(store: str | os.PathLike) -> dict:
-    """The store's manifest, checked: ``{"version", "format", "tickers"}``, or ``{}``.
+    """The store's manifest, checked: ``{"version", "format", "tickers", "tables"}``, or ``{}``.
 
     A manifest that is missing, not JSON, or not of that shape counts as empty. An
     entry of the wrong shape (a field missing or of the wrong type, a file name that
@@ -352,8 +360,19 @@ def read_manifest(store: str | os.PathLike) -> dict:
             tickers[ticker] = entry
         elif _is_ticker_name(ticker):
             damaged.append(ticker)
+    tables = manifest.get("tables")
+    tables = {name: record for name, record in tables.items() if _valid_table(name, record)} \
+        if isinstance(tables, dict) else {}
     return {"version": manifest["version"], "format": manifest["format"], "tickers": tickers,
-            "damaged": sorted(damaged)}
+            "tables": tables, "damaged": sorted(damaged)}
+
+
+def _valid_table(name, record) -> bool:
+    """A long table's record: its size, mtime, mode, ticker column and tickers."""
+    return (_is_ticker_name(name) and isinstance(record, dict)
+            and all(_is_int(record.get(k)) for k in ("size", "mtime_ns"))
+            and all(isinstance(record.get(k), str) for k in ("on_bad_lines", "ticker_column"))
+            and isinstance(record.get("tickers"), list) and all(_is_ticker_name(t) for t in record["tickers"]))
 
 
 def _is_int(value) -> bool:

@@ -1,0 +1,204 @@
+"""The reader registry and ``discover``: which files of a source are which tickers.
+
+A reader knows one format: which files are its own (``can_read``), the ticker a file
+holds (``ticker``), and how to read it into a stored-format frame (``read``). A long
+table holds many tickers; its reader also ``split``s it, streamed, into one part per
+ticker. ``discover`` walks a source once, refuses what is not a regular file or is too
+large, names every ticker found twice, and lists the files no reader knows.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import PairscanError
+
+BAD_LINE_MODES = ("error", "skip")
+DEFAULT_MAX_BYTES = 20 * 2**30  # 20 GiB a file
+BOM = b"\xef\xbb\xbf"
+
+
+@dataclass
+class Parsed:
+    """A ticker's frame and what parsing it dropped."""
+
+    frame: pd.DataFrame | None  # None: the file holds no records
+    bad_lines_skipped: int = 0
+    duplicates_dropped: int = 0
+    first_bad: str | None = None  # "line N: reason" of the first skipped line
+
+
+class Reader:
+    """One input format. Subclasses set ``name`` and ``suffixes`` and implement ``read``."""
+
+    name: str = ""
+    suffixes: tuple[str, ...] = ()
+    many: bool = False  # a long table: many tickers in one file
+
+    def can_read(self, path: Path) -> bool:
+        return path.name.lower().endswith(self.suffixes)
+
+    def ticker(self, path: Path) -> str:
+        """The file name without the format's extension (``aapl.us.txt`` -> ``aapl.us``)."""
+        lower = path.name.lower()
+        suffix = max((s for s in self.suffixes if lower.endswith(s)), key=len)
+        return path.name[: -len(suffix)]
+
+    def read(self, path: Path, on_bad_lines: str = "error", name: str | None = None) -> Parsed:
+        """Read one ticker's file; errors name ``name`` (default: the path)."""
+        raise NotImplementedError
+
+
+READERS: dict[str, Reader] = {}
+
+
+def register(reader: type[Reader]) -> type[Reader]:
+    """Class decorator: add a reader to the registry (the order is the order of preference)."""
+    READERS[reader.name] = reader()
+    return reader
+
+
+def reader_for(path: Path) -> Reader | None:
+    """The per-ticker reader that opens ``path``, or None."""
+    for reader in READERS.values():
+        if not reader.many and reader.can_read(path):
+            return reader
+    return None
+
+
+def suffixes() -> list[str]:
+    return sorted({s for r in READERS.values() if not r.many for s in r.suffixes})
+
+
+@dataclass(frozen=True)
+class Found:
+    """One source file: a ticker's file (``ticker`` set) or a long table (``ticker`` None)."""
+
+    path: Path
+    reader: str
+    ticker: str | None
+    options: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+def check_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> os.stat_result:
+    """Only regular files of at most ``max_bytes`` are sources: never open a FIFO or a device."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise PairscanError(f"cannot read ({exc.strerror})", path) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise PairscanError(f"not a regular file but {_kind(info.st_mode)}; only regular files are read", path)
+    if info.st_size > max_bytes:
+        raise PairscanError(f"larger than --max-bytes ({info.st_size} > {max_bytes} bytes)", path)
+    return info
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
+def read_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """A source file's bytes (without a BOM), refusing special files and files over ``max_bytes``."""
+    check_file(path, max_bytes)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise PairscanError(f"cannot read ({exc.strerror})", path) from None
+    if len(data) > max_bytes:
+        raise PairscanError(f"larger than --max-bytes ({max_bytes} bytes)", path)
+    return data[len(BOM):] if data.startswith(BOM) else data
+
+
+def discover(source: str | os.PathLike, ticker_column: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
+             exclude: frozenset[str] = frozenset()) -> list[Found]:
+    """The source files of a folder (one ticker each) or of a long-table file, sorted.
+
+    Raises :class:`PairscanError` for a ticker found twice (naming both files), a file
+    that is not regular or is larger than ``max_bytes``, a folder with no file any
+    reader knows (saying what it looked for and what it found), or a single file with
+    no ticker column. ``exclude``: names in the folder that are not sources (the
+    store's own files when the store is the source folder). Files no reader knows are
+    listed in one warning.
+    """
+    source = Path(source)
+    if not source.exists() and not source.is_symlink():
+        raise PairscanError("no such file or folder", source)
+    if not source.is_dir():
+        check_file(source, max_bytes)
+        return [_table(source, ticker_column)]
+    found: dict[str, Found] = {}
+    unknown: list[str] = []
+    for path in sorted(source.iterdir()):
+        if path.name.startswith(".") or path.name in exclude:
+            continue
+        reader = reader_for(path)
+        if reader is None:
+            if path.suffix.lower() not in (".h5",):  # the store's own files
+                unknown.append(path.name)
+            continue
+        check_file(path, max_bytes)
+        ticker = reader.ticker(path)
+        if ticker in found:
+            raise PairscanError(f"ticker {ticker!r} found twice: {found[ticker].path.name} and {path.name}", source)
+        found[ticker] = Found(path, reader.name, ticker)
+    if not found:
+        what = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise PairscanError(f"no source files in this folder (looked for {' '.join(suffixes())}; "
+                            f"found {what or 'nothing'})", source)
+    if unknown:
+        warnings.warn(f"{source}: ignored {len(unknown)} file{'s' if len(unknown) > 1 else ''} of no known format "
+                      f"({', '.join(unknown[:10])}{', ...' if len(unknown) > 10 else ''})")
+    return [found[t] for t in sorted(found)]
+
+
+def _table(path: Path, ticker_column: str | None) -> Found:
+    for reader in READERS.values():
+        if reader.many and reader.can_read(path):
+            return Found(path, reader.name, None, {"ticker_column": reader.ticker_column(path, ticker_column)})
+    raise PairscanError(f"not a folder, an archive or a long table (looked for {' '.join(suffixes())})", path)
+
+
+def holds_sources(folder: str | os.PathLike) -> bool:
+    """Whether a folder holds files a reader knows (for "run pairscan convert" hints)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return False
+    return any(not p.name.startswith(".") and p.suffix.lower() != ".parquet" and reader_for(p) is not None
+               for p in folder.iterdir())
+
+
+_polars_pid: int | None = None  # the process that started polars' thread pool
+
+
+def may_use_polars() -> bool:
+    """Whether polars may run here, and mark that it has.
+
+    polars' thread pool does not survive ``fork``: in a child forked after this process
+    used it, polars would wait forever for threads that no longer exist, so such a
+    child must read with pyarrow instead.
+    """
+    global _polars_pid
+    if _polars_pid in (None, os.getpid()):
+        _polars_pid = os.getpid()
+        return True
+    return False
+
+
+def polars_started() -> bool:
+    """Whether this process has used polars' thread pool (so ``fork`` is unsafe)."""
+    return _polars_pid == os.getpid()

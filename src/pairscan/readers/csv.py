@@ -1,0 +1,127 @@
+"""CSV with a header line (``.csv``, ``.txt``): the free end-of-day dumps, Stooq, yfinance.
+
+Every value is read as text (CSV has no types of its own) and the shared normalisation
+casts the numbers, so ``Date,Open,High,Low,Close,Volume,OpenInt``,
+``<TICKER>,<PER>,<DATE>,<TIME>,<OPEN>,...`` and ``Date,...,Adj Close,Volume`` all land
+in the same stored frame. The fast path is polars' CSV reader; a file it refuses, or
+whose values break a rule, is read again with the standard library's, which counts
+lines as a person does (the header is line 1) to name the first bad one.
+"""
+
+from __future__ import annotations
+
+import csv as stdcsv
+import io
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from ..errors import PairscanError
+from .base import BAD_LINE_MODES, DEFAULT_MAX_BYTES, Parsed, Reader, may_use_polars, read_bytes, register
+from .jsonl import settle
+from .normalize import BadRecord, check_record, column_names, finish, records_to_frame, table_to_frame
+
+
+@register
+class Csv(Reader):
+    name = "csv"
+    suffixes = (".csv", ".txt")
+
+    def read(self, path, on_bad_lines="error", name=None, max_bytes=DEFAULT_MAX_BYTES) -> Parsed:
+        if on_bad_lines not in BAD_LINE_MODES:
+            raise PairscanError(f"--on-bad-lines must be error or skip, not {on_bad_lines!r}")
+        path = Path(path)
+        name = name or path
+        data = read_bytes(path, max_bytes)
+        try:
+            return from_bytes(data, on_bad_lines, name)
+        except PairscanError as err:
+            if err.file is None:
+                raise PairscanError(err.reason, name, err.line) from None
+            raise
+
+
+def from_bytes(data: bytes, on_bad_lines: str, name) -> Parsed:
+    if not data.strip():
+        return Parsed(None)
+    frame = _parse_fast(data)
+    skipped, first_bad = 0, None
+    if frame is None:
+        frame, bad = _parse_slow(data, name)
+        if bad:
+            skipped, first_bad = settle(bad, on_bad_lines, name)
+        if frame is None:
+            return Parsed(None, skipped, 0, first_bad)
+    frame, duplicates = finish(frame)
+    return Parsed(frame, skipped, duplicates, first_bad)
+
+
+def _parse_fast(data: bytes) -> pd.DataFrame | None:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if b"\x00" in data:
+        return None
+    try:
+        if may_use_polars():
+            import polars as pl
+
+            table = pl.read_csv(io.BytesIO(data), infer_schema=False, raise_if_empty=False).to_arrow()
+        else:
+            names = pacsv.read_csv(io.BytesIO(data), read_options=pacsv.ReadOptions(block_size=1 << 16)).column_names
+            types = {n: pa.string() for n in names}
+            table = pacsv.read_csv(io.BytesIO(data), convert_options=pacsv.ConvertOptions(
+                column_types=types, strings_can_be_null=True))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # noqa: BLE001 - polars panics (a BaseException) on some input
+        return None
+    if table.num_rows == 0:
+        return None
+    table = table.cast(pa.schema([(f.name, pa.string()) for f in table.schema]))
+    return table_to_frame(table, text=True)
+
+
+def _parse_slow(data: bytes, name) -> tuple[pd.DataFrame | None, list[tuple[int, str]]]:
+    """Read row by row; return (frame of the good rows or None, [(line, reason)] of the bad)."""
+    if b"\x00" in data:
+        first = data[: data.index(b"\x00")].count(b"\n") + 1
+        return None, [(first, "binary data (NUL bytes), not CSV text")]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, [(data[: exc.start].count(b"\n") + 1, "binary data (not UTF-8 text), not CSV text")]
+    reader = stdcsv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except (StopIteration, stdcsv.Error):
+        return None, []
+    header = [h.strip() for h in header]
+    column_names(tuple(header))  # two columns that name one thing: the whole file is bad
+    records, numbers, bad = [], [], []
+    line = reader.line_num
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except stdcsv.Error as exc:
+            bad.append((line + 1, f"invalid CSV ({exc})"))
+            break
+        number, line = line + 1, reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            bad.append((number, f"{len(row)} fields where the header has {len(header)}"))
+            continue
+        record = {h: (None if v.strip() == "" else v) for h, v in zip(header, row)}
+        try:
+            records.append(check_record(record, text=True))
+            numbers.append(number)
+        except BadRecord as reason:
+            bad.append((number, str(reason)))
+    frame, bad_times = records_to_frame(records, numbers, text=True)
+    return frame, sorted(bad + bad_times)

@@ -1,0 +1,204 @@
+"""JSON Lines (``.json``, ``.jsonl``, ``.ndjson``): one object a line, the seed's format.
+
+The fast path is a compiled JSON reader (polars, or pyarrow in a forked worker). Only
+when it fails, or what it read breaks a rule, is the file read again line by line, to
+find every bad line and name the first (or, with ``on_bad_lines="skip"``, to keep the
+good ones). Both paths hand their values to the same normalisation, so a file stores
+the same frame whichever path read it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.json as pj
+
+from ..errors import PairscanError
+from .base import BAD_LINE_MODES, DEFAULT_MAX_BYTES, Parsed, Reader, may_use_polars, read_bytes, register
+from .normalize import BadRecord, check_record, finish, records_to_frame, table_to_frame
+
+
+@register
+class JsonLines(Reader):
+    name = "jsonl"
+    suffixes = (".json", ".jsonl", ".ndjson")
+
+    def read(self, path, on_bad_lines="error", name=None, max_bytes=DEFAULT_MAX_BYTES) -> Parsed:
+        return parse_file(path, on_bad_lines, name, max_bytes)
+
+
+def parse_file(path, on_bad_lines: str = "error", name=None, max_bytes: int = DEFAULT_MAX_BYTES) -> Parsed:
+    """Parse one JSON Lines file into a stored-format frame.
+
+    Returns a :class:`Parsed` whose frame is indexed by a sorted, unique, timezone-naive
+    (UTC) ``DatetimeIndex`` named ``timestamp``, with float64 price columns, an int64
+    ``volume`` when every record has one, and any extra keys as they are (an extra
+    key whose values mix types, or nest, is kept as JSON text).
+    Raises :class:`PairscanError` naming the file, the first bad line and the reason,
+    unless ``on_bad_lines="skip"``, which keeps the good records and counts the rest.
+    """
+    if on_bad_lines not in BAD_LINE_MODES:
+        raise PairscanError(f"--on-bad-lines must be error or skip, not {on_bad_lines!r}")
+    path = Path(path)
+    data = read_bytes(path, max_bytes)
+    try:
+        return from_bytes(data, on_bad_lines, name or path)
+    except PairscanError as err:
+        if err.file is None:
+            raise PairscanError(err.reason, name or path, err.line) from None
+        raise
+
+
+def from_bytes(data: bytes, on_bad_lines: str, name) -> Parsed:
+    if not data[:4096].strip() and not data.strip():  # cheap test first: files are big
+        return Parsed(None)
+    frame = _parse_fast(data)
+    skipped, first_bad = 0, None
+    if frame is None:
+        frame, bad = _parse_slow(data)
+        if bad:
+            skipped, first_bad = settle(bad, on_bad_lines, name)
+        if frame is None:
+            return Parsed(None, skipped, 0, first_bad)
+    frame, duplicates = finish(frame)
+    return Parsed(frame, skipped, duplicates, first_bad)
+
+
+def settle(bad: list[tuple[int, str]], on_bad_lines: str, name) -> tuple[int, str]:
+    """Raise for the first bad line (``error``), or return (count, "line N: reason") to record."""
+    number, reason = bad[0]
+    if on_bad_lines == "error":
+        others = len(bad) - 1
+        more = f" (and {others} more bad line{'s' if others > 1 else ''})" if others else ""
+        raise PairscanError(reason + more, name, number)
+    return len(bad), f"line {number}: {reason}"
+
+
+def _parse_fast(data: bytes) -> pd.DataFrame | None:
+    """The compiled reader; None when the file needs the line-by-line path."""
+    if not data.isascii():
+        try:
+            data.decode("utf-8")  # the reader does not check every byte of every string
+        except UnicodeDecodeError:
+            return None
+    table = _read_table(data)
+    if table is None:
+        return None
+    return table_to_frame(table)
+
+
+def _read_table(data: bytes) -> pa.Table | None:
+    """JSON Lines -> an Arrow table, or None where the compiled reader refuses it."""
+    if may_use_polars():
+        import polars as pl
+
+        try:
+            # The schema is guessed from the first rows, four times faster than from all
+            # of them; but a key that first appears later would be dropped. Unless every
+            # row surely has every key, read again guessing from all rows.
+            frame = pl.read_ndjson(io.BytesIO(data))
+            if not _every_row_has_every_key(frame, data):
+                frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
+            return frame.to_arrow()
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:  # noqa: BLE001 - polars panics (a BaseException) on some input
+            return None  # every refusal means: read it line by line
+    if _too_deep(data):
+        return None
+    try:
+        table = pj.read_json(io.BytesIO(data))
+        # pyarrow reads extra keys that look like times as times; keep them as written.
+        times = [n for n in table.column_names if n != "timestamp" and pa.types.is_timestamp(table.schema.field(n).type)]
+        if times:
+            schema = pa.schema([(name, pa.string()) for name in times])
+            names = table.column_names
+            table = pj.read_json(io.BytesIO(data), parse_options=pj.ParseOptions(explicit_schema=schema))
+            table = table.select(names)  # the schema's columns came first; keep the file's order
+        return table
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+def _every_row_has_every_key(frame, data: bytes) -> bool:
+    """Whether no row holds a key the frame lacks: then each row has exactly two quotes
+    per key and per text value, and a key more would add two. (An escaped quote inside
+    a text value also adds one: that only costs the full re-read.)"""
+    import polars as pl
+
+    if frame.null_count().sum_horizontal().item():
+        return False
+    text = sum(kind == pl.String for kind in frame.schema.values())
+    return data.count(b'"') == frame.height * 2 * (frame.width + text)
+
+
+MAX_DEPTH = 100  # of nested arrays and objects; real records have one or two
+
+
+def _too_deep(data: bytes) -> bool:
+    """Whether the text may nest deeper than ``MAX_DEPTH``.
+
+    pyarrow's reader recurses without a bound and crashes the interpreter on input
+    nested some ten thousand deep, so such files never reach it. Brackets inside
+    strings count too: the answer errs towards the slow path, which is safe.
+    """
+    if b"[" not in data and data.count(b"{") <= data.count(b"\n") + 1:
+        return False  # the usual file: one object a line, no arrays
+    byte = np.frombuffer(data, dtype=np.uint8)
+    step = (byte == ord("[")).astype(np.int32) + (byte == ord("{")) - (byte == ord("]")) - (byte == ord("}"))
+    return int(np.cumsum(step).max(initial=0)) > MAX_DEPTH
+
+
+def _parse_slow(data: bytes) -> tuple[pd.DataFrame | None, list[tuple[int, str]]]:
+    """Read line by line; return (frame of the good records or None, [(line, reason)] of the bad)."""
+    records: list[dict] = []
+    numbers: list[int] = []
+    bad: list[tuple[int, str]] = []
+    lines = data.split(b"\n")
+    last = len(lines)  # a last line with no newline after it
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            records.append(_check_line(raw, truncated=number == last))
+            numbers.append(number)
+        except BadRecord as reason:
+            bad.append((number, str(reason)))
+    frame, bad_times = records_to_frame(records, numbers)
+    return frame, sorted(bad + bad_times)
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _check_line(raw: bytes, truncated: bool) -> dict:
+    """The line's record, its time not yet parsed; :class:`BadRecord` says why not."""
+    if b"\x00" in raw:
+        raise BadRecord("binary data (NUL bytes), not JSON text")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRecord("binary data (not UTF-8 text), not JSON text") from None
+    try:
+        record = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        if truncated:
+            raise BadRecord("truncated last line (the file ends inside a record)") from None
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise BadRecord(f"invalid JSON ({detail})") from None
+    if not isinstance(record, dict):
+        raise BadRecord(f"not a JSON object but {_JSON_TYPES.get(type(record), type(record).__name__)}")
+    try:
+        return check_record(record)
+    except PairscanError as err:  # two keys that name one column
+        raise BadRecord(err.reason) from None
+
+
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
+               type(None): "null"}

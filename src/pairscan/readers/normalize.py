@@ -1,0 +1,433 @@
+"""One normalisation for every reader: column names, time kinds, types, duplicates, sorting.
+
+Readers only get bytes into a table (the fast path) or into records with their line
+numbers (the slow path); what a column means, what a time value is, and what makes a
+record bad are decided here, once, so every format stores the same frame for the same data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+import warnings
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import PairscanError
+
+REQUIRED = ("close",)
+PRICES = ("open", "high", "low", "close")
+NUMBERS = (*PRICES, "volume")
+TIME = "timestamp"
+CLOCK = "__clock__"  # Stooq's <TIME> (HHMMSS), combined with the date
+TICKER_NAMES = ("ticker", "symbol", "name")
+TIME_RULE = "expected ISO 8601 text, YYYYMMDD or epoch seconds/ms/us/ns, years 1677-2262"
+
+_ALIASES = {"timestamp": TIME, "date": TIME, "datetime": TIME, "time": CLOCK, "vol": "volume"}
+
+
+def key(name: str) -> str:
+    """What a column name is matched by: case, ``<>``, spaces and underscores ignored."""
+    return re.sub(r"[<>\s_]", "", str(name)).lower()
+
+
+def snake(name: str) -> str:
+    """A column's stored name: lower-case snake_case (``Adj Close`` -> ``adj_close``)."""
+    return re.sub(r"\s+", "_", str(name).strip().strip("<>").strip()).lower()
+
+
+@lru_cache(maxsize=256)
+def column_names(names: tuple[str, ...]) -> dict[str, str]:
+    """The file's column names -> the stored names; :class:`PairscanError` for two that clash.
+
+    ``timestamp``, ``date`` or ``datetime`` is the time; ``time`` beside a date is the
+    clock time of a Stooq file; ``vol`` is the volume.
+    """
+    keys = {n: key(n) for n in names}
+    has_date = any(_ALIASES.get(k) == TIME for k in keys.values())
+    out: dict[str, str] = {}
+    for name, k in keys.items():
+        if k in _ALIASES and (k != "time" or has_date):
+            out[name] = _ALIASES[k]
+        elif k in NUMBERS:
+            out[name] = k
+        elif k == "time":
+            out[name] = TIME
+        else:
+            out[name] = snake(name)
+    seen: dict[str, str] = {}
+    for name, new in out.items():
+        if new in seen:
+            what = "the time" if new == TIME else repr(new)
+            raise PairscanError(f"columns {seen[new]!r} and {name!r} both name {what}")
+        seen[new] = name
+    return out
+
+
+def ticker_column(names, wanted: str | None = None) -> str | None:
+    """The column holding the ticker (``--ticker-column``, else ticker/symbol/name), or None."""
+    if wanted is not None:
+        return next((n for n in names if n == wanted), None) or next((n for n in names if key(n) == key(wanted)),
+                                                                      None)
+    for candidate in TICKER_NAMES:
+        found = next((n for n in names if key(n) == candidate), None)
+        if found is not None:
+            return found
+    return None
+
+
+# ---------------------------------------------------------------- time values
+
+_UNITS = {9: "s", 10: "s", 12: "ms", 13: "ms", 15: "us", 16: "us", 18: "ns", 19: "ns"}
+
+
+def parse_times(values, clock=None) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """Raw time values -> (naive UTC index, mask of the values that are not times).
+
+    The DESIGN rule: ISO 8601 text (an offset converts to UTC); ``YYYYMMDD`` dates
+    (number or text); epoch numbers by their digits: 9-10 seconds, 12-13 milliseconds,
+    15-16 microseconds, 18-19 nanoseconds. ``clock`` (HHMMSS, Stooq's <TIME>) is added
+    to each date. Anything else, and anything outside 1677-2262, is bad (NaT).
+    """
+    values = list(values)
+    n = len(values)
+    out = np.full(n, np.datetime64("NaT", "ns"))
+    text = np.full(n, None, dtype=object)
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, (int, np.integer)):
+            out[i] = _epoch(int(value))
+        elif isinstance(value, str) and value.isascii():
+            digits = value.strip()
+            if re.fullmatch(r"-?[0-9]+", digits):
+                out[i] = _epoch(int(digits))
+            elif value[:1].isdigit():
+                # pandas also reads words such as "now"; a record's time must be written out.
+                text[i] = value
+    has_text = np.array([t is not None for t in text], dtype=bool)
+    if has_text.any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pandas warns about the values it cannot parse
+            parsed = pd.to_datetime(text[has_text], format="ISO8601", utc=True, errors="coerce")
+        stamps = parsed.tz_localize(None)
+        in_range = np.asarray((stamps >= pd.Timestamp.min) & (stamps <= pd.Timestamp.max))
+        got = np.full(len(stamps), np.datetime64("NaT", "ns"))
+        got[in_range] = stamps[in_range].as_unit("ns").values
+        out[has_text] = got
+    if clock is not None:
+        out = _add_clock(out, list(clock))
+    return pd.DatetimeIndex(out), np.isnat(out)
+
+
+def _epoch(value: int) -> np.datetime64:
+    digits = len(str(abs(value)))
+    if digits == 8 and value > 0:
+        text = str(value)
+        try:
+            return np.datetime64(f"{text[:4]}-{text[4:6]}-{text[6:]}", "ns")
+        except ValueError:
+            return np.datetime64("NaT", "ns")
+    unit = _UNITS.get(digits)
+    if unit is None:
+        return np.datetime64("NaT", "ns")
+    scale = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[unit]
+    ns = value * scale
+    if not -(2**63) < ns < 2**63:
+        return np.datetime64("NaT", "ns")
+    return np.datetime64(ns, "ns")
+
+
+def _add_clock(stamps: np.ndarray, clock: list) -> np.ndarray:
+    out = stamps.copy()
+    for i, value in enumerate(clock):
+        text = str(value).strip() if value is not None and not isinstance(value, bool) else ""
+        if not re.fullmatch(r"[0-9]{1,6}", text):
+            out[i] = np.datetime64("NaT", "ns")
+            continue
+        text = text.zfill(6)
+        h, m, s = int(text[:2]), int(text[2:4]), int(text[4:])
+        if h > 23 or m > 59 or s > 59:
+            out[i] = np.datetime64("NaT", "ns")
+        else:
+            out[i] = stamps[i] + np.timedelta64(h * 3600 + m * 60 + s, "s")
+    return out
+
+
+def bad_time(value) -> str:
+    return f"unparseable timestamp {json.dumps(_plain(value))[:40]} ({TIME_RULE})"
+
+
+def _timestamps(column: pa.ChunkedArray, clock: pa.ChunkedArray | None) -> pd.DatetimeIndex | None:
+    """The column as a naive UTC index, or None if any value is not a valid time."""
+    kind = column.type
+    if clock is None and (pa.types.is_timestamp(kind) or pa.types.is_date(kind)):
+        if pa.types.is_date(kind):
+            column = column.cast(pa.timestamp("ns"))
+        values = column.to_pandas()
+        if getattr(values.dt, "tz", None) is not None:
+            values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        try:
+            return pd.DatetimeIndex(values).as_unit("ns")
+        except (ValueError, OverflowError):  # outside the years 1677-2262
+            return None
+    text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    if text and clock is None and not pc.any(pc.match_substring_regex(column, r"^\s*-?[0-9]+\s*$")).as_py():
+        # Plain ISO 8601 without an offset first, at compiled speed (arrow's cast is
+        # strict: no 30 February, nothing outside what a nanosecond index holds);
+        # anything else takes the general parser.
+        try:
+            return pd.DatetimeIndex(column.cast(pa.timestamp("ns")).to_numpy())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    if pa.types.is_integer(kind) and clock is None:
+        return _integer_times(column.to_numpy())
+    if pa.types.is_integer(kind) or text:
+        index, bad = parse_times(column.to_pylist(), None if clock is None else clock.to_pylist())
+        return None if bad.any() else index
+    return None
+
+
+def _integer_times(values: np.ndarray) -> pd.DatetimeIndex | None:
+    """Integer times at numpy speed, by the same digit rule as :func:`parse_times`."""
+    values = values.astype(np.int64)
+    magnitude = np.abs(values)
+    digits = np.where(magnitude == 0, 1, np.floor(np.log10(np.maximum(magnitude, 1))).astype(int) + 1)
+    units = {d for d in np.unique(digits).tolist()}
+    if units - {8, *_UNITS}:
+        return None
+    out = np.empty(len(values), dtype="datetime64[ns]")
+    for d in units:
+        where = digits == d
+        if d == 8:
+            index, bad = parse_times(values[where].tolist())
+            if bad.any():
+                return None
+            out[where] = index.values
+            continue
+        unit = _UNITS[d]
+        scale = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[unit]
+        limit = (2**63 - 1) // scale
+        if np.any(np.abs(values[where]) > limit):
+            return None
+        out[where] = (values[where] * scale).astype("datetime64[ns]")
+    return pd.DatetimeIndex(out)
+
+
+# ---------------------------------------------------------------- the fast path: a whole table
+
+def table_to_frame(table: pa.Table, text: bool = False) -> pd.DataFrame | None:
+    """A compiled reader's table -> a frame, or None when some value breaks a rule.
+
+    None sends the file to its reader's line-by-line path, the authority on what a bad
+    line is; here the checks are only on types. ``text``: the format has no numbers of
+    its own (CSV), so number columns arrive as text and are cast.
+    """
+    names = column_names(tuple(table.column_names))
+    table = table.rename_columns([names[n] for n in table.column_names])
+    if TIME not in table.column_names or any(c not in table.column_names for c in REQUIRED):
+        return None
+    for name in table.column_names:
+        column = table.column(name)
+        kind = column.type
+        if pa.types.is_nested(kind):
+            return None  # nested extras: the slow path turns them into JSON text
+        if name in NUMBERS:
+            if text and (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+                try:
+                    column = pc.utf8_trim_whitespace(column).cast(pa.int64() if name == "volume" else pa.float64())
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    return None
+                table = table.set_column(table.column_names.index(name), name, column)
+                kind = column.type
+            if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+                if not (pa.types.is_null(kind) and name not in REQUIRED):
+                    return None
+            if name == "volume" and pa.types.is_floating(kind):
+                return None  # a non-integer volume: let the slow path name the line
+            if pa.types.is_floating(kind) and not pc.all(
+                pc.or_kleene(pc.is_finite(column), pc.is_null(column))
+            ).as_py():
+                return None  # NaN / Infinity are not numbers of a record
+        if name in REQUIRED and column.null_count:
+            return None
+    stamps = table.column(TIME)
+    clock = table.column(CLOCK) if CLOCK in table.column_names else None
+    if stamps.null_count or (clock is not None and clock.null_count):
+        return None
+    index = _timestamps(stamps, clock)
+    if index is None:
+        return None
+    frame = table.drop_columns([c for c in (TIME, CLOCK) if c in table.column_names]).to_pandas()
+    if text:
+        frame = _numbers_from_text(frame)
+    frame.index = index
+    return frame
+
+
+def _numbers_from_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Extra text columns that hold only numbers become numbers (int64 where every value is a whole one)."""
+    for name in frame.columns:
+        if name in NUMBERS or pd.api.types.is_numeric_dtype(frame[name].dtype):
+            continue
+        values = frame[name].astype(object)
+        present = values.notna().to_numpy()
+        if not present.any() or not all(isinstance(v, str) for v in values[present]):
+            continue
+        text = [v.strip() for v in values[present]]
+        if all(re.fullmatch(r"[+-]?[0-9]+", v) for v in text) and present.all():
+            try:
+                frame[name] = np.array([int(v) for v in text], dtype=np.int64)
+            except OverflowError:
+                pass
+            continue
+        numbers = pd.to_numeric(pd.Series(text), errors="coerce")
+        if numbers.isna().any():
+            continue
+        column = np.full(len(values), np.nan)
+        column[present] = numbers.to_numpy(dtype=np.float64)
+        frame[name] = column
+    return frame
+
+
+# ---------------------------------------------------------------- the slow path: records
+
+class BadRecord(ValueError):
+    """Why one record (line) is bad; the reader adds the file and line."""
+
+
+def check_record(record: dict, text: bool = False) -> dict:
+    """The record with stored names, its numbers checked (``text``: numbers written as text).
+
+    The time is not parsed yet (see :func:`records_to_frame`); :class:`BadRecord` says why
+    the record is bad.
+    """
+    names = column_names(tuple(record))
+    record = {names[k]: v for k, v in record.items()}
+    if TIME not in record:
+        raise BadRecord("missing 'timestamp'")
+    for name in REQUIRED:
+        if record.get(name) is None or (text and record.get(name) == ""):
+            raise BadRecord(f"missing {name!r}")
+    for name in NUMBERS:
+        value = record.get(name)
+        if value is None or (text and value == ""):
+            if name in record:
+                record[name] = None
+            continue
+        if text and isinstance(value, str):
+            value = _number(value.strip())
+            if value is None:
+                raise BadRecord(f"{name!r} is not a number: {json.dumps(record[name])[:40]}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BadRecord(f"{name!r} is not a number: {json.dumps(_plain(value))[:40]}")
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise BadRecord(f"{name!r} is out of range: {json.dumps(value)[:40]}")
+        if name == "volume" and not (number.is_integer() and -(2**63) <= value < 2**63):
+            raise BadRecord(f"'volume' is not a 64-bit integer: {json.dumps(value)[:40]}")
+        record[name] = value
+    timestamp = record[TIME]
+    if isinstance(timestamp, bool) or not isinstance(timestamp, (int, str, np.integer, dt.date)):
+        raise BadRecord(bad_time(timestamp))
+    return record
+
+
+def _number(text: str):
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def records_to_frame(records: list[dict], numbers: list[int], text: bool = False):
+    """Checked records (and their line numbers) -> (frame or None, [(line, reason)] of bad times)."""
+    stamps = [r.pop(TIME) for r in records]
+    clocks = [r.pop(CLOCK, None) for r in records] if any(CLOCK in r for r in records) else None
+    stamps = [s.isoformat() if isinstance(s, dt.date) else s for s in stamps]
+    index, unparsed = parse_times(stamps, clocks)
+    bad = []
+    if unparsed.any():
+        bad = [(numbers[i], bad_time(stamps[i])) for i in np.flatnonzero(unparsed)]
+        records = [r for r, is_bad in zip(records, unparsed) if not is_bad]
+        index = index[~unparsed]
+    if not records:
+        return None, bad
+    frame = pd.DataFrame.from_records(records)
+    frame.index = index
+    for name in PRICES:
+        if name in frame:
+            frame[name] = frame[name].astype("float64")
+    if "volume" in frame:
+        volume = frame["volume"].astype("float64")
+        frame["volume"] = volume.astype("int64") if volume.notna().all() else volume
+    if text:
+        frame = _numbers_from_text(frame)
+    return frame, bad
+
+
+# ---------------------------------------------------------------- the last step for every reader
+
+def finish(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Sort by time, keep the last of duplicate timestamps, fix the column types and order."""
+    frame.index.name = TIME
+    if not frame.index.is_monotonic_increasing:
+        frame = frame.iloc[np.argsort(frame.index.values, kind="stable")]
+    duplicated = frame.index.duplicated(keep="last")
+    duplicates = int(duplicated.sum())
+    if duplicates:
+        frame = frame[~duplicated]
+    known = [c for c in NUMBERS if c in frame]
+    frame = frame[known + [c for c in frame.columns if c not in known]].copy()
+    for name in PRICES:
+        if name in frame and frame[name].dtype != np.float64:
+            frame[name] = frame[name].astype("float64")
+    if "volume" in frame and frame["volume"].dtype.kind not in "if":
+        frame["volume"] = frame["volume"].astype("float64")
+    for name in frame.columns:
+        if name not in known and not pd.api.types.is_numeric_dtype(frame[name].dtype):
+            frame[name] = _plain_or_json(frame[name])
+    return frame, duplicates
+
+
+def _plain_or_json(column: pd.Series) -> pd.Series:
+    """Text stays text (missing values None); a column that mixes types or nests becomes JSON text.
+
+    Both are plain object columns, which both store formats hold.
+    """
+    values = [None if _missing(v) else v for v in column.tolist()]
+    if not all(v is None or isinstance(v, str) for v in values):
+        values = [None if v is None else json.dumps(_plain(v)) for v in values]
+    return pd.Series(values, index=column.index, dtype=object)
+
+
+def _missing(value) -> bool:
+    # JSON has no NaN, so a float NaN here is pandas' mark for a key a record lacked.
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _plain(value):
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value

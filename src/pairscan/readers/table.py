@@ -1,0 +1,142 @@
+"""Long tables: one CSV, Parquet or JSON Lines file with a ticker column, many tickers.
+
+The table is split, streamed, into one folder of Parquet parts per ticker (pyarrow's
+dataset scanner and writer: memory stays bounded however large the table is), each row
+keeping its line in the table so that a bad one is named ``table:line``. Each part is
+then a ticker's task like any per-ticker file, through the same normalisation.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+from pathlib import Path
+from urllib.parse import unquote
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from ..errors import PairscanError
+from .base import BAD_LINE_MODES, BOM, DEFAULT_MAX_BYTES, Parsed, Reader, register
+from .normalize import ticker_column
+from .parquet import from_table
+
+LINE = "__line__"
+BATCH_ROWS = 1 << 17
+
+
+def _kind(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith((".csv", ".txt")):
+        return "csv"
+    if name.endswith(".parquet"):
+        return "parquet"
+    return "json"
+
+
+@register
+class LongTable(Reader):
+    name = "table"
+    suffixes = (".csv", ".txt", ".parquet", ".json", ".jsonl", ".ndjson")
+    many = True
+
+    def ticker_column(self, path: Path, wanted: str | None = None) -> str:
+        """The table's ticker column; :class:`PairscanError` if it has none."""
+        names = _column_names(path)
+        found = ticker_column(names, wanted)
+        if found is None:
+            asked = f"no column {wanted!r}" if wanted else "no ticker column (ticker, symbol or name)"
+            raise PairscanError(f"a single file must be a long table, but it has {asked}; its columns: "
+                                f"{', '.join(names)} (--ticker-column names another)", path)
+        return found
+
+    def split(self, path: Path, scratch: Path, column: str) -> list[tuple[str, Path]]:
+        """Stream the table into ``scratch/<ticker>`` parts; return (ticker, part folder), sorted."""
+        kind = _kind(path)
+        try:
+            source = ds.dataset(path, format=_format(path, kind))
+            schema = source.schema.append(pa.field(LINE, pa.int64()))
+            first = 2 if kind == "csv" else 1
+
+            def batches():
+                line = first
+                for batch in source.to_batches(batch_size=BATCH_ROWS):
+                    n = batch.num_rows
+                    yield pa.RecordBatch.from_arrays([*batch.columns, pa.array(range(line, line + n), pa.int64())],
+                                                     schema=schema)
+                    line += n
+
+            ds.write_dataset(
+                pa.RecordBatchReader.from_batches(schema, batches()), scratch, format="parquet",
+                partitioning=ds.partitioning(pa.schema([(column, schema.field(column).type)]), flavor="hive"),
+                max_open_files=_open_files(), max_rows_per_group=1 << 16, min_rows_per_group=0,
+                existing_data_behavior="overwrite_or_ignore",
+            )
+        except (OSError, pa.ArrowException) as exc:
+            raise PairscanError(f"cannot read the long table ({str(exc).splitlines()[0]})", path) from None
+        parts = []
+        for part in sorted(scratch.iterdir()):
+            value = unquote(part.name.split("=", 1)[1])
+            if value == "__HIVE_DEFAULT_PARTITION__":
+                line = pq.read_table(part, columns=[LINE]).column(LINE).to_pylist()
+                raise PairscanError(f"no ticker in column {column!r}", path, min(line))
+            parts.append((value, part))
+        return sorted(parts)
+
+    def read(self, path, on_bad_lines="error", name=None, max_bytes=DEFAULT_MAX_BYTES, text=False) -> Parsed:
+        """Read one ticker's part of a table; errors name the table and the line."""
+        if on_bad_lines not in BAD_LINE_MODES:
+            raise PairscanError(f"--on-bad-lines must be error or skip, not {on_bad_lines!r}")
+        table = pq.read_table(path)
+        table = table.sort_by(LINE)  # the table's order: of two rows for one time, the later wins
+        lines = table.column(LINE).to_pylist()
+        return from_table(table.drop_columns([LINE]), on_bad_lines, name or path, lines, text=text)
+
+    @staticmethod
+    def text(path: Path) -> bool:
+        return _kind(path) == "csv"
+
+
+def _format(path: Path, kind: str):
+    if kind == "csv":
+        names = _column_names(path)
+        return ds.CsvFileFormat(
+            read_options=pacsv.ReadOptions(block_size=1 << 22),
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                 strings_can_be_null=True))
+    if kind == "parquet":
+        return "parquet"
+    return ds.JsonFileFormat()
+
+
+def _column_names(path: Path) -> list[str]:
+    kind = _kind(path)
+    try:
+        if kind == "parquet":
+            return list(pq.read_schema(path).names)
+        with open(path, "rb") as f:
+            head = f.read(1 << 20)
+        if head.startswith(BOM):
+            head = head[len(BOM):]
+        if kind == "csv":
+            names = pacsv.read_csv(pa.py_buffer(head.split(b"\n", 1)[0] + b"\n"),
+                                   read_options=pacsv.ReadOptions(autogenerate_column_names=False)).column_names
+            return [n.strip() for n in names]
+        for line in head.splitlines():
+            if line.strip():
+                record = json.loads(line)
+                if isinstance(record, dict):
+                    return list(record)
+                break
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise PairscanError(f"cannot read the table's columns ({str(exc).splitlines()[0]})", path) from None
+    return []
+
+
+def _open_files() -> int:
+    # Each open part holds its writer's buffers (about a quarter of a megabyte): thousands
+    # open at once cost more memory than closing and starting another file of the part.
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(16, min(256, soft // 4))
