@@ -243,6 +243,8 @@ def cmd_correlate(args) -> int:
         _print_json(out)
     else:
         print(_summary_line(out))
+        if out["nonfinite_missing"]:
+            print(f"{out['nonfinite_missing']} non-finite {out['on']} treated as missing")
         print(_pairs_table(out["top"]))
     return 0
 

@@ -30,7 +30,7 @@ from .engines.blocked import blas_threads, block_size_for, block_specs, block_ta
 from .engines.naive import correlate_naive, correlate_naive_store
 from .errors import PairscanError
 from .executors import Pool, open_pool, reduce_tasks, run_tasks, share
-from .panel import ON, Panel, align, load_panel, read_chunk, to_returns
+from .panel import ON, Panel, align, finish, load_panel, read_chunk
 from .store import atomic_path, read_column, store_files
 
 DEFAULT_MEMORY_LIMIT = "1GB"
@@ -68,6 +68,7 @@ class Correlation:
     seconds: float
     timings: dict = field(default_factory=dict)
     matrix: pd.DataFrame | None = None
+    nonfinite_missing: int = 0  # non-finite values (prices or returns) treated as missing
 
     def to_dict(self) -> dict:
         return {
@@ -79,6 +80,7 @@ class Correlation:
             "engine": self.engine,
             "executor": self.executor,
             "workers": self.workers,
+            "nonfinite_missing": self.nonfinite_missing,
             "top": [
                 {"a": r.a, "b": r.b, "corr": float(r.corr), "n": int(r.n)}
                 for r in self.top.itertuples(index=False)
@@ -142,6 +144,7 @@ class StoreBlocks:
                  token: str | None = None):
         self.paths, self.column, self.on, self.index = paths, column, on, index
         self.token = token if token is not None else index_token(index)
+        self.counts: dict[tuple[int, int], int] = {}
 
     def block(self, start: int, stop: int) -> np.ndarray:
         paths = self.paths[start, stop]
@@ -152,12 +155,17 @@ class StoreBlocks:
         if cached is None:
             series = [read_column(p, self.column) for p in paths]
             _, values = align([s.index.values for s in series], [s.to_numpy() for s in series], self.index)
-            cached = to_returns(values) if self.on == "returns" else values
+            cached = finish(values, self.on)
             with _CACHE_LOCK:
                 _BLOCK_CACHE[key] = cached
                 while len(_BLOCK_CACHE) > 2:  # a worker keeps the last blocks it read
                     _BLOCK_CACHE.popitem(last=False)
-        return cached
+        self.counts[start, stop] = cached[1]
+        return cached[0]
+
+    def nonfinite(self, start: int, stop: int) -> int:
+        """How many non-finite values (prices or returns) block ``start:stop`` made missing."""
+        return self.counts[start, stop]
 
 
 _BLOCK_CACHE: OrderedDict = OrderedDict()
@@ -198,10 +206,13 @@ def merge_top(*parts: Pairs, k: int, absolute: bool) -> Pairs:
     return top_k(Pairs.concat(list(parts)), k, absolute)
 
 
-def index_chunk(paths: list[str], column: str) -> tuple[np.ndarray, bool]:
-    """Task: the union index of a few tickers and whether all have every timestamp."""
+def index_chunk(paths: list[str], column: str, on: str = "prices") -> tuple[np.ndarray, bool]:
+    """Task: the union index of a few tickers and whether all have every timestamp
+    (with a finite value there, and for returns a positive one)."""
     index, values = read_chunk(paths, column)
-    return index, bool(not np.isnan(values).any())
+    with np.errstate(invalid="ignore"):
+        usable = np.isfinite(values) & (values > 0 if on == "returns" else True)
+    return index, bool(usable.all())
 
 
 def union_index(*parts: tuple[np.ndarray, bool]) -> tuple[np.ndarray, bool]:
@@ -275,8 +286,7 @@ def correlate(
         mapped = None
         if isinstance(source, pd.DataFrame):
             panel = Panel.from_frame(source, column, on)
-            if on == "returns":
-                panel.values = to_returns(panel.values.copy(order="F"))
+            panel.values, panel.nonfinite = finish(panel.values.copy(order="F"), on)
             tickers, loaded = panel.tickers, panel
         elif local or pool.in_process:
             allocate = None
@@ -301,7 +311,7 @@ def correlate(
             index = loaded.index
         else:
             # Full prices give returns that miss only the first row: still complete.
-            index, complete = _remote_index(files, column, pool, quiet)
+            index, complete = _remote_index(files, column, on, pool, quiet)
         chosen = choose_engine(engine, method, complete)
         load_seconds = time.perf_counter() - started
         want = None if matrix is not None else k
@@ -328,13 +338,14 @@ def correlate(
             _write_matrix(full, Path(matrix))
         seconds = time.perf_counter() - started  # before the executor shuts down
     return Correlation(top, len(tickers), column, on, method, chosen, pool.name, pool.workers, seconds,
-                       {"load": load_seconds, "correlate": seconds - load_seconds}, full)
+                       {"load": load_seconds, "correlate": seconds - load_seconds}, full,
+                       nonfinite_missing=loaded.nonfinite if loaded is not None else pairs.nonfinite)
 
 
-def _remote_index(files: dict[str, Path], column: str, pool: Pool, quiet: bool) -> tuple[np.ndarray, bool]:
+def _remote_index(files: dict[str, Path], column: str, on: str, pool: Pool, quiet: bool) -> tuple[np.ndarray, bool]:
     paths = [str(p) for p in files.values()]
     step = 64
-    tasks = [(f"index {paths[i]}", (paths[i : i + step], column)) for i in range(0, len(paths), step)]
+    tasks = [(f"index {paths[i]}", (paths[i : i + step], column, on)) for i in range(0, len(paths), step)]
     # On Dask the chunks' indexes are merged on the cluster; one index comes back.
     return reduce_tasks(pool, index_chunk, tasks, union_index, desc="index", quiet=quiet)
 

@@ -16,12 +16,17 @@ ENGINES = ("auto", "blocked", "naive")
 
 @dataclass
 class Pairs:
-    """Pairs ``(a[i], b[i])`` (column indices, ``a < b``) with correlation and overlap."""
+    """Pairs ``(a[i], b[i])`` (column indices, ``a < b``) with correlation and overlap.
+
+    ``nonfinite``: how many non-finite values the tasks that read the store themselves
+    made missing (each ticker counted by one task); 0 where the panel was loaded here.
+    """
 
     a: np.ndarray
     b: np.ndarray
     corr: np.ndarray
     n: np.ndarray
+    nonfinite: int = 0
 
     @classmethod
     def empty(cls) -> "Pairs":
@@ -29,8 +34,9 @@ class Pairs:
 
     @classmethod
     def concat(cls, parts: list["Pairs"]) -> "Pairs":
+        nonfinite = sum(p.nonfinite for p in parts)
         parts = [p for p in parts if len(p.a)] or [cls.empty()]
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("a", "b", "corr", "n")))
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("a", "b", "corr", "n")), nonfinite)
 
 
 def top_k(pairs: Pairs, k: int, absolute: bool = False) -> Pairs:
@@ -47,4 +53,4 @@ def top_k(pairs: Pairs, k: int, absolute: bool = False) -> Pairs:
         sel = key >= kth
         a, b, corr, n, key = a[sel], b[sel], corr[sel], n[sel], key[sel]
     order = np.lexsort((b, a, -key))[:k]
-    return Pairs(a[order], b[order], corr[order], n[order])
+    return Pairs(a[order], b[order], corr[order], n[order], pairs.nonfinite)

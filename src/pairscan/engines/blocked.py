@@ -272,7 +272,12 @@ def block_task(
     bi = prepare(vi, rank)
     bj = None if same else prepare(vj, rank)
     corr, n = correlate_block(bi, bj, min_periods)
-    return block_pairs(corr, n, i0, j0, same, k, absolute)
+    pairs = block_pairs(corr, n, i0, j0, same, k, absolute)
+    if same and hasattr(source, "nonfinite"):
+        # A source that reads the store itself counts the non-finite values it made
+        # missing; each block is the diagonal of exactly one task, which reports them.
+        pairs.nonfinite = source.nonfinite(i0, i1)
+    return pairs
 
 
 def blas_threads(n: int | None):
