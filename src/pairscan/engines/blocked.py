@@ -25,7 +25,8 @@ wherever pandas' own answer is not round-off):
 - A series is constant on an overlap only when all its values there are equal: its
   correlations are NaN. Any other series, however near constant (a halted stock with
   float noise, a price of 1e8 moving in its last digits), gets the correlation of its
-  values as they are: two distinct points give exactly +1 or -1.
+  values as they are: two distinct points give exactly +1 or -1 (pairs of two points
+  are always computed from their overlap).
 - ``qa - sa^2 / n`` loses about ``log2(qa / va)`` bits to cancellation when a pair's
   overlap sits far from the column mean, relative to its spread (a short overlap of a
   long trending history, a near-constant stretch). Pairs that would lose more than
@@ -184,7 +185,8 @@ def correlate_block(bi: Prepared, bj: Prepared | None, min_periods: int | None) 
             corr = cov / np.sqrt(va * vb)
     enough = n >= max(2, min_periods or 0)
     constant = (qa == 0) | (qb == 0)  # every value on the overlap is the column's (constant) one
-    again = enough & ~constant & ((va <= CONDITION * qa) | (vb <= CONDITION * qb))
+    # Two points always: |r| is exactly 1 there, which the products can round.
+    again = enough & ~constant & ((va <= CONDITION * qa) | (vb <= CONDITION * qb) | (n == 2))
     if same:
         again = np.triu(again, 1)  # the lower triangle is never read
     if again.any():
@@ -227,6 +229,9 @@ def overlap_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         vb = np.einsum("ij,ij->j", db, db) - sb * sb / n
         cov = np.einsum("ij,ij->j", da, db) - sa * sb / n
         r = cov / np.sqrt(va * vb)
+    # Two distinct points lie on a line: exactly +1 or -1, the sign of their slope.
+    two = n == 2
+    r[two] = np.sign(cov[two])
     r[~varies | (n < 2) | (va <= 0) | (vb <= 0)] = np.nan
     return np.clip(r, -1.0, 1.0)
 
