@@ -257,6 +257,9 @@ def cmd_correlate(args) -> int:
     else:
         print(_summary_line(out))
         print(ranked_line(out))
+        if out["nonfinite_missing"]:
+            noun = "non-finite return" if out["on"] == "returns" else "non-finite price"
+            print(f"{_count(out['nonfinite_missing'], noun)} treated as missing")
         print(text_table(out["top"]))
     return 0
 

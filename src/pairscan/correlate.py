@@ -26,10 +26,10 @@ import pandas as pd
 
 from .engines import ENGINES, Pairs, top_k
 from .engines.blocked import blas_threads, block_size_for, block_specs, block_task, full_overlap
-from .engines.naive import correlate_naive, correlate_naive_store, stored_series
+from .engines.naive import correlate_naive, correlate_naive_store, pair_corr, stored_series
 from .errors import PairscanError
 from .executors import Pool, open_pool, reduce_tasks, run_tasks, share
-from .panel import Panel, align, load_panel, read_chunk, to_returns
+from .panel import Panel, align, finish, load_panel, read_chunk
 from .records import fisher_interval, kendall_p, pair_frame, pearson_p, records, spearman_p
 from .selection import METHODS, Selection
 from .shm import panel_allocator
@@ -77,6 +77,7 @@ class Correlation:
     timings: dict = field(default_factory=dict)
     matrix: pd.DataFrame | None = None
     histogram: np.ndarray | None = None
+    nonfinite_missing: int = 0  # non-finite values (prices or returns) treated as missing
 
     column = property(lambda self: self.selection.column)
     on = property(lambda self: self.selection.on)
@@ -101,6 +102,7 @@ class Correlation:
             "abs": self.selection.absolute,
             "pairs_ranked": self.pairs_ranked,
             "top": records(self.top),
+            "nonfinite_missing": self.nonfinite_missing,
             "seconds": round(self.seconds, 4),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }
@@ -152,6 +154,7 @@ class StoreBlocks:
                  token: str | None = None):
         self.paths, self.column, self.on, self.index = paths, column, on, index
         self.token = token if token is not None else index_token(index)
+        self.counts: dict[tuple[int, int], int] = {}
 
     def block(self, start: int, stop: int) -> np.ndarray:
         paths = self.paths[start, stop]
@@ -162,12 +165,17 @@ class StoreBlocks:
         if cached is None:
             series = [read_column(p, self.column) for p in paths]
             _, values = align([s.index.values for s in series], [s.to_numpy() for s in series], self.index)
-            cached = to_returns(values) if self.on == "returns" else values
+            cached = finish(values, self.on)
             with _CACHE_LOCK:
                 _BLOCK_CACHE[key] = cached
                 while len(_BLOCK_CACHE) > 2:  # a worker keeps the last blocks it read
                     _BLOCK_CACHE.popitem(last=False)
-        return cached
+        self.counts[start, stop] = cached[1]
+        return cached[0]
+
+    def nonfinite(self, start: int, stop: int) -> int:
+        """How many non-finite values (prices or returns) block ``start:stop`` made missing."""
+        return self.counts[start, stop]
 
 
 _BLOCK_CACHE: OrderedDict = OrderedDict()
@@ -208,11 +216,15 @@ def merge_top(*parts: Pairs, k: int, absolute: bool) -> Pairs:
     return top_k(Pairs.concat(list(parts)), k, absolute)
 
 
-def index_chunk(paths: list[str], column: str) -> tuple[np.ndarray, bool, dict[str, int]]:
-    """Task: the union index of a few tickers, whether all have every timestamp, and
-    how many values each has (by path)."""
+def index_chunk(paths: list[str], column: str, on: str = "prices") -> tuple[np.ndarray, bool, dict[str, int]]:
+    """Task: the union index of a few tickers, whether all have every timestamp (with a
+    finite value there, and for returns a positive one), and how many finite values
+    each has (by path)."""
     index, values = read_chunk(paths, column)
-    return index, bool(not np.isnan(values).any()), dict(zip(paths, observations(values).tolist()))
+    with np.errstate(invalid="ignore"):
+        usable = np.isfinite(values) & (values > 0 if on == "returns" else True)
+    counts = np.count_nonzero(np.isfinite(values), axis=0)
+    return index, bool(usable.all()), dict(zip(paths, counts.tolist()))
 
 
 def union_index(*parts: tuple[np.ndarray, bool, dict]) -> tuple[np.ndarray, bool, dict[str, int]]:
@@ -230,7 +242,7 @@ def returns_chunk(paths: list[str], column: str, index: np.ndarray) -> np.ndarra
     """Task: how many log returns each of a few tickers has on the union ``index``."""
     series = [read_column(p, column) for p in paths]
     _, values = align([s.index.values for s in series], [s.to_numpy() for s in series], index)
-    return observations(to_returns(values))
+    return observations(finish(values, "returns")[0])
 
 
 def observations(values: np.ndarray) -> np.ndarray:
@@ -304,8 +316,7 @@ def correlate(
         files = None
         if isinstance(source, pd.DataFrame):
             panel = Panel.from_frame(source, column, on)
-            if on == "returns":
-                panel.values = to_returns(panel.values.copy(order="F"))
+            panel.values, panel.nonfinite = finish(panel.values.copy(order="F"), on)
             tickers, loaded = panel.tickers, panel
         elif local or pool.in_process:
             allocate = None
@@ -331,7 +342,7 @@ def correlate(
             counts = observations(loaded.values) if selection.auto else None
         else:
             # Full prices give returns that miss only the first row: still complete.
-            index, complete, counts = _remote_index(files, column, pool, quiet)
+            index, complete, counts = _remote_index(files, column, on, pool, quiet)
             if selection.auto and on == "returns":
                 counts = _remote_returns(files, column, index, pool, quiet)
         periods = selection.resolve(counts)
@@ -355,8 +366,10 @@ def correlate(
             full = _matrix(pairs, tickers)
             _write_matrix(full, Path(matrix))
         seconds = time.perf_counter() - started  # before the executor shuts down
+    nonfinite = loaded.nonfinite if loaded is not None else pairs.nonfinite
     return Correlation(top, len(tickers), selection, periods, pairs.ranked, chosen, pool.name, pool.workers,
-                       seconds, {"load": load_seconds, "correlate": seconds - load_seconds}, full, pairs.histogram)
+                       seconds, {"load": load_seconds, "correlate": seconds - load_seconds}, full, pairs.histogram,
+                       nonfinite)
 
 
 @dataclass
@@ -388,17 +401,16 @@ def pair_correlation(store, a: str, b: str, *, selection: Selection | None = Non
             if pool is None:
                 pool = stack.enter_context(open_pool(executor, workers))
             absolute = {t: Path(os.path.abspath(p)) for t, p in files.items()}
-            index, _, counts = _remote_index(absolute, selection.column, pool, quiet)
+            index, _, counts = _remote_index(absolute, selection.column, selection.on, pool, quiet)
             if selection.auto and selection.on == "returns":
                 counts = _remote_returns(absolute, selection.column, index, pool, quiet)
     periods = selection.resolve(counts)
     token = index_token(index) if index is not None else None
-    sa, sb = (stored_series(str(p), selection.column, selection.on, index, token).rename(t)
+    sa, sb = (stored_series(str(p), selection.column, selection.on, index, token)[0].rename(t)
               for p, t in ((path_a, a), (path_b, b)))
-    corr = sa.corr(sb, method=selection.method, min_periods=periods)
+    corr, n = pair_corr(sa, sb, selection.method, periods)  # the naive engine's, as the oracle says
     x, y = _aligned(sa, sb)
-    pair = Pairs(np.array([0]), np.array([1]), np.array([corr], float),
-                 np.array([np.count_nonzero(~(np.isnan(x) | np.isnan(y)))]))
+    pair = Pairs(np.array([0]), np.array([1]), np.array([corr], float), np.array([n]))
     frame = _top_frame(pair, [a, b], selection.method, lambda i, j: (x, y))
     return PairCorrelation(records(frame)[0], periods, sa, sb)
 
@@ -420,7 +432,7 @@ class _PairValues:
             return np.asarray(self.panel.values[:, i]), np.asarray(self.panel.values[:, j])
         paths = list(self.files.values())
         token = index_token(self.index)
-        return _aligned(*(stored_series(str(paths[t]), self.column, self.on, self.index, token) for t in (i, j)))
+        return _aligned(*(stored_series(str(paths[t]), self.column, self.on, self.index, token)[0] for t in (i, j)))
 
 
 def _top_frame(best: Pairs, tickers: list[str], method: str, values: _PairValues) -> pd.DataFrame:
@@ -435,11 +447,11 @@ def _top_frame(best: Pairs, tickers: list[str], method: str, values: _PairValues
                       fisher_interval(best.corr, best.n, method))
 
 
-def _remote_index(files: dict[str, Path], column: str, pool: Pool, quiet: bool):
+def _remote_index(files: dict[str, Path], column: str, on: str, pool: Pool, quiet: bool):
     """The union index of the store, whether it is complete, and each ticker's count of
     values (in ``files``' order), read where the tasks run."""
     paths = [str(p) for p in files.values()]
-    tasks = [(f"index {paths[i]}", (paths[i : i + _STEP], column)) for i in range(0, len(paths), _STEP)]
+    tasks = [(f"index {paths[i]}", (paths[i : i + _STEP], column, on)) for i in range(0, len(paths), _STEP)]
     # On Dask the chunks' indexes are merged on the cluster; one index comes back.
     index, complete, counts = reduce_tasks(pool, index_chunk, tasks, union_index, desc="index", quiet=quiet)
     return index, complete, np.array([counts[p] for p in paths], dtype=np.int64)

@@ -3,6 +3,8 @@
 The panel is the union of every ticker's timestamps, NaN where a ticker has no bar.
 With ``on="returns"`` it holds log returns on that union index,
 ``np.log(panel).diff()`` with no filling, as the oracle in DESIGN.md defines them.
+A non-finite value (an infinite price; the log return of a zero or negative price)
+is missing, as ``DataFrame.corr`` treats it, and counted (``Panel.nonfinite``).
 Loading is split into tasks of a few tickers each, so it runs in parallel on the
 pool, and reads only the one column it needs.
 """
@@ -40,6 +42,7 @@ class Panel:
     values: np.ndarray
     column: str = "close"
     on: str = "prices"
+    nonfinite: int = 0  # non-finite values (prices or returns) made missing
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(
@@ -81,14 +84,51 @@ def align(indexes: Sequence[np.ndarray], columns: Sequence[np.ndarray], union: n
 
 
 def to_returns(values: np.ndarray) -> np.ndarray:
-    """Log returns down the rows, ``np.log(panel).diff()`` with no filling, in place."""
+    """Log returns down the rows, ``np.log(panel).diff()`` with no filling, in place.
+
+    Non-finite returns are made missing (see :func:`log_returns`).
+    """
+    return log_returns(values)[0]
+
+
+def log_returns(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """:func:`to_returns`, and how many returns of two present prices were not finite.
+
+    A zero price gives -inf and +inf returns, a negative one NaN: a bad tick, not a
+    reason to lose the ticker's pairs, so those returns become missing, and are counted.
+    """
+    count = 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        np.log(values, out=values)
         for k in range(values.shape[1]):  # a column at a time: no second panel in memory
             column = values[:, k]
+            present = ~np.isnan(column)
+            np.log(column, out=column)
             column[1:] = column[1:] - column[:-1]
+            bad = present[1:] & present[:-1] & ~np.isfinite(column[1:])
+            if bad.any():
+                column[1:][bad] = np.nan
+                count += int(bad.sum())
     values[:1] = np.nan
-    return values
+    return values, count
+
+
+def mask_nonfinite(values: np.ndarray) -> int:
+    """Make infinite values missing (NaN), in place; how many there were."""
+    count = 0
+    for k in range(values.shape[1]):
+        column = values[:, k]
+        bad = np.isinf(column)
+        if bad.any():
+            column[bad] = np.nan
+            count += int(bad.sum())
+    return count
+
+
+def finish(values: np.ndarray, on: str) -> tuple[np.ndarray, int]:
+    """Prices -> prices or log returns, non-finite values missing, in place; and their count."""
+    if on == "returns":
+        return log_returns(values)
+    return values, mask_nonfinite(values)
 
 
 def select_tickers(files: dict[str, Path], tickers: Sequence[str] | None) -> dict[str, Path]:
@@ -164,7 +204,6 @@ def load_panel(
         ordered[k] = None  # free each chunk once it is placed: peak memory ~ one panel
         start = stop
     _return_freed_memory()
-    if on == "returns":
-        values = to_returns(values)
-    panel = Panel(names, index, values, column, on)
+    values, nonfinite = finish(values, on)
+    panel = Panel(names, index, values, column, on, nonfinite)
     return panel.to_frame() if as_frame else panel

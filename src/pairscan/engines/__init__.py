@@ -24,6 +24,8 @@ class Pairs:
     a top list: how many have a correlation (at or above min-periods) and how those
     correlations spread over :data:`HISTOGRAM_BINS`. ``histogram`` is None until
     :meth:`tallied` counts them.
+    ``nonfinite``: how many non-finite values the tasks that read the store themselves
+    made missing (each ticker counted by one task); 0 where the panel was loaded here.
     """
 
     a: np.ndarray
@@ -32,6 +34,7 @@ class Pairs:
     n: np.ndarray
     ranked: int = 0
     histogram: np.ndarray | None = None
+    nonfinite: int = 0
 
     @classmethod
     def empty(cls) -> "Pairs":
@@ -42,9 +45,10 @@ class Pairs:
         tallied = bool(parts) and all(p.histogram is not None for p in parts)
         histogram = np.sum([p.histogram for p in parts], axis=0) if tallied else None
         ranked = sum(p.ranked for p in parts) if tallied else 0
+        nonfinite = sum(p.nonfinite for p in parts)
         parts = [p for p in parts if len(p.a)] or [cls.empty()]
         arrays = (np.concatenate([getattr(p, f) for p in parts]) for f in ("a", "b", "corr", "n"))
-        return cls(*arrays, ranked, histogram)
+        return cls(*arrays, ranked, histogram, nonfinite)
 
     def tallied(self) -> "Pairs":
         """These pairs with ``ranked`` and ``histogram`` counted from them (all of them)."""
@@ -52,7 +56,7 @@ class Pairs:
             return self
         defined = self.corr[~np.isnan(self.corr)]
         histogram = np.histogram(defined, bins=HISTOGRAM_BINS)[0]
-        return Pairs(self.a, self.b, self.corr, self.n, len(defined), histogram)
+        return Pairs(self.a, self.b, self.corr, self.n, len(defined), histogram, self.nonfinite)
 
 
 def top_k(pairs: Pairs, k: int, absolute: bool = False) -> Pairs:
@@ -70,4 +74,4 @@ def top_k(pairs: Pairs, k: int, absolute: bool = False) -> Pairs:
         sel = key >= kth
         a, b, corr, n, key = a[sel], b[sel], corr[sel], n[sel], key[sel]
     order = np.lexsort((b, a, -key))[:k]
-    return Pairs(a[order], b[order], corr[order], n[order], pairs.ranked, pairs.histogram)
+    return Pairs(a[order], b[order], corr[order], n[order], pairs.ranked, pairs.histogram, pairs.nonfinite)

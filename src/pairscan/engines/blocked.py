@@ -12,8 +12,31 @@ correlation of a pair needs over the timestamps both have is a matrix product:
     corr = (sab - sa sb / n) / sqrt((qa - sa^2 / n) (qb - sb^2 / n))
 
 Centring first keeps this exact for prices far from zero. Where a block pair has no
-missing values, it is one product ``X_I' X_J``. Each pair of blocks is one task that
-returns its own top-k (or its whole block for ``--matrix``); the caller merges them.
+missing values, it is one product ``X_I' X_J`` (and the column sums ``sa``, ``sb``,
+which centring on a rounded mean leaves a little off zero). Each pair of blocks is
+one task that returns its own top-k (or its whole block for ``--matrix``); the caller
+merges them.
+
+Numerical rules (the same as the naive engine's, and pandas' ``DataFrame.corr``'s
+wherever pandas' own answer is not round-off):
+
+- Missing means NaN or any non-finite value (``inf``, ``-inf``): it leaves the pair's
+  overlap, as ``DataFrame.corr`` masks it.
+- A series is constant on an overlap only when all its values there are equal: its
+  correlations are NaN. Any other series, however near constant (a halted stock with
+  float noise, a price of 1e8 moving in its last digits), gets the correlation of its
+  values as they are: two distinct points give exactly +1 or -1 (pairs of two points
+  are always computed from their overlap).
+- ``qa - sa^2 / n`` loses about ``log2(qa / va)`` bits to cancellation when a pair's
+  overlap sits far from the column mean, relative to its spread (a short overlap of a
+  long trending history, a near-constant stretch). Pairs that would lose more than
+  ``1 / CONDITION`` of their precision are computed again from their own overlap:
+  shifted by the overlap's first value (exact for values within a factor of two of it),
+  then centred on the overlap mean with the correction term. The others are within
+  about ``rows * eps * qa / va`` of the exact result.
+- No finite input overflows: a column whose magnitude could overflow the sums of
+  squares (or underflow them) is first scaled by a power of two, which is exact and
+  leaves every correlation unchanged.
 """
 
 from __future__ import annotations
@@ -28,9 +51,13 @@ from threadpoolctl import threadpool_limits
 
 from . import Pairs, top_k
 
-# Relative size of a variance below which the series is taken as constant on the
-# overlap (pandas' np.corrcoef would return round-off, or NaN, there).
-CONSTANT = 64 * np.finfo(np.float64).eps
+# A pair whose variance on the overlap is below this fraction of its sum of squares
+# about the column mean has lost more than ~1e-13 of its precision to cancellation in
+# ``qa - sa^2 / n`` (round-off ~ rows * eps * qa): it is computed again from its overlap.
+CONDITION = 2.0**-10
+# Columns whose largest magnitude is outside [2**-LIMIT, 2**LIMIT] are scaled by a power
+# of two first, so that no sum of squares of any finite input overflows or underflows.
+LIMIT = 400
 BYTES = 8
 
 
@@ -66,17 +93,21 @@ class Prepared:
     x: np.ndarray  # centred values, 0 where missing
     full: bool  # no missing values at all
     count_mask: np.ndarray | None = None  # float32 0/1: counts in single precision are exact
+    values: np.ndarray | None = None  # what x was made from (values or ranks), for pairs done again
 
 
 def prepare(values: np.ndarray, rank: bool = False) -> Prepared:
-    """Mask and centre a block of columns (rows x b, NaN = missing)."""
-    present = ~np.isnan(values)
+    """Mask and centre a block of columns (rows x b, NaN or any non-finite value = missing)."""
+    present = np.isfinite(values)
     full = bool(present.all())
     mask = present.astype(np.float64)
     # A column whose values are all equal is constant on every overlap: its centred
     # values must be exactly 0, not the round-off of subtracting an inexact mean.
+    # (A column holding an infinity is not caught here; the pairs done again are.)
     constant = np.fmin.reduce(values, axis=0, initial=np.inf) == np.fmax.reduce(values, axis=0, initial=-np.inf)
-    x = _ranks(values) if rank else np.where(present, values, 0.0)
+    x = _ranks(np.where(present, values, np.nan)) if rank else np.where(present, values, 0.0)
+    if not rank:
+        _scale_extremes(x)
     counts = mask.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = x.sum(axis=0) / counts
@@ -86,7 +117,20 @@ def prepare(values: np.ndarray, rank: bool = False) -> Prepared:
     x[:, constant] = 0.0
     # Overlap counts are sums of ones: exact in float32 below 2**24 rows, at twice the speed.
     count_mask = mask.astype(np.float32) if not full and len(present) < 2**24 else None
-    return Prepared(mask, x, full, count_mask)
+    # Pairs done again start from the values (ranks: the centred ranks, exact halves).
+    base = values if not rank else x if full else np.where(present, x, np.nan)
+    return Prepared(mask, x, full, count_mask, base)
+
+
+def _scale_extremes(x: np.ndarray) -> None:
+    """Scale, in place, each column whose magnitude is extreme into [0.5, 1) by a power of two."""
+    if x.size == 0:
+        return
+    peak = np.maximum(x.max(axis=0), -x.min(axis=0))
+    extreme = (peak > 2.0**LIMIT) | ((peak > 0) & (peak < 2.0**-LIMIT))
+    if extreme.any():
+        _, exponent = np.frexp(peak[extreme])
+        x[:, extreme] = np.ldexp(x[:, extreme], -exponent)
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -107,10 +151,16 @@ def correlate_block(bi: Prepared, bj: Prepared | None, min_periods: int | None) 
         sab = bi.x.T @ bi.x if same else bi.x.T @ bj.x
         qa = np.einsum("ij,ij->j", bi.x, bi.x)
         qb = qa if same else np.einsum("ij,ij->j", bj.x, bj.x)
+        # Centring on a rounded mean leaves the sums a little off zero: correct for them,
+        # or a near-constant series gets a made-up correlation.
+        sa = bi.x.sum(axis=0)
+        sb = sa if same else bj.x.sum(axis=0)
         n = np.full(sab.shape, rows, dtype=np.int64)
         with np.errstate(invalid="ignore", divide="ignore"):
-            corr = sab / np.sqrt(np.outer(qa, qb))
-        constant = np.logical_or.outer(qa == 0, qb == 0)
+            va = (qa - sa * sa / rows)[:, None]
+            vb = (qb - sb * sb / rows)[None, :]
+            corr = (sab - np.outer(sa, sb) / rows) / np.sqrt(va * vb)
+        qa, qb = qa[:, None], qb[None, :]
     else:
         # Four products on the diagonal (two of them symmetric, so half the work),
         # six off it; no stacking, which would copy the blocks.
@@ -133,11 +183,66 @@ def correlate_block(bi: Prepared, bj: Prepared | None, min_periods: int | None) 
             va = qa - sa * sa / n_f
             vb = qb - sb * sb / n_f
             corr = cov / np.sqrt(va * vb)
-        constant = (va <= CONSTANT * qa) | (vb <= CONSTANT * qb)
+    enough = n >= max(2, min_periods or 0)
+    constant = (qa == 0) | (qb == 0)  # every value on the overlap is the column's (constant) one
+    # Two points always: |r| is exactly 1 there, which the products can round.
+    again = enough & ~constant & ((va <= CONDITION * qa) | (vb <= CONDITION * qb) | (n == 2))
+    if same:
+        again = np.triu(again, 1)  # the lower triangle is never read
+    if again.any():
+        _redo(corr, again, bi, bj)
     corr[constant] = np.nan
-    corr[n < max(2, min_periods or 0)] = np.nan
+    corr[~enough] = np.nan
     np.clip(corr, -1.0, 1.0, out=corr)
     return corr, n
+
+
+def _redo(corr: np.ndarray, again: np.ndarray, bi: Prepared, bj: Prepared) -> None:
+    """Compute the flagged pairs ``corr[again]`` again, each from its own overlap."""
+    for i in np.flatnonzero(again.any(axis=1)):
+        js = np.flatnonzero(again[i])
+        corr[i, js] = overlap_corr(bi.values[:, i], bj.values[:, js])
+
+
+def overlap_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of ``a`` (rows) with each column of ``b`` (rows x k) on their overlaps.
+
+    The careful way, for pairs the products cannot do exactly: both scaled by a power
+    of two (no overflow), shifted by their first value on the overlap (exact for values
+    near it, so near-constant series keep every bit of their spread), then the corrected
+    two-pass sums. NaN where either is constant on the overlap or it has fewer than two
+    points; non-finite values are missing.
+    """
+    b = b.reshape(len(b), -1)
+    both = np.isfinite(a)[:, None] & np.isfinite(b)
+    n = both.sum(axis=0)
+    first = both.argmax(axis=0)
+    k = np.arange(b.shape[1])
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        da = np.where(both, _power_of_two(a[:, None]) - _power_of_two(a[first][None, :], a[:, None]), 0.0)
+        db = np.where(both, _power_of_two(b) - _power_of_two(b[first, k][None, :], b), 0.0)
+        varies = (da != 0).any(axis=0) & (db != 0).any(axis=0)
+        da = np.where(both, da - da.sum(axis=0) / n, 0.0)
+        db = np.where(both, db - db.sum(axis=0) / n, 0.0)
+        sa, sb = da.sum(axis=0), db.sum(axis=0)
+        va = np.einsum("ij,ij->j", da, da) - sa * sa / n
+        vb = np.einsum("ij,ij->j", db, db) - sb * sb / n
+        cov = np.einsum("ij,ij->j", da, db) - sa * sb / n
+        r = cov / np.sqrt(va * vb)
+    # Two distinct points lie on a line: exactly +1 or -1, the sign of their slope.
+    two = n == 2
+    r[two] = np.sign(cov[two])
+    r[~varies | (n < 2) | (va <= 0) | (vb <= 0)] = np.nan
+    return np.clip(r, -1.0, 1.0)
+
+
+def _power_of_two(values: np.ndarray, of: np.ndarray | None = None) -> np.ndarray:
+    """``values`` times the power of two that brings the largest finite |value| of each
+    column of ``of`` (default: ``values``) into [0.5, 1); exact."""
+    of = values if of is None else of
+    peak = np.max(np.abs(np.where(np.isfinite(of), of, 0.0)), axis=0)
+    _, exponent = np.frexp(peak)
+    return np.ldexp(values, -exponent)
 
 
 def block_pairs(
@@ -172,7 +277,12 @@ def block_task(
     bi = prepare(vi, rank)
     bj = None if same else prepare(vj, rank)
     corr, n = correlate_block(bi, bj, min_periods)
-    return block_pairs(corr, n, i0, j0, same, k, absolute)
+    pairs = block_pairs(corr, n, i0, j0, same, k, absolute)
+    if same and hasattr(source, "nonfinite"):
+        # A source that reads the store itself counts the non-finite values it made
+        # missing; each block is the diagonal of exactly one task, which reports them.
+        pairs.nonfinite = source.nonfinite(i0, i1)
+    return pairs
 
 
 def blas_threads(n: int | None):
@@ -186,7 +296,7 @@ def _drop_empty_rows(vi: np.ndarray, vj: np.ndarray | None):
     has all of them: the pair of blocks then takes the one-product path."""
     some = every = None
     for values in (vi,) if vj is None else (vi, vj):
-        present = ~np.isnan(values)
+        present = np.isfinite(values)
         any_, all_ = present.any(axis=1), present.all(axis=1)
         some = any_ if some is None else some | any_
         every = all_ if every is None else every & all_
@@ -197,6 +307,6 @@ def _drop_empty_rows(vi: np.ndarray, vj: np.ndarray | None):
 
 def full_overlap(values: np.ndarray) -> bool:
     """True when every timestamp has either every ticker's value or none."""
-    present = ~np.isnan(values)
+    present = np.isfinite(values)
     per_row = present.sum(axis=1)
     return bool(np.all((per_row == 0) | (per_row == values.shape[1])))

@@ -2,7 +2,12 @@
 
 It is the reference the blocked engine is checked against, so it is kept obviously
 right: each task is ``Series.corr`` on the two series, which pandas aligns on
-timestamp, dropping the timestamps where either is missing. In-process executors hand
+timestamp, dropping the timestamps where either is missing. Non-finite values are
+missing too (as ``DataFrame.corr`` has them). For Pearson each series is first scaled
+by a power of two and shifted by its first value on the overlap: exact for the values
+near that one, so the correlation is the same, but ``np.corrcoef`` can neither overflow
+(a price near 1e308) nor round the spread of a near-constant series into a made-up
+correlation (two distinct points give exactly +1 or -1). In-process executors hand
 each task its two series; on a Dask cluster a task carries the two tickers' paths and
 its worker reads them from the store.
 """
@@ -17,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..executors import Pool, run_tasks, share
-from ..panel import Panel, align, to_returns
+from ..panel import Panel, align, finish
 from ..store import read_column
 from . import Pairs
 
@@ -27,26 +32,48 @@ SERIES_CACHE = 32
 
 def pair_corr(a: pd.Series, b: pd.Series, method: str, min_periods: int | None) -> tuple[float, int]:
     """Task: the correlation of two series and how many timestamps they share."""
-    n = len(a.dropna().index.intersection(b.dropna().index))
-    return float(a.corr(b, method=method, min_periods=min_periods)), n
+    a, b = a.align(b, join="inner")
+    both = np.isfinite(a.to_numpy()) & np.isfinite(b.to_numpy())
+    a, b = a[both], b[both]
+    if method == "pearson":
+        a, b = _steady(a), _steady(b)
+        if len(a) == 2 and len(a) >= (min_periods or 0):
+            # Two distinct points lie on a line: exactly +1 or -1 (np.corrcoef divides
+            # twice and can round that to 0.9999999999999999); NaN if either is constant.
+            return float(np.sign(np.diff(a.to_numpy())[0] * np.diff(b.to_numpy())[0]) or np.nan), 2
+    return float(a.corr(b, method=method, min_periods=min_periods)), int(both.sum())
+
+
+def _steady(series: pd.Series) -> pd.Series:
+    """The series times a power of two, minus its first value (see the module docstring)."""
+    values = series.to_numpy(dtype=np.float64)
+    if not len(values):
+        return series
+    _, exponent = np.frexp(np.max(np.abs(values)))
+    values = np.ldexp(values, -exponent)
+    return pd.Series(values - values[0], index=series.index)
 
 
 def stored_pair_corr(
     path_a: str, path_b: str, column: str, on: str, index: np.ndarray | None, token: str | None,
-    method: str, min_periods: int | None,
-) -> tuple[float, int]:
+    method: str, min_periods: int | None, report: tuple[bool, bool] = (False, False),
+) -> tuple[float, int, int]:
     """Task: :func:`pair_corr` of two stored tickers, read from the store where it runs.
 
     With ``on="returns"`` each series is the log returns of the ticker on the union
-    ``index`` of the store (``token`` names that index), as in the panel.
+    ``index`` of the store (``token`` names that index), as in the panel. The third
+    value counts the non-finite values made missing in the tickers ``report`` names
+    (each ticker is reported by one task).
     """
-    a = stored_series(path_a, column, on, index, token)
-    b = stored_series(path_b, column, on, index, token)
-    return pair_corr(a, b, method, min_periods)
+    a, missing_a = stored_series(path_a, column, on, index, token)
+    b, missing_b = stored_series(path_b, column, on, index, token)
+    return (*pair_corr(a, b, method, min_periods), missing_a * report[0] + missing_b * report[1])
 
 
-def stored_series(path: str, column: str, on: str, index: np.ndarray | None, token: str | None) -> pd.Series:
-    """One ticker's column without missing values (returns: on the union ``index``)."""
+def stored_series(path: str, column: str, on: str, index: np.ndarray | None, token: str | None
+                  ) -> tuple[pd.Series, int]:
+    """One ticker's column without missing values (returns: on the union ``index``), and
+    how many non-finite values were made missing."""
     try:
         stat = os.stat(path)
         stamp = (stat.st_mtime_ns, stat.st_size)
@@ -55,20 +82,23 @@ def stored_series(path: str, column: str, on: str, index: np.ndarray | None, tok
     # Workers outlive a run: a rewritten file or another index must not hit the cache.
     key = (path, stamp, column, on, token)
     with _CACHE_LOCK:
-        series = _SERIES.get(key)
-        if series is not None:
+        cached = _SERIES.get(key)
+        if cached is not None:
             _SERIES.move_to_end(key)
-            return series
+            return cached
     series = read_column(path, column)
     if on == "returns":
         _, values = align([series.index.values], [series.to_numpy()], index)
-        series = pd.Series(to_returns(values)[:, 0], index=pd.DatetimeIndex(index, name="timestamp"))
-    series = series.dropna()
+        stamps = pd.DatetimeIndex(index, name="timestamp")
+    else:
+        values, stamps = series.to_numpy(dtype=np.float64).reshape(-1, 1).copy(order="F"), series.index
+    values, missing = finish(values, on)
+    cached = pd.Series(values[:, 0], index=stamps).dropna(), missing
     with _CACHE_LOCK:
-        _SERIES[key] = series
+        _SERIES[key] = cached
         while len(_SERIES) > SERIES_CACHE:
             _SERIES.popitem(last=False)
-    return series
+    return cached
 
 
 _SERIES: OrderedDict = OrderedDict()
@@ -102,7 +132,7 @@ def correlate_naive_store(
     return _run_pairs(
         tickers, pool, stored_pair_corr,
         lambda i, j: (paths[i], paths[j], column, on, union, token if on == "returns" else None,
-                      method, min_periods),
+                      method, min_periods, (j == i + 1, j == i + 1 == len(paths) - 1)),
         quiet, retries,
     )
 
@@ -134,10 +164,13 @@ def _run_pairs(tickers: list[str], pool: Pool, fn, args, quiet: bool, retries: i
     tasks = [(f"{tickers[i]}~{tickers[j]}", args(i, j)) for i, j in pairs]
     where = {label: pair for (label, _), pair in zip(tasks, pairs)}
     a, b, corr, count = [], [], [], []
-    for label, (r, overlap) in run_tasks(pool, fn, tasks, desc="pairs", quiet=quiet, retries=retries):
+    nonfinite = 0
+    for label, (r, overlap, *missing) in run_tasks(pool, fn, tasks, desc="pairs", quiet=quiet, retries=retries):
         i, j = where[label]
         a.append(i)
         b.append(j)
         corr.append(r)
         count.append(overlap)
-    return Pairs(np.array(a, np.int64), np.array(b, np.int64), np.array(corr, np.float64), np.array(count, np.int64))
+        nonfinite += sum(missing)  # tasks that read the store count what they made missing
+    return Pairs(np.array(a, np.int64), np.array(b, np.int64), np.array(corr, np.float64), np.array(count, np.int64),
+                 nonfinite=nonfinite)
