@@ -9,20 +9,13 @@ its worker reads them from the store.
 
 from __future__ import annotations
 
-import os
-import threading
-from collections import OrderedDict
-
 import numpy as np
 import pandas as pd
 
 from ..executors import Pool, run_tasks, share
-from ..panel import Panel, align, to_returns
-from ..store import read_column
+from ..pair_reader import stored_series
+from ..panel import Panel
 from . import Pairs
-
-# A worker keeps the last series it read: consecutive pairs share a ticker.
-SERIES_CACHE = 32
 
 
 def pair_corr(a: pd.Series, b: pd.Series, method: str, min_periods: int | None) -> tuple[float, int]:
@@ -43,36 +36,6 @@ def stored_pair_corr(
     a = stored_series(path_a, column, on, index, token)
     b = stored_series(path_b, column, on, index, token)
     return pair_corr(a, b, method, min_periods)
-
-
-def stored_series(path: str, column: str, on: str, index: np.ndarray | None, token: str | None) -> pd.Series:
-    """One ticker's column without missing values (returns: on the union ``index``)."""
-    try:
-        stat = os.stat(path)
-        stamp = (stat.st_mtime_ns, stat.st_size)
-    except OSError:
-        stamp = None  # read_column names the problem
-    # Workers outlive a run: a rewritten file or another index must not hit the cache.
-    key = (path, stamp, column, on, token)
-    with _CACHE_LOCK:
-        series = _SERIES.get(key)
-        if series is not None:
-            _SERIES.move_to_end(key)
-            return series
-    series = read_column(path, column)
-    if on == "returns":
-        _, values = align([series.index.values], [series.to_numpy()], index)
-        series = pd.Series(to_returns(values)[:, 0], index=pd.DatetimeIndex(index, name="timestamp"))
-    series = series.dropna()
-    with _CACHE_LOCK:
-        _SERIES[key] = series
-        while len(_SERIES) > SERIES_CACHE:
-            _SERIES.popitem(last=False)
-    return series
-
-
-_SERIES: OrderedDict = OrderedDict()
-_CACHE_LOCK = threading.Lock()
 
 
 def panel_pair_corr(frame: pd.DataFrame, i: int, j: int, method: str, min_periods: int | None) -> tuple[float, int]:
