@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .archive import extract, is_archive
@@ -52,6 +53,30 @@ def plot_store_pair(store, a: str, b: str, out="pair.png", column: str = "close"
     sa, sb = store_series(store, a, column), store_series(store, b, column)
     r = float(sa.corr(sb))
     return plot_pair(sa, sb, out, r, column), r
+
+
+def plot_store_spread(store, a: str, b: str, out="spread.png", column: str = "close",
+                      window: int = 60) -> tuple[Path, dict]:
+    """Analyse two stored tickers and plot their spread; return the plot's path and the analysis."""
+    from .analyze import analyze_pair, check_window, resolve_ticker, rolling_corr
+    from .pair_reader import read_pair
+    from .plot import plot_spread
+
+    files = store_files(store)
+    a, b = resolve_ticker(a, list(files)), resolve_ticker(b, list(files))
+    if a == b:
+        raise PairscanError(f"a pair needs two different tickers, not {a!r} twice")
+    check_window(window)
+    index, pa, pb = read_pair(str(files[a]), str(files[b]), column)
+    if (pa <= 0).any() or (pb <= 0).any():
+        raise PairscanError(f"{a} or {b} has prices <= 0 on their common timestamps: no log prices to plot")
+    la, lb = np.log(pa), np.log(pb)
+    fields = analyze_pair(la, lb, window)
+    if not np.isfinite(fields["beta"]):
+        raise PairscanError(f"no spread for {a} and {b}: {fields['reason']}")
+    spread = la - fields["beta"] * lb - fields["alpha"]
+    rolling = rolling_corr(np.diff(la), np.diff(lb), window)
+    return plot_spread(index, spread, rolling, fields, a, b, out, window, column), fields
 
 
 def correlation_matrix(store, column: str = "close", on: str = "prices", **options) -> pd.DataFrame:
