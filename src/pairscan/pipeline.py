@@ -1,4 +1,4 @@
-"""The stages in order: sample -> extract -> convert -> correlate -> plot -> report.
+"""The stages in order: sample -> extract -> convert -> correlate -> analyze -> plot -> report.
 
 ``run`` is the whole pipeline on one executor; the other functions here are the
 stage entry points the command line and the public API share.
@@ -79,6 +79,13 @@ def plot_store_spread(store, a: str, b: str, out="spread.png", column: str = "cl
     return plot_spread(index, spread, rolling, fields, a, b, out, window, column), fields
 
 
+def best_cointegrated(analysis: pd.DataFrame | None):
+    """The row of the analysed pair with the lowest cointegration p-value (None if no pair has one)."""
+    if analysis is None or not analysis["coint_p"].notna().any():
+        return None
+    return analysis.loc[analysis["coint_p"].idxmin()]
+
+
 def correlation_matrix(store, column: str = "close", on: str = "prices", **options) -> pd.DataFrame:
     """The full correlation matrix of a store (tickers x tickers)."""
     with tempfile.TemporaryDirectory(prefix="pairscan-") as tmp:
@@ -114,7 +121,7 @@ def run(
     method: str = "pearson",
     on_bad_lines: str = "error",
 ) -> dict:
-    """The whole pipeline: (sample or extract) -> convert -> correlate -> plots (-> report).
+    """The whole pipeline: (sample or extract) -> convert -> correlate -> analyze -> plots (-> report).
 
     With no ``source`` the built-in sample is written to ``workdir`` first. The store,
     the plots and the report go to ``workdir``; the source is never written to.
@@ -149,12 +156,22 @@ def run(
         result: Correlation = correlate(store, k=k, column=column, on=on, method=method, matrix=matrix_path,
                                         retries=retries, quiet=quiet, pool=pool)
         stages["correlate"] = result.seconds
+        analysis = None
+        if len(result.top):
+            from .analyze import analyze_top
+
+            analysis = analyze_top(store, result.top, pool, column=column, quiet=quiet, retries=retries)
+            stages["analyze"] = analysis.attrs["seconds"]
     t1 = time.perf_counter()
     plots = {}
     if len(result.top):
         best = result.top.iloc[0]
         plots["pair"] = str(plot_pair(store_series(store, best["a"], column), store_series(store, best["b"], column),
                                       workdir / "pair.png", float(best["corr"]), column, on, method))
+    best_coint = best_cointegrated(analysis)
+    if best_coint is not None:
+        plots["spread"] = str(plot_store_spread(store, best_coint["a"], best_coint["b"], workdir / "spread.png",
+                                                column, analysis.attrs["window"])[0])
     if result.matrix is not None:
         plots["heatmap"] = str(plot_heatmap(result.matrix, workdir / "heatmap.png",
                                             heatmap_title(column, on, result.series), method))
@@ -162,6 +179,10 @@ def run(
     out = result.to_dict()
     out.update(source=str(source) if source is not None else "built-in sample", data=str(folder),
                store=str(store), convert=converted, plots=plots, stages={k: round(v, 4) for k, v in stages.items()})
+    if analysis is not None:
+        from .analyze import analysis_dict
+
+        out["analysis"] = analysis_dict(analysis)
     if report is not None:
         from .report import write_report
 
