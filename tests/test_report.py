@@ -77,7 +77,7 @@ def test_the_page_is_self_contained_and_says_what_the_run_did(report):
     assert not re.search(r"""(src|href)\s*=\s*["'](?!data:)""", text)
     assert "<script" not in text and "@import" not in text and "url(" not in text
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]+)"', text)
-    assert len(images) == 3
+    assert len(images) == 3 + ("spread" in out["plots"])  # histogram, pair, heatmap (and the best spread)
     for data, _ in images:
         assert base64.b64decode(data)[:8] == PNG
     assert images[0][1] == "histogram of the correlations of all ranked pairs"
@@ -91,8 +91,9 @@ def test_the_page_is_self_contained_and_says_what_the_run_did(report):
     assert (f"<td class=num>{best['n']:,}</td><td class=num>{format_p(best['p'])}</td>"
             f"<td class=num>{best['ci_low']:.4f} &ndash; {best['ci_high']:.4f}</td>") in text
     # The top pairs, in order, with the values run --json printed.
+    pairs_section = text.split('<section id="pairs">')[1].split("</section>")[0]
     rows = re.findall(r"<tr><td class=num>(\d+)</td><td>([^<]+)</td><td>([^<]+)</td><td class=num>([-0-9.]+)</td>",
-                      text)
+                      pairs_section)
     assert [(int(r), a, b, float(c)) for r, a, b, c in rows] == [
         (i, p["a"], p["b"], round(p["corr"], 6)) for i, p in enumerate(out["top"], 1)]
     # The data set, the skipped line and where the time went.
@@ -160,7 +161,7 @@ def test_the_page_renders_in_headless_chromium(report, tmp_path):
     assert found, done.stdout[-2000:]
     probe = json.loads(found.group(1).replace("&quot;", '"'))
     assert probe["pairs"] == len(out["top"]) == 5
-    assert len(probe["images"]) == 3  # the histogram of ranked pairs, the best pair, the heatmap
+    assert len(probe["images"]) == 3 + ("spread" in out["plots"])
     for complete, width, height, shown in probe["images"]:
         assert complete and width > 400 and height > 300 and 0 < shown <= 1280
     assert probe["width"] <= 1280

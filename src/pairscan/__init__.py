@@ -6,6 +6,7 @@ Everything the command line does is one import away::
     folder = pairscan.sample("data/daily-stock")
     pairscan.convert(folder, executor="processes")
     pairscan.top_pairs(folder, k=5)            # a DataFrame: a, b, corr, n, p, ci_low, ci_high
+    pairscan.analyze(folder, k=5)              # hedge ratio, cointegration, half-life of the top pairs
     pairscan.plot_pair(...), pairscan.plot_heatmap(...)
 
 ``executor=`` takes a name as on the command line (``serial``, ``threads``,
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .analyze import analyze
 from .archive import extract
 from .convert import convert
 from .correlate import Correlation, correlate
@@ -27,7 +29,7 @@ from .sample import sample
 from .selection import Selection
 
 __all__ = [
-    "Correlation", "PairscanError", "Selection", "SerialExecutor", "TaskFailed", "convert", "correlate",
+    "Correlation", "PairscanError", "Selection", "SerialExecutor", "TaskFailed", "analyze", "convert", "correlate",
     "correlation_matrix", "extract", "load_panel", "plot_heatmap", "plot_pair", "run", "sample", "top_pairs",
 ]
 __version__ = "0.1.0"

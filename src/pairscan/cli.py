@@ -130,8 +130,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store", metavar="STORE")
     p.add_argument("tickers", nargs="*", metavar="A B")
     p.add_argument("--heatmap", action="store_true")
+    p.add_argument("--spread", action="store_true",
+                   help="the pair's spread (log A - beta log B - alpha) with +-2 sigma bands and the rolling "
+                        "correlation of its log returns")
+    p.add_argument("--window", type=int, default=60, metavar="W",
+                   help="observations in each window of the rolling correlation (--spread; default 60)")
     p.add_argument("--out", metavar="FILE.png")
     Selection.add_arguments(p)
+
+    p = sub.add_parser("analyze", parents=[quiet],
+                       help="hedge ratio, cointegration, half-life of a pair or the top pairs")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("tickers", nargs="*", metavar="A B", help="the pair to analyze (default: the top K pairs)")
+    p.add_argument("--top", type=int, default=10, metavar="K", help="analyze the K most correlated pairs")
+    p.add_argument("--window", type=int, default=60, metavar="W",
+                   help="observations in each window of the rolling correlation (default 60)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--out", metavar="PAIRS.csv", help="also write one CSV row per pair")
+    Selection.add_arguments(p)
+    _exec_options(p)
 
     p = sub.add_parser("run", parents=[quiet], help="the whole pipeline, archive to plots")
     p.add_argument("source", nargs="?", metavar="SOURCE",
@@ -277,9 +294,65 @@ def cmd_plot(args) -> int:
     if len(args.tickers) != 2:
         raise PairscanError("plot needs two tickers (plot STORE A B), or --heatmap")
     a, b = args.tickers
+    if args.spread:
+        out, fields = pipeline.plot_store_spread(args.store, a, b, args.out or f"{a}-{b}-spread.png",
+                                                 selection.column, args.window)
+        print(f"{out} (beta = {fields['beta']:.4f}, coint p = {fields['coint_p']:.4g})")
+        return 0
     out = pipeline.plot_pair(args.store, a, b, args.out or f"{a}-{b}.png", selection=selection, quiet=args.quiet)
     print(out)
     return 0
+
+
+def cmd_analyze(args) -> int:
+    from .analyze import analysis_dict, analyze
+
+    if args.out:
+        _check_output(Path(args.out))
+    if len(args.tickers) not in (0, 2):
+        raise PairscanError("analyze takes two tickers (analyze STORE A B), or none for the top pairs")
+    if args.top < 1:
+        raise PairscanError(f"--top must be at least 1, not {args.top}")
+    frame = analyze(args.store, tuple(args.tickers) or None, k=args.top, window=args.window,
+                    selection=Selection.from_args(args), **_exec_kwargs(args))
+    out = analysis_dict(frame)
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            write_csv(frame, tmp)
+    if args.json:
+        _print_json(out)
+    else:
+        print(f"{len(out['pairs'])} pairs analyzed on log {args.column} prices (rolling window {out['window']}); "
+              f"{args.executor}, {out['seconds']:.3f} s")
+        print(_analysis_table(out["pairs"]))
+    return 0
+
+
+def _analysis_table(pairs: list[dict]) -> str:
+    if not pairs:
+        return "no pair to analyze (no pair has a correlation)"
+
+    def num(value, spec: str) -> str:
+        return "nan" if value is None else format(value, spec)
+
+    wa = max(4, *(len(p["a"]) for p in pairs))
+    wb = max(4, *(len(p["b"]) for p in pairs))
+    lines = [f"{'rank':>4}  {'a':<{wa}}  {'b':<{wb}}  {'corr':>9}  {'n':>7}  {'beta':>8}  {'alpha':>8}  "
+             f"{'coint_t':>8}  {'coint_p':>8}  {'half_life':>9}  {'zscore':>7}  {'rolling corr min/median/max':>27}"]
+    notes = []
+    for rank, p in enumerate(pairs, 1):
+        rc = p["rolling_corr"]
+        t = "-inf" if p["coint_t"] is None and p["coint_p"] is not None else num(p["coint_t"], ".3f")
+        lines.append(
+            f"{rank:>4}  {p['a']:<{wa}}  {p['b']:<{wb}}  {num(p['corr'], '9.6f'):>9}  {p['n']:>7}  "
+            f"{num(p['beta'], '.4f'):>8}  {num(p['alpha'], '.4f'):>8}  {t:>8}  {num(p['coint_p'], '.4f'):>8}  "
+            f"{num(p['half_life'], '.1f'):>9}  {num(p['zscore'], '.2f'):>7}  "
+            f"{num(rc['min'], '.2f'):>7} {num(rc['median'], '.2f'):>7} {num(rc['max'], '.2f'):>7}     ")
+        if p.get("reason"):
+            notes.append(f"{rank:>4}  {p['a']}~{p['b']}: {p['reason']}")
+    lines = [line.rstrip() for line in lines]
+    lines.append("half_life in observations; coint_p screens candidates, it is not a trading signal")
+    return "\n".join(lines + (["", "notes:", *notes] if notes else []))
 
 
 def cmd_run(args) -> int:
@@ -332,7 +405,7 @@ MAX_BARS_PER_DAY = 24 * 60 // BAR_MINUTES
 
 
 COMMANDS = {"sample": cmd_sample, "extract": cmd_extract, "convert": cmd_convert, "correlate": cmd_correlate,
-            "plot": cmd_plot, "run": cmd_run, "bench": cmd_bench}
+            "plot": cmd_plot, "analyze": cmd_analyze, "run": cmd_run, "bench": cmd_bench}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

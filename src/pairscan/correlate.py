@@ -26,7 +26,8 @@ import pandas as pd
 
 from .engines import ENGINES, Pairs, top_k
 from .engines.blocked import blas_threads, block_size_for, block_specs, block_task, full_overlap
-from .engines.naive import correlate_naive, correlate_naive_store, pair_corr, stored_series
+from .engines.naive import correlate_naive, correlate_naive_store, pair_corr
+from .pair_reader import stored_series
 from .errors import PairscanError
 from .executors import Pool, open_pool, reduce_tasks, run_tasks, share
 from .panel import Panel, align, finish, load_panel, read_chunk
@@ -383,18 +384,18 @@ class PairCorrelation:
     b: pd.Series
 
 
-def pair_correlation(store, a: str, b: str, *, selection: Selection | None = None, executor="threads",
-                     workers: int | None = None, quiet: bool = True, pool: Pool | None = None,
-                     **options) -> PairCorrelation:
-    """The correlation of the stored pair ``a``, ``b`` exactly as :func:`correlate` computes
-    it for the same selection: returns on the store's union index, ``min_periods="auto"``
-    from the whole store's histories. Reads only the pair unless the selection needs the
-    store (auto, or returns)."""
+def pair_correlations(store, pairs, *, selection: Selection | None = None, executor="threads",
+                      workers: int | None = None, quiet: bool = True, pool: Pool | None = None,
+                      **options) -> list[PairCorrelation]:
+    """The correlation of each stored pair ``(a, b)`` of ``pairs`` exactly as :func:`correlate`
+    computes it for the same selection: returns on the store's union index,
+    ``min_periods="auto"`` from the whole store's histories. Reads only the pairs unless
+    the selection needs the store (auto, or returns), and then the store once."""
     selection = Selection.of(selection, **options)
     files = store_files(store)
     if not files:
         raise empty_store_error(store)
-    path_a, path_b = ticker_file(files, a, store), ticker_file(files, b, store)
+    paths = [(ticker_file(files, a, store), ticker_file(files, b, store)) for a, b in pairs]
     index, counts = None, None
     if selection.auto or selection.on == "returns":
         with contextlib.ExitStack() as stack:
@@ -406,13 +407,21 @@ def pair_correlation(store, a: str, b: str, *, selection: Selection | None = Non
                 counts = _remote_returns(absolute, selection.column, index, pool, quiet)
     periods = selection.resolve(counts)
     token = index_token(index) if index is not None else None
-    sa, sb = (stored_series(str(p), selection.column, selection.on, index, token)[0].rename(t)
-              for p, t in ((path_a, a), (path_b, b)))
-    corr, n = pair_corr(sa, sb, selection.method, periods)  # the naive engine's, as the oracle says
-    x, y = _aligned(sa, sb)
-    pair = Pairs(np.array([0]), np.array([1]), np.array([corr], float), np.array([n]))
-    frame = _top_frame(pair, [a, b], selection.method, lambda i, j: (x, y))
-    return PairCorrelation(records(frame)[0], periods, sa, sb)
+    found = []
+    for (a, b), (path_a, path_b) in zip(pairs, paths):
+        sa, sb = (stored_series(str(p), selection.column, selection.on, index, token).rename(t)
+                  for p, t in ((path_a, a), (path_b, b)))
+        corr, n = pair_corr(sa, sb, selection.method, periods)  # the naive engine's, as the oracle says
+        x, y = _aligned(sa, sb)
+        pair = Pairs(np.array([0]), np.array([1]), np.array([corr], float), np.array([n]))
+        frame = _top_frame(pair, [a, b], selection.method, lambda i, j: (x, y))
+        found.append(PairCorrelation(records(frame)[0], periods, sa, sb))
+    return found
+
+
+def pair_correlation(store, a: str, b: str, **options) -> PairCorrelation:
+    """:func:`pair_correlations` of one pair."""
+    return pair_correlations(store, [(a, b)], **options)[0]
 
 
 def _aligned(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -432,7 +441,7 @@ class _PairValues:
             return np.asarray(self.panel.values[:, i]), np.asarray(self.panel.values[:, j])
         paths = list(self.files.values())
         token = index_token(self.index)
-        return _aligned(*(stored_series(str(paths[t]), self.column, self.on, self.index, token)[0] for t in (i, j)))
+        return _aligned(*(stored_series(str(paths[t]), self.column, self.on, self.index, token) for t in (i, j)))
 
 
 def _top_frame(best: Pairs, tickers: list[str], method: str, values: _PairValues) -> pd.DataFrame:

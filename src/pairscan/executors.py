@@ -160,7 +160,8 @@ def open_pool(
 
 
 # Modules a worker needs, imported once by the fork server rather than by every worker.
-WORKER_MODULES = ["pairscan.convert", "pairscan.correlate", "pairscan.engines.naive", "polars"]
+WORKER_MODULES = ["pairscan.convert", "pairscan.correlate", "pairscan.engines.naive", "pairscan.analyze",
+                  "statsmodels.tsa.adfvalues", "polars"]
 
 
 def _warm_up() -> int:

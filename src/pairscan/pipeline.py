@@ -1,4 +1,4 @@
-"""The stages in order: sample -> extract -> convert -> correlate -> plot -> report.
+"""The stages in order: sample -> extract -> convert -> correlate -> analyze -> plot -> report.
 
 ``run`` is the whole pipeline on one executor; the other functions here are the
 stage entry points the command line and the public API share.
@@ -71,6 +71,39 @@ def correlation_matrix(store_or_panel, *, selection: Selection | None = None, **
     return matrix
 
 
+def plot_store_spread(store, a: str, b: str, out="spread.png", column: str = "close",
+                      window: int = 60) -> tuple[Path, dict]:
+    """Analyse two stored tickers and plot their spread; return the plot's path and the analysis."""
+    from .analyze import analyze_pair, check_window, rolling_corr
+    from .pair_reader import read_pair
+    from .plot import plot_spread
+
+    files = store_files(store)
+    if not files:
+        raise empty_store_error(store)
+    path_a, path_b = ticker_file(files, a, store), ticker_file(files, b, store)
+    if a == b:
+        raise PairscanError(f"a pair needs two different tickers, not {a!r} twice")
+    check_window(window)
+    index, pa, pb = read_pair(str(path_a), str(path_b), column)
+    if (pa <= 0).any() or (pb <= 0).any():
+        raise PairscanError(f"{a} or {b} has prices <= 0 on their common timestamps: no log prices to plot")
+    la, lb = np.log(pa), np.log(pb)
+    fields = analyze_pair(la, lb, window)
+    if not np.isfinite(fields["beta"]):
+        raise PairscanError(f"no spread for {a} and {b}: {fields['reason']}")
+    spread = la - fields["beta"] * lb - fields["alpha"]
+    rolling = rolling_corr(np.diff(la), np.diff(lb), window)
+    return plot_spread(index, spread, rolling, fields, a, b, out, window, column), fields
+
+
+def best_cointegrated(analysis: pd.DataFrame | None):
+    """The row of the analysed pair with the lowest cointegration p-value (None if no pair has one)."""
+    if analysis is None or not analysis["coint_p"].notna().any():
+        return None
+    return analysis.loc[analysis["coint_p"].idxmin()]
+
+
 def plot_heatmap(store_or_matrix, out: str | os.PathLike = "heatmap.png", *, selection: Selection | None = None,
                  **options) -> Path:
     """The clustered heatmap of a store's correlation matrix (or of a matrix from
@@ -134,7 +167,7 @@ def run(
     on_bad_lines: str = "error",
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> dict:
-    """The whole pipeline: (sample or extract) -> convert -> correlate -> plots (-> report).
+    """The whole pipeline: (sample or extract) -> convert -> correlate -> analyze -> plots (-> report).
 
     ``source`` is an archive, a folder of source files, or a store that is already
     converted (then convert is skipped); with none the built-in sample is written to
@@ -180,6 +213,12 @@ def run(
         result: Correlation = correlate(store, k=k, selection=selection, matrix=matrix_path,
                                         retries=retries, quiet=quiet, pool=pool)
         stages["correlate"] = result.seconds
+        analysis = None
+        if len(result.top):
+            from .analyze import analyze_top
+
+            analysis = analyze_top(store, result.top, pool, column=selection.column, quiet=quiet, retries=retries)
+            stages["analyze"] = analysis.attrs["seconds"]
     out = result.to_dict()
     t1 = time.perf_counter()
     plots = {}
@@ -189,12 +228,20 @@ def run(
         best = out["top"][0]
         pair = [store_series(store, best[t], selection.column) for t in ("a", "b")]
         plots["pair"] = str(draw(*pair, workdir / "pair.png", **_pair_stats(best, selection, result.min_periods)))
+    best_coint = best_cointegrated(analysis)
+    if best_coint is not None:
+        plots["spread"] = str(plot_store_spread(store, best_coint["a"], best_coint["b"], workdir / "spread.png",
+                                                selection.column, analysis.attrs["window"])[0])
     if result.matrix is not None:
         result.matrix.attrs.update({k: v for k, v in out.items() if k != "top"})
         plots["heatmap"] = str(plot_heatmap(result.matrix, workdir / "heatmap.png"))
     stages["plot"] = time.perf_counter() - t1
     out.update(source=str(source) if source is not None else "built-in sample", data=str(folder),
                store=str(store), convert=converted, plots=plots, stages={k: round(v, 4) for k, v in stages.items()})
+    if analysis is not None:
+        from .analyze import analysis_dict
+
+        out["analysis"] = analysis_dict(analysis)
     if report is not None:
         from .report import write_report
 

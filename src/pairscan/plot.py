@@ -332,3 +332,80 @@ def bench_figure(rows: list[dict], title: str = "pairscan bench"):
 def plot_bench(rows: list[dict], out: str | os.PathLike, title: str = "pairscan bench") -> Path:
     """Write the bench chart to ``out``."""
     return _save(bench_figure(rows, title), out)
+
+
+def spread_figure(
+    index: pd.DatetimeIndex,
+    spread: np.ndarray,
+    rolling: np.ndarray,
+    fields: dict,
+    a: str,
+    b: str,
+    window: int = 60,
+    column: str = "close",
+):
+    """An analysed pair: its spread with mean and +-2 sigma bands, the rolling correlation below.
+
+    ``spread`` is ``log A - beta log B - alpha`` on the pair's common timestamps
+    ``index``; ``rolling`` the ``window``-observation rolling correlation of their log
+    returns (one value per timestamp after the first, NaN until a window is full);
+    ``fields`` the pair's analysis (``beta``, ``half_life``, ``coint_p``...).
+    """
+    index = pd.DatetimeIndex(index)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6.2), sharex=True, layout="constrained",
+                                      gridspec_kw={"height_ratios": [2.2, 1]})
+    mean, sigma = float(np.mean(spread)), float(np.std(spread, ddof=1)) if len(spread) > 1 else 0.0
+    longest = _span(index) / 50
+    x, y = _break_at_gaps(index.values, np.asarray(spread, dtype=float), longest)
+    top.fill_between(index, mean - 2 * sigma, mean + 2 * sigma, color="tab:blue", alpha=0.08, lw=0)
+    top.plot(x, y, lw=0.7, color="tab:blue", label=f"spread: log {a} \u2212 \u03b2 log {b} \u2212 \u03b1")
+    top.axhline(mean, color="black", lw=0.9, label="mean")
+    for level in (mean - 2 * sigma, mean + 2 * sigma):
+        top.axhline(level, color="tab:red", lw=0.9, ls="--", label="mean \u00b1 2\u03c3" if level > mean else None)
+    top.set_ylabel("spread (log price units)")
+    top.grid(alpha=0.3)
+    # The legend sits above the plot, where it hides no data.
+    top.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncols=3, fontsize=9, frameon=False, borderaxespad=0.2)
+    fig.suptitle(f"{a} against {b}: the spread of their log {column} prices\n{_spread_facts(fields)}", fontsize=11)
+
+    returns_index = index[1:]
+    x, y = _break_at_gaps(returns_index.values, np.asarray(rolling, dtype=float), longest)
+    bottom.plot(x, y, lw=0.7, color="tab:purple", label=f"{window}-observation rolling correlation")
+    finite = np.asarray(rolling, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if len(finite):
+        bottom.axhline(float(np.median(finite)), color="black", lw=0.9, ls=":",
+                       label=f"median {np.median(finite):.2f}")
+    bottom.axhline(0, color="grey", lw=0.6)
+    bottom.set_ylim(-1.05, 1.05)
+    bottom.set_ylabel("Pearson r\nof log returns")
+    bottom.grid(alpha=0.3)
+    bottom.legend(loc="lower left", fontsize=8, ncols=2, framealpha=0.9)
+    locator = mdates.AutoDateLocator()
+    bottom.xaxis.set_major_locator(locator)
+    bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    bottom.set_xlabel("date (the two tickers' common timestamps)")
+    return fig
+
+
+def _num(value, spec: str) -> str:
+    if value is None or not np.isfinite(value):
+        return "n/a" if value is None or np.isnan(value) else ("\u2212\u221e" if value < 0 else "\u221e")
+    return format(value, spec)
+
+
+def _spread_facts(fields: dict) -> str:
+    half_life = fields.get("half_life")
+    return "   ".join([
+        f"\u03b2 = {_num(fields.get('beta'), '.4f')}, \u03b1 = {_num(fields.get('alpha'), '.4f')}",
+        f"Engle-Granger t = {_num(fields.get('coint_t'), '.3f')}, p = {_num(fields.get('coint_p'), '.3g')}",
+        "half-life " + (f"{half_life:.1f} observations" if half_life is not None and np.isfinite(half_life)
+                        else "none (no reversion)"),
+        f"z-score now {_num(fields.get('zscore'), '.2f')}",
+    ])
+
+
+def plot_spread(index, spread, rolling, fields: dict, a: str, b: str, out: str | os.PathLike = "spread.png",
+                window: int = 60, column: str = "close") -> Path:
+    """Write the spread plot of an analysed pair (see :func:`spread_figure`) to ``out``."""
+    return _save(spread_figure(index, spread, rolling, fields, a, b, window, column), out)

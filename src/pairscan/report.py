@@ -30,7 +30,8 @@ STAGE_WORDS = {
     "extract": "extract the archive",
     "convert": "JSON Lines to the store",
     "correlate": "load the store, correlate every pair",
-    "plot": "draw the pair plot and the heatmap",
+    "analyze": "hedge ratio, cointegration, half-life of the top pairs",
+    "plot": "draw the pair plot, the spread plot and the heatmap",
 }
 
 
@@ -143,6 +144,8 @@ def render(out: dict, result, facts: dict) -> str:
         _pairs_section(top, symbol, what, out),
         _histogram_section(out, result, symbol, what),
         _pair_plot_section(out, top, what),
+        analysis_section(out["analysis"]["pairs"], _plot_file(out, "spread"), out["analysis"]["window"])
+        if out.get("analysis") else "",
         _heatmap_section(out, result),
         _time_section(out),
     ]
@@ -279,6 +282,59 @@ def _pair_plot_section(out: dict, top: list[dict], what: str) -> str:
                f"prices over time, each divided by its own maximum so that both fit one axis.{note}")
     alt = f"{best['a']} and {best['b']} over time"
     return f'<section id="pair"><h2>The best pair</h2>{_figure(png, alt, caption)}</section>'
+
+
+def analysis_section(pairs: list[dict], png: bytes | None, window: int = 60) -> str:
+    """The analysis of the top pairs as a report section: a table of the fields, the spread plot.
+
+    ``pairs`` are ``analyze --json``'s ``pairs`` (``rolling_corr`` nested, ``None`` for
+    NaN); ``png`` the spread plot of the best cointegrated pair (or ``None``).
+    """
+    if not pairs:
+        return ""
+
+    def num(value, spec: str) -> str:
+        return "&ndash;" if value is None else format(value, spec)
+
+    rows, notes = [], []
+    for rank, p in enumerate(pairs, 1):
+        rc = p["rolling_corr"]
+        t = "&minus;&infin;" if p["coint_t"] is None and p["coint_p"] is not None else num(p["coint_t"], ".3f")
+        strong = p["coint_p"] is not None and p["coint_p"] < 0.05
+        rows.append(
+            f"<tr><td class=num>{rank}</td><td>{_e(p['a'])}</td><td>{_e(p['b'])}</td>"
+            f"<td class=num>{num(p['beta'], '.4f')}</td><td class=num>{num(p['alpha'], '.4f')}</td>"
+            f"<td class=num>{t}</td><td class=num>{'<b>' if strong else ''}{num(p['coint_p'], '.4f')}"
+            f"{'</b>' if strong else ''}</td><td class=num>{num(p['half_life'], '.1f')}</td>"
+            f"<td class=num>{num(p['zscore'], '.2f')}</td>"
+            f"<td class=num>{num(rc['min'], '.2f')} / {num(rc['median'], '.2f')} / {num(rc['max'], '.2f')}</td></tr>"
+        )
+        if p.get("reason"):
+            notes.append(f"<li>{_e(p['a'])} and {_e(p['b'])}: {_e(p['reason'])}</li>")
+    caption = ("Each pair on the log prices of its common timestamps: the hedge ratio &beta; and intercept &alpha; "
+               "(OLS of log a on log b), the Engle-Granger cointegration test (t and its MacKinnon p-value; "
+               "<b>bold</b> below 0.05), the half-life of the spread in observations, its z-score at the last "
+               f"timestamp, and the range of the {window}-observation rolling correlation of the log returns. "
+               "A low p-value makes a pair a candidate whose spread may revert; it is not a trading signal.")
+    parts = [
+        '<section id="analysis"><h2>Pair analysis</h2>'
+        f'<table class="analysis"><caption>{caption}</caption>'
+        "<thead><tr><th class=num>rank</th><th>a</th><th>b</th><th class=num>&beta;</th><th class=num>&alpha;</th>"
+        "<th class=num>coint t</th><th class=num>coint p</th><th class=num>half-life</th><th class=num>z-score</th>"
+        f"<th class=num>rolling r min / median / max</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    ]
+    if notes:
+        parts.append(f"<ul class=note>{''.join(notes)}</ul>")
+    if png is not None:
+        tested = [p for p in pairs if p["coint_p"] is not None]
+        best = min(tested, key=lambda p: p["coint_p"]) if tested else None
+        if best is not None:
+            fig_caption = (f"{_e(best['a'])} and {_e(best['b'])}, the pair with the lowest cointegration p-value: "
+                           f"the spread log {_e(best['a'])} &minus; &beta; log {_e(best['b'])} &minus; &alpha; with "
+                           "its mean and &plusmn;2&sigma; bands, and the rolling correlation of the log returns below.")
+            parts.append(_figure(png, f"spread of {best['a']} and {best['b']}", fig_caption))
+    parts.append("</section>")
+    return "\n".join(parts)
 
 
 def _heatmap_section(out: dict, result) -> str:

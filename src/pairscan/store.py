@@ -302,7 +302,7 @@ def ticker_file(files: dict[str, Path], ticker: str, store: str | os.PathLike) -
         return files[ticker]
     same_case = {t.lower(): t for t in files}
     guess = same_case.get(str(ticker).lower()) or next(iter(difflib.get_close_matches(str(ticker), files, n=1)), None)
-    hint = f"; did you mean {guess!r}?" if guess else ""
+    hint = f"; did you mean {guess!r}?" if guess else " in the store"
     raise PairscanError(f"no ticker {ticker!r}{hint}", store)
 
 

@@ -14,20 +14,13 @@ its worker reads them from the store.
 
 from __future__ import annotations
 
-import os
-import threading
-from collections import OrderedDict
-
 import numpy as np
 import pandas as pd
 
 from ..executors import Pool, run_tasks, share
-from ..panel import Panel, align, finish
-from ..store import read_column
+from ..pair_reader import stored_series_counted
+from ..panel import Panel
 from . import Pairs
-
-# A worker keeps the last series it read: consecutive pairs share a ticker.
-SERIES_CACHE = 32
 
 
 def pair_corr(a: pd.Series, b: pd.Series, method: str, min_periods: int | None) -> tuple[float, int]:
@@ -65,44 +58,9 @@ def stored_pair_corr(
     value counts the non-finite values made missing in the tickers ``report`` names
     (each ticker is reported by one task).
     """
-    a, missing_a = stored_series(path_a, column, on, index, token)
-    b, missing_b = stored_series(path_b, column, on, index, token)
+    a, missing_a = stored_series_counted(path_a, column, on, index, token)
+    b, missing_b = stored_series_counted(path_b, column, on, index, token)
     return (*pair_corr(a, b, method, min_periods), missing_a * report[0] + missing_b * report[1])
-
-
-def stored_series(path: str, column: str, on: str, index: np.ndarray | None, token: str | None
-                  ) -> tuple[pd.Series, int]:
-    """One ticker's column without missing values (returns: on the union ``index``), and
-    how many non-finite values were made missing."""
-    try:
-        stat = os.stat(path)
-        stamp = (stat.st_mtime_ns, stat.st_size)
-    except OSError:
-        stamp = None  # read_column names the problem
-    # Workers outlive a run: a rewritten file or another index must not hit the cache.
-    key = (path, stamp, column, on, token)
-    with _CACHE_LOCK:
-        cached = _SERIES.get(key)
-        if cached is not None:
-            _SERIES.move_to_end(key)
-            return cached
-    series = read_column(path, column)
-    if on == "returns":
-        _, values = align([series.index.values], [series.to_numpy()], index)
-        stamps = pd.DatetimeIndex(index, name="timestamp")
-    else:
-        values, stamps = series.to_numpy(dtype=np.float64).reshape(-1, 1).copy(order="F"), series.index
-    values, missing = finish(values, on)
-    cached = pd.Series(values[:, 0], index=stamps).dropna(), missing
-    with _CACHE_LOCK:
-        _SERIES[key] = cached
-        while len(_SERIES) > SERIES_CACHE:
-            _SERIES.popitem(last=False)
-    return cached
-
-
-_SERIES: OrderedDict = OrderedDict()
-_CACHE_LOCK = threading.Lock()
 
 
 def panel_pair_corr(frame: pd.DataFrame, i: int, j: int, method: str, min_periods: int | None) -> tuple[float, int]:

@@ -1,0 +1,395 @@
+"""Analyze: beyond correlation, does the spread of a pair revert?
+
+For each pair, on the log prices over the pair's common timestamps (DESIGN.md, "Pair
+analysis"): the hedge ratio (``beta``, ``alpha``: OLS of log A on log B with an
+intercept), the Engle-Granger cointegration test (``coint_t``, ``coint_p``: equal to
+``statsmodels.tsa.stattools.coint(log_a, log_b)`` with its defaults), the half-life
+of the spread, its current z-score and the range of the rolling correlation of the
+pair's log returns.
+
+:func:`analyze_pair` is the numerical core on two aligned arrays. The augmented
+Dickey-Fuller step of the test is one factorisation for every candidate lag count at
+once (the residual sum of squares of each prefix of the lagged design is read off the
+last column of its R factor), where statsmodels fits one regression per lag; the lag
+chosen by AIC is then refitted on its own, longer sample, as statsmodels does.
+
+:func:`analyze` is the store-level entry point: one task per pair on the chosen
+executor, each reading its two series from the store where it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import math
+import os
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .correlate import correlate, pair_correlations
+from .errors import PairscanError
+from .executors import Pool, open_pool, run_tasks
+from .pair_reader import read_pair
+from .records import PAIR_FIELDS, pair_frame
+from .selection import Selection
+from .store import empty_store_error, store_files, ticker_file
+
+DEFAULT_WINDOW = 60
+FIELDS = ("beta", "alpha", "coint_t", "coint_p", "half_life", "zscore",
+          "rolling_corr_min", "rolling_corr_median", "rolling_corr_max")
+COLUMNS = (*PAIR_FIELDS, *FIELDS, "reason")  # the pair record, then the analysis
+# statsmodels' coint skips the test when the first-stage fit is this close to perfect.
+_COLLINEAR_R2 = 1 - 100 * np.sqrt(np.finfo(np.double).eps)
+_MIN_POINTS = 3  # a line through two points fits exactly: nothing is left to test
+
+
+# -- the numerical core ------------------------------------------------------------------
+
+
+def analyze_pair(log_a: np.ndarray, log_b: np.ndarray, window: int = DEFAULT_WINDOW) -> dict:
+    """Hedge ratio, cointegration, half-life, z-score and rolling correlation of a pair.
+
+    Parameters
+    ----------
+    log_a, log_b : ndarray of shape (n,)
+        Log prices of the two tickers on their common timestamps, oldest first,
+        without missing values.
+    window : int
+        Observations in each window of the rolling correlation of log returns.
+
+    Returns
+    -------
+    dict
+        The :data:`FIELDS` (floats, NaN where undefined) and ``reason``: why a field
+        is NaN (or why the test is not reliable), ``None`` when every field is defined.
+        ``half_life`` is in observations.
+    """
+    log_a = np.asarray(log_a, dtype=np.float64)
+    log_b = np.asarray(log_b, dtype=np.float64)
+    out = dict.fromkeys(FIELDS, math.nan)
+    reasons: list[str] = []
+    n = len(log_a)
+    if n < _MIN_POINTS:
+        out["reason"] = f"{_count(n, 'common timestamp')}: too few to fit a hedge ratio and test it"
+        return out
+    constant = [name for name, x in (("a", log_a), ("b", log_b)) if np.ptp(x) == 0]
+    if constant:
+        out["reason"] = f"constant series ({' and '.join(constant)}): no hedge ratio, no test"
+        return out
+    out.update(_rolling_corr(np.diff(log_a), np.diff(log_b), window, reasons))
+
+    # Hedge ratio: OLS of log A on log B with an intercept (centred sums: well conditioned).
+    ma, mb = log_a.mean(), log_b.mean()
+    da, db = log_a - ma, log_b - mb
+    beta = float(db @ da / (db @ db))
+    alpha = float(ma - beta * mb)
+    spread = log_a - beta * log_b - alpha
+    out["beta"], out["alpha"] = beta, alpha
+
+    r_squared = 1.0 - (spread @ spread) / (da @ da)
+    if r_squared >= _COLLINEAR_R2:
+        # statsmodels' convention: cointegrated by construction, the statistic unusable.
+        out["coint_t"], out["coint_p"] = -math.inf, _mackinnonp(-math.inf)
+        reasons.append("the two series are almost perfectly collinear: coint_t is -inf and the test is not reliable")
+    else:
+        t = adf_t(spread)
+        if np.isfinite(t):
+            out["coint_t"], out["coint_p"] = t, _mackinnonp(t)
+        else:
+            reasons.append(f"{_count(n, 'common timestamp')}: too few for the cointegration test's lags")
+
+    std = spread.std(ddof=1)
+    if std > 0:
+        out["zscore"] = float((spread[-1] - spread.mean()) / std)
+        out["half_life"] = _half_life(spread, reasons)
+    else:
+        reasons.append("the spread is constant: no z-score or half-life")
+    out["reason"] = "; ".join(reasons) or None
+    return out
+
+
+def adf_t(x: np.ndarray) -> float:
+    """The augmented Dickey-Fuller t statistic of ``x``, no constant, lag by AIC.
+
+    Equal to ``statsmodels.tsa.stattools.adfuller(x, regression="n", autolag="AIC")[0]``:
+    the same maximum lag (``12 (n/100)^(1/4)``, at most ``n//2 - 1``), the lag search
+    on the common sample of the longest lag, the chosen lag refitted on its own sample.
+    NaN when the sample leaves no degrees of freedom.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    maxlag = min(n // 2 - 1, int(np.ceil(12.0 * (n / 100.0) ** 0.25)))
+    if maxlag < 0:
+        return math.nan
+    diff = np.diff(x)
+    # The search: [level, diff lag 1..maxlag | diff] on the last n-1-maxlag rows.
+    rows = n - 1 - maxlag
+    design = np.empty((rows, maxlag + 2))
+    design[:, 0] = x[maxlag : n - 1]
+    for j in range(1, maxlag + 1):
+        design[:, j] = diff[maxlag - j : n - 1 - j]
+    design[:, -1] = diff[maxlag:]
+    r = _r_factor(design)[:, -1]
+    # The residual sum of squares with the first p regressors is the sum of r[p:]**2.
+    ssr = np.cumsum((r**2)[::-1])[::-1][1:]
+    p = np.arange(1, maxlag + 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        aic = rows * (np.log(2 * np.pi) + np.log(ssr / rows) + 1) + 2 * p
+    if np.isnan(aic).all():
+        return math.nan
+    lags = int(np.nanargmin(aic))  # the first minimum: the fewest lags on a tie, as statsmodels
+
+    # The refit: [diff lag 1..lags, level | diff] on the last n-1-lags rows. With the
+    # level last, its t statistic is read straight off R.
+    rows = n - 1 - lags
+    df = rows - (lags + 1)
+    if df <= 0:
+        return math.nan
+    design = np.empty((rows, lags + 2))
+    for j in range(1, lags + 1):
+        design[:, j - 1] = diff[lags - j : n - 1 - j]
+    design[:, lags] = x[lags : n - 1]
+    design[:, -1] = diff[lags:]
+    rr = _r_factor(design)
+    scale = math.sqrt(rr[-1, -1] ** 2 / df)
+    if rr[lags, lags] == 0 or scale == 0:
+        return math.nan
+    return float(np.sign(rr[lags, lags]) * rr[lags, -1] / scale)
+
+
+def _r_factor(design: np.ndarray) -> np.ndarray:
+    """An upper-triangular ``R`` with ``R.T @ R == design.T @ design`` (square, as wide as ``design``).
+
+    The Cholesky factor of the cross products (one matrix product, then a small
+    factorisation): the regressors of an ADF regression are far from collinear. An
+    exact fit (as many rows as regressors) has no Cholesky factor: QR then.
+    """
+    with _one_blas_thread():
+        try:
+            factor = np.linalg.cholesky(design.T @ design).T
+            if np.isfinite(factor).all():
+                return factor
+        except np.linalg.LinAlgError:
+            pass
+        factor = np.linalg.qr(design, mode="r")
+    square = np.zeros((design.shape[1], design.shape[1]))
+    square[: len(factor)] = factor  # fewer rows than columns: R has fewer rows
+    return square
+
+
+_BLAS = None
+
+
+def _one_blas_thread():
+    """One BLAS thread for the small products here: a pool of BLAS threads per task, on
+    top of the executor's workers, makes them many times slower on a busy machine."""
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()  # inspecting the libraries once, not per call, is what keeps this cheap
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
+def _mackinnonp(t: float) -> float:
+    """MacKinnon's approximate p-value of an Engle-Granger t (constant, two variables)."""
+    from statsmodels.tsa.adfvalues import mackinnonp  # imported when first needed: it is slow
+
+    return float(mackinnonp(t, regression="c", N=2))
+
+
+def _half_life(spread: np.ndarray, reasons: list[str]) -> float:
+    lagged, step = spread[:-1], np.diff(spread)
+    centred = lagged - lagged.mean()
+    spread_var = centred @ centred
+    if spread_var == 0:
+        reasons.append("the spread is constant but for its last value: no half-life")
+        return math.nan
+    lam = float(centred @ (step - step.mean()) / spread_var)
+    if lam >= 0:
+        reasons.append(f"the spread does not revert (lambda = {lam:.3g} >= 0): no half-life")
+        return math.nan
+    if lam <= -1:
+        reasons.append(f"the spread overshoots its mean at every step (lambda = {lam:.3g} <= -1): no half-life")
+        return math.nan
+    return -math.log(2) / math.log1p(lam)
+
+
+def _rolling_corr(ra: np.ndarray, rb: np.ndarray, window: int, reasons: list[str]) -> dict:
+    names = ("rolling_corr_min", "rolling_corr_median", "rolling_corr_max")
+    if len(ra) < window:
+        reasons.append(f"{_count(len(ra), 'common log return')}, fewer than the window of {window}: "
+                       "no rolling correlation")
+        return dict.fromkeys(names, math.nan)
+    rolling = rolling_corr(ra, rb, window)
+    rolling = rolling[np.isfinite(rolling)]
+    if not len(rolling):
+        reasons.append(f"no {window}-observation window has a correlation (constant returns)")
+        return dict.fromkeys(names, math.nan)
+    return dict(zip(names, (float(rolling.min()), float(np.median(rolling)), float(rolling.max()))))
+
+
+def rolling_corr(returns_a: np.ndarray, returns_b: np.ndarray, window: int) -> np.ndarray:
+    """The ``window``-observation rolling Pearson correlation (pandas'), NaN until a window is full."""
+    return pd.Series(returns_a).rolling(window).corr(pd.Series(returns_b)).to_numpy()
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+# -- tasks and the store ------------------------------------------------------------------
+
+
+def analyze_stored_pair(path_a: str, path_b: str, column: str, window: int) -> dict:
+    """Task: :func:`analyze_pair` of two stored tickers, read from the store where it runs."""
+    _, a, b = read_pair(path_a, path_b, column)
+    positive = (a > 0) & (b > 0)
+    if not positive.all():
+        fields = dict.fromkeys(FIELDS, math.nan)
+        fields["reason"] = f"{_count(int((~positive).sum()), 'price')} <= 0 on common timestamps: no log prices"
+        return fields
+    return analyze_pair(np.log(a), np.log(b), window)
+
+
+def _named_pairs(pairs, files: dict, store) -> list[tuple[str, str]]:
+    if len(pairs) == 2 and all(isinstance(t, str) for t in pairs):
+        pairs = [pairs]  # one pair, given as (a, b)
+    named = []
+    for pair in pairs:
+        if isinstance(pair, str) or len(pair) != 2:
+            raise PairscanError(f"a pair is two tickers, not {pair!r}")
+        for ticker in pair:
+            ticker_file(files, ticker, store)  # or bad input naming the closest ticker
+        a, b = pair
+        if a == b:
+            raise PairscanError(f"a pair needs two different tickers, not {a!r} twice")
+        if (a, b) not in named:
+            named.append((a, b))
+    return named
+
+
+def analyze(
+    store: str | os.PathLike,
+    pairs=None,
+    *,
+    k: int = 10,
+    window: int = DEFAULT_WINDOW,
+    selection: Selection | None = None,
+    column: str | None = None,
+    on: str | None = None,
+    method: str | None = None,
+    min_periods: int | str | None = None,
+    absolute: bool | None = None,
+    executor="threads",
+    workers: int | None = None,
+    retries: int = 0,
+    quiet: bool = True,
+    connect_timeout: float | None = None,
+    pool: Pool | None = None,
+) -> pd.DataFrame:
+    """Analyze pairs of a store: hedge ratio, cointegration, half-life, z-score, rolling correlation.
+
+    ``pairs`` is a list of ``(a, b)`` tickers (or one such tuple); without it, the top
+    ``k`` pairs of :func:`~pairscan.correlate` with the same selection (``selection=``,
+    or ``column``, ``on``, ``method``, ``min_periods``, ``absolute``; by default the
+    ranking of ``correlate``, min-periods auto). Each pair is one task on the executor;
+    its worker reads the two series from the store. The analysis is always of the log
+    prices of ``column`` on the pair's common timestamps; ``corr`` is as the selection
+    says.
+
+    Returns a DataFrame with one row per pair (in the order given, or by rank): the pair
+    record (``a, b, corr, n, p, ci_low, ci_high``, as ``correlate`` reports them), the
+    :data:`FIELDS` and ``reason`` (why a field is NaN, or ``None``). ``attrs`` carries
+    ``window``, ``min_periods``, ``seconds`` and ``timings`` (``select``: finding or
+    correlating the pairs; ``analyze``).
+    """
+    selection = Selection.of(selection, column=column, on=on, method=method, min_periods=min_periods,
+                             absolute=absolute)
+    check_window(window)
+    if k < 1:
+        raise PairscanError(f"--top must be at least 1, not {k}")
+    files = {t: os.path.abspath(p) for t, p in store_files(store).items()}
+    if not files:
+        raise empty_store_error(store)
+    named = None if pairs is None else _named_pairs(pairs, files, store)
+    _mackinnonp(0.0)  # import statsmodels here, once, before the pool forks its workers
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            extra = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
+            pool = stack.enter_context(open_pool(executor, workers, **extra))
+        started = time.perf_counter()
+        if named is None:
+            result = correlate(store, k=k, selection=selection, pool=pool, quiet=quiet, retries=retries)
+            top, periods = result.top, result.min_periods
+        else:
+            found = pair_correlations(store, named, selection=selection, pool=pool, quiet=quiet)
+            top = pd.DataFrame([f.record for f in found], columns=list(PAIR_FIELDS))
+            periods = found[0].min_periods
+        selected = time.perf_counter()
+        frame = _run(files, top, window, selection.column, pool, quiet, retries)
+        finished = time.perf_counter()
+    frame.attrs.update(seconds=finished - started, min_periods=periods,
+                       timings={"select": selected - started, "analyze": finished - selected})
+    return frame
+
+
+def analyze_top(store: str | os.PathLike, top: pd.DataFrame, pool: Pool, *, window: int = DEFAULT_WINDOW,
+                column: str = "close", quiet: bool = True, retries: int = 0) -> pd.DataFrame:
+    """:func:`analyze` of pairs already ranked: ``top`` is ``correlate``'s top (the pair records)."""
+    check_window(window)
+    _mackinnonp(0.0)
+    files = {t: os.path.abspath(p) for t, p in store_files(store).items()}
+    started = time.perf_counter()
+    frame = _run(files, top, window, column, pool, quiet, retries)
+    seconds = time.perf_counter() - started
+    frame.attrs.update(seconds=seconds, timings={"select": 0.0, "analyze": seconds})
+    return frame
+
+
+def check_window(window) -> None:
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 2:
+        raise PairscanError(f"--window must be a whole number >= 2, not {window!r}")
+
+
+def _run(files, top: pd.DataFrame, window: int, column: str, pool: Pool, quiet: bool,
+         retries: int) -> pd.DataFrame:
+    """One task per pair of ``top``; the rows in its order: the pair record, then the analysis."""
+    chosen = list(zip(top["a"], top["b"]))
+    tasks = [(f"{a}~{b}", (files[a], files[b], column, int(window))) for a, b in chosen]
+    results = dict(run_tasks(pool, analyze_stored_pair, tasks, desc="analyze", quiet=quiet, retries=retries))
+    pairs = pair_frame(top["a"], top["b"], top["corr"], top["n"], top["p"], (top["ci_low"], top["ci_high"]))
+    analysis = pd.DataFrame([results[f"{a}~{b}"] for a, b in chosen], columns=[*FIELDS, "reason"])
+    frame = pd.concat([pairs.reset_index(drop=True), analysis.astype(dict.fromkeys(FIELDS, float))], axis=1)
+    frame = frame[list(COLUMNS)]
+    frame.attrs["window"] = int(window)
+    return frame
+
+
+def analysis_dict(frame: pd.DataFrame) -> dict:
+    """What ``analyze --json`` prints: ``{"pairs": [...], "window": W, "seconds": s, "timings": {...}}``.
+
+    ``rolling_corr`` is nested as ``{"min", "median", "max"}``; NaN and infinite values
+    are ``null`` (JSON has neither), and ``reason`` says why.
+    """
+    pairs = []
+    for row in frame.to_dict("records"):
+        pairs.append({
+            "a": row["a"], "b": row["b"], "corr": _number(row["corr"]), "n": int(row["n"]),
+            **{f: _number(row[f]) for f in ("p", "ci_low", "ci_high")},
+            **{f: _number(row[f]) for f in FIELDS if not f.startswith("rolling_corr")},
+            "rolling_corr": {s: _number(row[f"rolling_corr_{s}"]) for s in ("min", "median", "max")},
+            "reason": row["reason"] if isinstance(row["reason"], str) else None,
+        })
+    attrs = frame.attrs
+    return {"pairs": pairs, "window": attrs.get("window", DEFAULT_WINDOW),
+            "seconds": round(attrs.get("seconds", 0.0), 4),
+            "timings": {k: round(v, 4) for k, v in attrs.get("timings", {}).items()}}
+
+
+def _number(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
