@@ -27,12 +27,12 @@ from .panel import load_panel
 from .pipeline import correlation_matrix, plot_heatmap, plot_pair, run
 from .sample import sample
 from .selection import Selection
+from .version import __version__
 
 __all__ = [
     "Correlation", "PairscanError", "Selection", "SerialExecutor", "TaskFailed", "analyze", "convert", "correlate",
     "correlation_matrix", "extract", "load_panel", "plot_heatmap", "plot_pair", "run", "sample", "top_pairs",
 ]
-__version__ = "0.1.0"
 
 
 def top_pairs(store_or_panel, k: int = 10, *, executor="threads", **options) -> pd.DataFrame:

@@ -31,13 +31,14 @@ import pandas as pd
 
 from .correlate import correlate, pair_correlations
 from .errors import PairscanError
-from .executors import Pool, open_pool, run_tasks
+from .executors import Pool, open_pool, preload, run_tasks
 from .pair_reader import read_pair
 from .records import PAIR_FIELDS, pair_frame
 from .selection import Selection
 from .store import empty_store_error, store_files, ticker_file
 
 DEFAULT_WINDOW = 60
+preload(__name__, "statsmodels.tsa.adfvalues")  # what its process workers need
 FIELDS = ("beta", "alpha", "coint_t", "coint_p", "half_life", "zscore",
           "rolling_corr_min", "rolling_corr_median", "rolling_corr_max")
 COLUMNS = (*PAIR_FIELDS, *FIELDS, "reason")  # the pair record, then the analysis

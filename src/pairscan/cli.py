@@ -17,7 +17,8 @@ import threading
 import warnings
 from pathlib import Path
 
-from . import __version__, pipeline
+from . import pipeline
+from .version import __version__
 from .archive import extract
 from .convert import DEFAULT_LOCK_TIMEOUT, ConvertFailed, convert
 from .correlate import DEFAULT_MEMORY_LIMIT, correlate, parse_size

@@ -19,8 +19,8 @@ import warnings
 from pathlib import Path
 
 from .errors import PairscanError
-from .executors import Pool, open_pool, run_tasks
-from .readers import BAD_LINE_MODES, DEFAULT_MAX_BYTES, READERS, Found, discover
+from .executors import Pool, open_pool, preload, run_tasks
+from .readers import BAD_LINE_MODES, DEFAULT_MAX_BYTES, READERS, Found, discover, polars_started
 from .store import (
     FORMATS,
     read_manifest,
@@ -35,6 +35,7 @@ from .store import (
 
 MANIFEST_VERSION = 2  # 2: entries record their stored file's size and mtime
 DEFAULT_LOCK_TIMEOUT = 600.0  # seconds a convert waits for another one writing the same store
+preload(__name__, "polars", fork_unsafe=polars_started)  # what its process workers need
 
 
 class ConvertFailed(PairscanError):

@@ -29,7 +29,7 @@ from .engines.blocked import blas_threads, block_size_for, block_specs, block_ta
 from .engines.naive import correlate_naive, correlate_naive_store, pair_corr
 from .pair_reader import stored_series
 from .errors import PairscanError
-from .executors import Pool, open_pool, reduce_tasks, run_tasks, share
+from .executors import Pool, open_pool, preload, reduce_tasks, run_tasks, share
 from .panel import Panel, align, finish, load_panel, read_chunk
 from .records import fisher_interval, kendall_p, pair_frame, pearson_p, records, spearman_p
 from .selection import METHODS, Selection
@@ -37,6 +37,7 @@ from .shm import panel_allocator
 from .store import atomic_path, empty_store_error, read_column, store_files, ticker_file
 
 DEFAULT_MEMORY_LIMIT = "1GB"
+preload(__name__)  # what its process workers need
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 

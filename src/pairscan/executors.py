@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import importlib
 import logging
 import multiprocessing
 import os
@@ -159,18 +160,28 @@ def open_pool(
         yield pool
 
 
-# Modules a worker needs, imported once by the fork server rather than by every worker.
-WORKER_MODULES = ["pairscan.convert", "pairscan.correlate", "pairscan.engines.naive", "pairscan.analyze",
-                  "statsmodels.tsa.adfvalues", "polars"]
+# Modules a worker needs, imported once (by the fork server, or by each worker as it
+# starts) rather than by its first task. The stages name theirs when they are imported
+# (:func:`preload`): this module knows nothing of them.
+WORKER_MODULES: list[str] = []
+# Checks that say a fork of this process would not work (a library's threads that a
+# fork would lose); the stages that use such a library register them.
+FORK_UNSAFE: list[Callable[[], bool]] = []
 
 
-def _warm_up() -> int:
+def preload(*modules: str, fork_unsafe: Callable[[], bool] | None = None) -> None:
+    """Have process workers import ``modules`` as they start; with ``fork_unsafe``, start
+    them from a clean fork server whenever it says this process may not fork."""
+    WORKER_MODULES.extend(m for m in modules if m not in WORKER_MODULES)
+    if fork_unsafe is not None and fork_unsafe not in FORK_UNSAFE:
+        FORK_UNSAFE.append(fork_unsafe)
+
+
+def _warm_up(modules: list[str]) -> int:
     # Import what the first task would, so that a stage's time is its work alone.
     # (Importing polars does not start its thread pool; only using it does.)
-    import polars  # noqa: F401
-
-    from . import convert, correlate  # noqa: F401
-
+    for module in modules:
+        importlib.import_module(module)
     return os.getpid()
 
 
@@ -234,10 +245,8 @@ def _process_pool(workers: int) -> ProcessPoolExecutor:
     wait forever. Then they start from a clean fork server instead, which imports
     what a worker needs once.
     """
-    from .readers import polars_started
-
     methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and not polars_started():
+    if "fork" in methods and not any(check() for check in FORK_UNSAFE):
         method = "fork"
     else:
         method = "forkserver" if "forkserver" in methods else "spawn"
@@ -245,7 +254,7 @@ def _process_pool(workers: int) -> ProcessPoolExecutor:
     if method == "forkserver":
         context.set_forkserver_preload(WORKER_MODULES)
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),))
-    for future in [pool.submit(_warm_up) for _ in range(workers)]:
+    for future in [pool.submit(_warm_up, list(WORKER_MODULES)) for _ in range(workers)]:
         future.result()
     return pool
 

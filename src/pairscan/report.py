@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import __version__ as VERSION
+from .version import __version__ as VERSION
 from .engines import HISTOGRAM_BINS
 from .plot import correlation_symbol, figure_png, heatmap_figure, histogram_figure
 from .records import format_p
