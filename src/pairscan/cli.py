@@ -374,6 +374,11 @@ def cmd_run(args) -> int:
     print(ranked_line(out))
     print()
     print(text_table(out["top"]))
+    if out.get("analysis", {}).get("pairs"):
+        analysis = out["analysis"]
+        print()
+        print(f"analysis of the top pairs on log {out['column']} prices (rolling window {analysis['window']}):")
+        print(_analysis_table(analysis["pairs"]))
     print()
     for name, path in out["plots"].items():
         print(f"{name} plot: {path}")
