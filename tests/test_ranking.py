@@ -171,13 +171,10 @@ def test_run_on_a_store_with_returns_and_min_periods(universe, tmp_path):
     assert [(p["a"], p["b"]) for p in out["top"]] == [w[:2] for w in want]
 
 
-def test_pair_plot_uses_the_selection(universe, tmp_path, monkeypatch):
-    import matplotlib.pyplot as plt
-
+def legend_of_pair_plots(monkeypatch) -> dict:
+    """Record the legend title of every pair figure drawn from now on."""
     from pairscan import plot
 
-    result = pairscan.correlate(universe, k=1, on="returns", method="spearman", executor="serial")
-    best = result.top.iloc[0]
     seen = {}
     figure = plot.pair_figure
 
@@ -187,29 +184,30 @@ def test_pair_plot_uses_the_selection(universe, tmp_path, monkeypatch):
         return fig
 
     monkeypatch.setattr(plot, "pair_figure", spy)
+    return seen
+
+
+def test_pair_plot_uses_the_selection(universe, tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+
+    result = pairscan.correlate(universe, k=1, on="returns", method="spearman", executor="serial")
+    best = result.top.iloc[0]
+    seen = legend_of_pair_plots(monkeypatch)
     out = pairscan.plot_pair(universe, best.a, best.b, tmp_path / "p.png", on="returns", method="spearman",
                              executor="serial")
     assert out.read_bytes()[:4] == b"\x89PNG"
-    assert seen["legend"].startswith(f"Spearman \u03c1 = {best['corr']:.4f} (n = {best.n:,}, p = ")
+    assert seen["legend"].startswith(f"Spearman \u03c1 = {best['corr']:.4f} (n = {best.n:,}, p ")
     assert "of log returns, not prices" in seen["legend"]
     plt.close("all")
 
 
 def test_pair_plot_of_a_pair_below_min_periods_says_why(universe, tmp_path, monkeypatch):
-    from pairscan import plot
 
     panel = panel_of(universe)
     short = panel.notna().sum().idxmin()  # a ticker with a history of a few days
     other = next(t for t in panel if t != short and panel[[short, t]].dropna().shape[0] >= 2)
-    seen = {}
-    figure = plot.pair_figure
-
-    def spy(*args, **kwargs):
-        fig = figure(*args, **kwargs)
-        seen["legend"] = fig.axes[0].get_legend().get_title().get_text()
-        return fig
-
-    monkeypatch.setattr(plot, "pair_figure", spy)
+    seen = legend_of_pair_plots(monkeypatch)
     pairscan.plot_pair(universe, short, other, tmp_path / "p.png", executor="serial")
     n = panel[[short, other]].dropna().shape[0]
     assert f"{n:,} common observations, fewer than min-periods" in seen["legend"]

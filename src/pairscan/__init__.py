@@ -27,7 +27,7 @@ from .panel import load_panel
 from .pipeline import correlation_matrix, plot_heatmap, plot_pair, run
 from .sample import sample
 from .selection import Selection
-from .version import __version__
+from .version import __version__  # noqa: F401  (pairscan.__version__)
 
 __all__ = [
     "Correlation", "PairscanError", "Selection", "SerialExecutor", "TaskFailed", "analyze", "convert", "correlate",

@@ -20,11 +20,9 @@ executor, each reading its two series from the store where it runs.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import math
 import os
 import time
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

@@ -206,17 +206,18 @@ def _start_worker(owner: int) -> None:
         armed = False
     if not armed:  # pragma: no cover - not Linux
         threading.Thread(target=_watch_parent, args=(owner,), name="pairscan-parent", daemon=True).start()
-    elif not _running(owner):
+    elif not process_running(owner):
         os._exit(1)  # the parent died before the signal was armed
 
 
 def _watch_parent(owner: int) -> None:  # pragma: no cover - not Linux
-    while _running(owner):
+    while process_running(owner):
         time.sleep(1.0)
     os._exit(1)
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (ours or another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

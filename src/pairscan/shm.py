@@ -23,6 +23,7 @@ import tempfile
 import numpy as np
 
 from .errors import PairscanError
+from .executors import process_running
 
 PREFIX = "pairscan-panel-"
 SUFFIX = ".f64"
@@ -118,15 +119,7 @@ def remove_orphans(folder: str) -> list[str]:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid == os.getpid() or process_running(pid)
 
 
 def _unlink(path: str) -> None:

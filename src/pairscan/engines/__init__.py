@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..selection import METHODS
 
 ENGINES = ("auto", "blocked", "naive")
 HISTOGRAM_BINS = np.linspace(-1.0, 1.0, 41)  # of every ranked pair's correlation, 0.05 wide
