@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import PairscanError
+from .hdf5file import frame_image
 
 FORMATS = {"hdf5": ".h5", "parquet": ".parquet"}
 MANIFEST = ".pairscan-manifest.json"
@@ -145,8 +146,13 @@ def _hdf5_image(frame: pd.DataFrame, name: str) -> bytes:
 
     HDF5 writing to a full disk may fail to say so: some failures at close time leave
     an unreadable file and no error. Built in memory and written by Python, a write
-    that does not fit always raises.
+    that does not fit always raises. A ticker's usual frame (float64 and int64 columns)
+    is laid out directly (:mod:`pairscan.hdf5file`, a fraction of a millisecond); any
+    other goes through pandas and PyTables.
     """
+    image = frame_image(frame, HDF5_KEY)
+    if image is not None:
+        return image
     with HDF5_LOCK, warnings.catch_warnings():
         _silence_hdf5()
         # Extra text columns make pandas warn that they are pickled; that is fine.
