@@ -1,4 +1,5 @@
-"""The HDF5 file a store holds is pandas' own fixed layout: same frame, same nodes, same attributes."""
+"""A stored file is the one pandas writes: HDF5 node for node and attribute for attribute, Parquet
+the same schema (with pandas' metadata) and table."""
 
 from __future__ import annotations
 
@@ -70,3 +71,16 @@ def test_other_frames_go_through_pandas(tmp_path):
         path = tmp_path / f"{number}.h5"
         write_frame(frame, path)
         pd.testing.assert_frame_equal(pd.read_hdf(path, "/data"), frame, check_exact=True)
+
+
+@pytest.mark.parametrize("number", range(7))
+def test_parquet_holds_what_pandas_writes(tmp_path, number):
+    import pyarrow.parquet as pq
+
+    frame = _frames()[number]
+    theirs, ours = tmp_path / "theirs.parquet", tmp_path / "ours.parquet"
+    frame.to_parquet(theirs, engine="pyarrow")
+    write_frame(frame, ours)
+    assert pq.read_schema(ours).equals(pq.read_schema(theirs), check_metadata=True)
+    assert pq.read_table(ours).equals(pq.read_table(theirs))
+    pd.testing.assert_frame_equal(pd.read_parquet(ours), frame, check_exact=True, check_freq=False)
