@@ -166,8 +166,11 @@ def _arrow_table(frame: pd.DataFrame):
     schema = _ARROW_SCHEMAS.get(shape)
     if schema is None:
         schema = _ARROW_SCHEMAS[shape] = pa.Schema.from_pandas(frame.iloc[:0])  # with pandas' metadata
-    # from_pandas: NaN is a missing value, as pandas writes it
-    arrays = [pa.array(frame.iloc[:, i].to_numpy(), from_pandas=True) for i in range(frame.shape[1])]
+    arrays = []
+    for i in range(frame.shape[1]):
+        values = frame.iloc[:, i].to_numpy()
+        # NaN is a missing value, as pandas writes it (checked first: that conversion is slow)
+        arrays.append(pa.array(values, from_pandas=values.dtype.kind == "f" and bool(np.isnan(values).any())))
     return pa.Table.from_arrays(arrays + [pa.array(index.values)], schema=schema)
 
 
