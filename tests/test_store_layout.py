@@ -58,6 +58,8 @@ def test_the_file_is_the_one_pandas_writes(tmp_path, number):
 
 def test_other_frames_go_through_pandas(tmp_path):
     index = pd.DatetimeIndex(["2015-01-02", "2015-01-05"], name="timestamp").as_unit("ns")
+    # pandas' own integer type (which its fixed layout refuses) is not taken for numpy's
+    assert frame_image(pd.DataFrame({"close": [1.0, 2.0], "n": pd.array([1, 2], dtype="Int64")}, index=index)) is None
     others = [
         pd.DataFrame({"close": [1.0, 2.0], "tag": ["a", None]}, index=index),  # text
         pd.DataFrame({"close": [1.0, 2.0], "flag": [True, False]}, index=index),  # booleans

@@ -46,11 +46,12 @@ def frame_image(frame: pd.DataFrame, key: str = "data") -> bytes | None:
     names = [_name(c) for c in frame.columns]
     if any(n is None for n in names) or not names:
         return None
+    if not all(isinstance(d, np.dtype) and d in _TYPES for d in frame.dtypes):  # numpy's, not extension types
+        return None
+    columns = [column.to_numpy() for _, column in frame.items()]
     blocks: dict[np.dtype, list[int]] = {}
-    for i, dtype in enumerate(frame.dtypes):
-        if dtype not in _TYPES:
-            return None
-        blocks.setdefault(np.dtype(dtype), []).append(i)
+    for i, values in enumerate(columns):
+        blocks.setdefault(values.dtype, []).append(i)
 
     out = _File()
     arrays: list[tuple[str, np.ndarray, dict]] = [
@@ -61,10 +62,9 @@ def frame_image(frame: pd.DataFrame, key: str = "data") -> bytes | None:
     group_attrs: dict = {"CLASS": "GROUP", "TITLE": "", "VERSION": "1.0", "pandas_type": "frame",
                          "encoding": "UTF-8", "errors": "strict", "ndim": 2, "nblocks": len(blocks),
                          "axis0_variety": "regular", "axis1_variety": "regular"}
-    for b, (dtype, columns) in enumerate(blocks.items()):
-        # rows x columns: pandas' block, transposed
-        values = np.column_stack([frame.iloc[:, i].to_numpy() for i in columns])
-        arrays.append((f"block{b}_items", _strings([names[i] for i in columns]), _INDEX_ATTRS))
+    for b, members in enumerate(blocks.values()):
+        values = np.column_stack([columns[i] for i in members])  # rows x columns: pandas' block, transposed
+        arrays.append((f"block{b}_items", _strings([names[i] for i in members]), _INDEX_ATTRS))
         arrays.append((f"block{b}_values", values, {"transposed": True}))
         group_attrs[f"block{b}_items_variety"] = "regular"
     children = {name: out.dataset(values, attrs) for name, values, attrs in arrays}

@@ -167,8 +167,8 @@ def _arrow_table(frame: pd.DataFrame):
     if schema is None:
         schema = _ARROW_SCHEMAS[shape] = pa.Schema.from_pandas(frame.iloc[:0])  # with pandas' metadata
     arrays = []
-    for i in range(frame.shape[1]):
-        values = frame.iloc[:, i].to_numpy()
+    for _, column in frame.items():
+        values = column.to_numpy()
         # NaN is a missing value, as pandas writes it (checked first: that conversion is slow)
         arrays.append(pa.array(values, from_pandas=values.dtype.kind == "f" and bool(np.isnan(values).any())))
     return pa.Table.from_arrays(arrays + [pa.array(index.values)], schema=schema)
