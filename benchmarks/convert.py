@@ -6,8 +6,9 @@ Run: ``python benchmarks/convert.py [--tickers 21] [--days 365] [--repeat 3]``
 bars (``pairscan.sample(..., daily=True)``: late listings, delistings, halts; about 10
 million rows, 1 GB of JSON Lines), generated once and kept in ``benchmarks/.cache/``
 (ignored by git). The seed's loop against ``pairscan convert --force --executor
-processes`` to HDF5 and to Parquet, side by side, then the cost of one file split into
-parse, checks and write, from a serial run over ``--profile`` files (300 by default).
+processes`` to HDF5 and to Parquet, side by side (with the CPU time of the main process
+and of the pool's workers), then the cost of one file split into read, parse, checks and
+write, from a serial run over ``--profile`` files (300 by default).
 ``--tickers``/``--days`` change its size.
 
 ``--long [ROWS]``: instead, the peak memory of ``pairscan convert`` on a long CSV table
@@ -107,15 +108,19 @@ def universe(tickers: int, days: int, repeat: int, workers: int | None, files: i
         seed = seed_loop(source, seed_out)
         shutil.rmtree(seed_out)
         rows = [("seed loop (json.loads, sequential)", seed)]
+        cpu = {}
         for fmt in ("hdf5", "parquet"):
             store = os.path.join(tmp, f"store-{fmt}")
-            best = min(
-                pairscan.convert(source, to=store, format=fmt, executor="processes", workers=workers,
-                                 force=True, quiet=True)["seconds"]
-                for _ in range(repeat)
-            )
+            runs = []
+            for _ in range(repeat):
+                before = _cpu()
+                summary = pairscan.convert(source, to=store, format=fmt, executor="processes", workers=workers,
+                                           force=True, quiet=True)
+                runs.append((summary["seconds"], *(b - a for a, b in zip(before, _cpu()))))
             shutil.rmtree(store)
-            rows.append((f"pairscan convert --executor processes --format {fmt}", best))
+            best = min(runs)
+            rows.append((f"pairscan convert --executor processes --format {fmt}", best[0]))
+            cpu[fmt] = best[1:]
         profile_out = os.path.join(tmp, "profile")
         os.mkdir(profile_out)
         split = per_file_split(source, profile_out, files)
@@ -124,8 +129,18 @@ def universe(tickers: int, days: int, repeat: int, workers: int | None, files: i
     print(f"{'':56} {'seconds':>8} {'vs seed':>8}")
     for label, seconds in rows:
         print(f"{label:56} {seconds:8.3f} {seed / seconds:7.1f}x")
+    print(f"{summary['rows']:,} rows; CPU seconds of the best runs, main process / workers: "
+          + ", ".join(f"{fmt} {main:.1f} / {pool:.1f}" for fmt, (main, pool) in cpu.items()))
     print(f"per file, serial, mean of {min(files, tickers)} files (ms): "
           + ", ".join(f"{step} {ms:.2f}" for step, ms in split.items()))
+
+
+def _cpu() -> tuple[float, float]:
+    """CPU seconds so far of this process and of its ended children (a convert's pool workers)."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
 def long_table_peak(rows: int) -> None:
