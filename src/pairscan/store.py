@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import PairscanError
+from .hdf5file import frame_image
 
 FORMATS = {"hdf5": ".h5", "parquet": ".parquet"}
 MANIFEST = ".pairscan-manifest.json"
@@ -135,9 +136,42 @@ def write_frame(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     path = Path(path)
     with _no_space_is_bad_input(path), atomic_path(path) as tmp:
         if path.suffix == FORMATS["parquet"]:
-            frame.to_parquet(tmp, engine="pyarrow", compression="zstd")
+            table = _arrow_table(frame)
+            if table is None:
+                frame.to_parquet(tmp, engine="pyarrow", compression="zstd")
+            else:
+                import pyarrow.parquet as pq
+
+                # No dictionaries: prices seldom repeat, so they cost time and bytes.
+                pq.write_table(table, tmp, compression="zstd", use_dictionary=False)
         else:
             Path(tmp).write_bytes(_hdf5_image(frame, tmp))
+
+
+_ARROW_SCHEMAS: dict[tuple, object] = {}
+
+
+def _arrow_table(frame: pd.DataFrame):
+    """The Arrow table ``frame.to_parquet`` writes, built from the columns' arrays, for a
+    ticker's usual frame (a naive nanosecond index, float64 and int64 columns); else None."""
+    import pyarrow as pa
+
+    index = frame.index
+    shape = (tuple(frame.columns), tuple(frame.dtypes), index.name)
+    if (not isinstance(index, pd.DatetimeIndex) or index.dtype != np.dtype("datetime64[ns]")
+            or not isinstance(index.name, str) or index.name in shape[0] or len(set(shape[0])) != len(shape[0])
+            or not all(isinstance(c, str) for c in shape[0])
+            or not all(d in (np.dtype(np.float64), np.dtype(np.int64)) for d in shape[1])):
+        return None
+    schema = _ARROW_SCHEMAS.get(shape)
+    if schema is None:
+        schema = _ARROW_SCHEMAS[shape] = pa.Schema.from_pandas(frame.iloc[:0])  # with pandas' metadata
+    arrays = []
+    for _, column in frame.items():
+        values = column.to_numpy()
+        # NaN is a missing value, as pandas writes it (checked first: that conversion is slow)
+        arrays.append(pa.array(values, from_pandas=values.dtype.kind == "f" and bool(np.isnan(values).any())))
+    return pa.Table.from_arrays(arrays + [pa.array(index.values)], schema=schema)
 
 
 def _hdf5_image(frame: pd.DataFrame, name: str) -> bytes:
@@ -145,8 +179,13 @@ def _hdf5_image(frame: pd.DataFrame, name: str) -> bytes:
 
     HDF5 writing to a full disk may fail to say so: some failures at close time leave
     an unreadable file and no error. Built in memory and written by Python, a write
-    that does not fit always raises.
+    that does not fit always raises. A ticker's usual frame (float64 and int64 columns)
+    is laid out directly (:mod:`pairscan.hdf5file`, a fraction of a millisecond); any
+    other goes through pandas and PyTables.
     """
+    image = frame_image(frame, HDF5_KEY)
+    if image is not None:
+        return image
     with HDF5_LOCK, warnings.catch_warnings():
         _silence_hdf5()
         # Extra text columns make pandas warn that they are pickled; that is fine.

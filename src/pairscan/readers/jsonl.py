@@ -57,7 +57,23 @@ def parse_file(path, on_bad_lines: str = "error", name=None, max_bytes: int = DE
 def from_bytes(data: bytes, on_bad_lines: str, name) -> Parsed:
     if not data[:4096].strip() and not data.strip():  # cheap test first: files are big
         return Parsed(None)
-    frame = _parse_fast(data)
+    return check_table(parse_table(data), data, on_bad_lines, name)
+
+
+def parse_table(data: bytes) -> pa.Table | None:
+    """The compiled reader's table of the file's bytes; None when the file needs the line-by-line path."""
+    if not data.isascii():
+        try:
+            data.decode("utf-8")  # the reader does not check every byte of every string
+        except UnicodeDecodeError:
+            return None
+    return _read_table(data)
+
+
+def check_table(table: pa.Table | None, data: bytes, on_bad_lines: str, name) -> Parsed:
+    """The stored-format frame of a parsed table, or of ``data`` read line by line if the
+    table is None or breaks a rule (see :func:`parse_table`)."""
+    frame = None if table is None else table_to_frame(table)
     skipped, first_bad = 0, None
     if frame is None:
         frame, bad = _parse_slow(data)
@@ -80,16 +96,9 @@ def settle(bad: list[tuple[int, str]], on_bad_lines: str, name) -> tuple[int, st
 
 
 def _parse_fast(data: bytes) -> pd.DataFrame | None:
-    """The compiled reader; None when the file needs the line-by-line path."""
-    if not data.isascii():
-        try:
-            data.decode("utf-8")  # the reader does not check every byte of every string
-        except UnicodeDecodeError:
-            return None
-    table = _read_table(data)
-    if table is None:
-        return None
-    return table_to_frame(table)
+    """The compiled reader's frame; None when the file needs the line-by-line path."""
+    table = parse_table(data)
+    return None if table is None else table_to_frame(table)
 
 
 def _read_table(data: bytes) -> pa.Table | None:
@@ -131,7 +140,7 @@ def _every_row_has_every_key(frame, data: bytes) -> bool:
     a text value also adds one: that only costs the full re-read.)"""
     import polars as pl
 
-    if frame.null_count().sum_horizontal().item():
+    if any(column.null_count() for column in frame.get_columns()):  # kept with each column: no pass
         return False
     text = sum(kind == pl.String for kind in frame.schema.values())
     return data.count(b'"') == frame.height * 2 * (frame.width + text)

@@ -178,9 +178,10 @@ def _timestamps(column: pa.ChunkedArray, clock: pa.ChunkedArray | None) -> pd.Da
         except (ValueError, OverflowError):  # outside the years 1677-2262
             return None
     text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
-    if text and clock is None and not pc.any(pc.match_substring_regex(column, r"^\s*-?[0-9]+\s*$")).as_py():
+    if text and clock is None:
         # Plain ISO 8601 without an offset first, at compiled speed (arrow's cast is
-        # strict: no 30 February, nothing outside what a nanosecond index holds);
+        # strict: no 30 February, nothing outside what a nanosecond index holds, and
+        # never text of digits alone, which the DESIGN rule reads as a number);
         # anything else takes the general parser.
         try:
             return pd.DatetimeIndex(column.cast(pa.timestamp("ns")).to_numpy())
@@ -251,9 +252,7 @@ def table_to_frame(table: pa.Table, text: bool = False) -> pd.DataFrame | None:
                     return None
             if name == "volume" and pa.types.is_floating(kind):
                 return None  # a non-integer volume: let the slow path name the line
-            if pa.types.is_floating(kind) and not pc.all(
-                pc.or_kleene(pc.is_finite(column), pc.is_null(column))
-            ).as_py():
+            if pa.types.is_floating(kind) and not _finite(column):
                 return None  # NaN / Infinity are not numbers of a record
         if name in REQUIRED and column.null_count:
             return None
@@ -264,11 +263,32 @@ def table_to_frame(table: pa.Table, text: bool = False) -> pd.DataFrame | None:
     index = _timestamps(stamps, clock)
     if index is None:
         return None
-    frame = table.drop_columns([c for c in (TIME, CLOCK) if c in table.column_names]).to_pandas()
-    if text:
-        frame = _numbers_from_text(frame)
-    frame.index = index
+    table = table.drop_columns([c for c in (TIME, CLOCK) if c in table.column_names])
+    frame = None if text else _plain_numbers(table, index)
+    if frame is None:
+        frame = table.to_pandas()
+        if text:
+            frame = _numbers_from_text(frame)
+        frame.index = index
     return frame
+
+
+def _finite(column: pa.ChunkedArray) -> bool:
+    """Whether every value of a floating-point column is finite or missing."""
+    if column.null_count == 0 and column.type == pa.float64():
+        return bool(np.isfinite(column.to_numpy()).all())  # no copy for one chunk
+    return pc.all(pc.or_kleene(pc.is_finite(column), pc.is_null(column))).as_py()
+
+
+def _plain_numbers(table: pa.Table, index: pd.DatetimeIndex) -> pd.DataFrame | None:
+    """The frame of a table of float64 and int64 columns without missing values (the usual
+    file), straight from their arrays; None for any other table (``to_pandas`` then)."""
+    columns = {}
+    for name, column in zip(table.column_names, table.columns):
+        if column.null_count or column.type not in (pa.float64(), pa.int64()):
+            return None
+        columns[name] = column.to_numpy()
+    return pd.DataFrame(columns, index=index, copy=False)
 
 
 def _numbers_from_text(frame: pd.DataFrame) -> pd.DataFrame:
@@ -384,21 +404,28 @@ def records_to_frame(records: list[dict], numbers: list[int], text: bool = False
 def finish(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Sort by time, keep the last of duplicate timestamps, fix the column types and order."""
     frame.index.name = TIME
-    if not frame.index.is_monotonic_increasing:
-        frame = frame.iloc[np.argsort(frame.index.values, kind="stable")]
-    duplicated = frame.index.duplicated(keep="last")
-    duplicates = int(duplicated.sum())
-    if duplicates:
-        frame = frame[~duplicated]
+    duplicates = 0
+    stamps = frame.index.asi8
+    if not (stamps[1:] > stamps[:-1]).all():  # not already sorted and unique (the usual file is)
+        if not frame.index.is_monotonic_increasing:
+            frame = frame.iloc[np.argsort(frame.index.values, kind="stable")]
+        duplicated = frame.index.duplicated(keep="last")
+        duplicates = int(duplicated.sum())
+        if duplicates:
+            frame = frame[~duplicated]
     known = [c for c in NUMBERS if c in frame]
-    frame = frame[known + [c for c in frame.columns if c not in known]].copy()
+    order = known + [c for c in frame.columns if c not in known]
+    if list(frame.columns) != order:
+        frame = frame[order]
+    frame = frame.copy(deep=False)  # the columns changed below are this frame's own
+    dtypes = frame.dtypes.to_dict()
     for name in PRICES:
-        if name in frame and frame[name].dtype != np.float64:
+        if name in frame and dtypes[name] != np.float64:
             frame[name] = frame[name].astype("float64")
-    if "volume" in frame and frame["volume"].dtype.kind not in "if":
+    if "volume" in frame and dtypes["volume"].kind not in "if":
         frame["volume"] = frame["volume"].astype("float64")
     for name in frame.columns:
-        if name not in known and not pd.api.types.is_numeric_dtype(frame[name].dtype):
+        if name not in known and not pd.api.types.is_numeric_dtype(dtypes[name]):
             frame[name] = _plain_or_json(frame[name])
     return frame, duplicates
 
