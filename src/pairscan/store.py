@@ -180,10 +180,11 @@ def _hdf5_image(frame: pd.DataFrame, name: str) -> bytes:
     HDF5 writing to a full disk may fail to say so: some failures at close time leave
     an unreadable file and no error. Built in memory and written by Python, a write
     that does not fit always raises. A ticker's usual frame (float64 and int64 columns)
-    is laid out directly (:mod:`pairscan.hdf5file`, a fraction of a millisecond); any
+    is written node by node through PyTables (:mod:`pairscan.hdf5file`); any
     other goes through pandas and PyTables.
     """
-    image = frame_image(frame, HDF5_KEY)
+    with HDF5_LOCK:
+        image = frame_image(frame, HDF5_KEY)
     if image is not None:
         return image
     with HDF5_LOCK, warnings.catch_warnings():
