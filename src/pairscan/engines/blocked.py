@@ -13,7 +13,13 @@ correlation of a pair needs over the timestamps both have is a matrix product:
 
 Centring first keeps this exact for prices far from zero. Where a block pair has no
 missing values, it is one product ``X_I' X_J`` (and the column sums ``sa``, ``sb``,
-which centring on a rounded mean leaves a little off zero). Each pair of blocks is
+which centring on a rounded mean leaves a little off zero).
+
+Real histories are mostly whole: a ticker lists, trades every day but a few, and
+delists. Then each column of a mask is its lifetime (an interval of rows) minus a few
+holes, ``M_J = L_J - H_J``, and every product with a mask is cheap: ``Y' L_J`` is a
+difference of prefix sums of ``Y`` at the lifetimes' ends (summed in extended
+precision), ``Y' H_J`` a sparse product. Only ``X_I' X_J`` remains a dense product. Each pair of blocks is
 one task that returns its own top-k (or its whole block for ``--matrix``); the caller
 merges them.
 
@@ -33,7 +39,10 @@ wherever pandas' own answer is not round-off):
   ``1 / CONDITION`` of their precision are computed again from their own overlap:
   shifted by the overlap's first value (exact for values within a factor of two of it),
   then centred on the overlap mean with the correction term. The others are within
-  about ``rows * eps * qa / va`` of the exact result.
+  about ``rows * eps * qa / va`` of the exact result. Where the mask products come
+  from prefix sums, their error scales with the column's whole sum of squares ``Q``
+  instead of the overlap's ``qa``, at 2**-11 of double's round-off: pairs whose
+  ``qa`` is below ``Q / 2**11`` are computed again too.
 - No finite input overflows: a column whose magnitude could overflow the sums of
   squares (or underflow them) is first scaled by a power of two, which is exact and
   leaves every correlation unchanged.
@@ -47,6 +56,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse
 from threadpoolctl import threadpool_limits
 
 from . import Pairs, top_k
@@ -59,6 +69,13 @@ CONDITION = 2.0**-10
 # of two first, so that no sum of squares of any finite input overflows or underflows.
 LIMIT = 400
 BYTES = 8
+# Mask products go through lifetimes and holes when at most this fraction of the
+# lifetimes' cells are holes (sparse products cost a few times a dense one per cell),
+# and only where long double carries more bits than double (x86: 64 against 53).
+HOLES = 0.1
+EXTENDED = np.finfo(np.longdouble).nmant >= 63
+PREFIX_BITS = 11  # long double's extra bits: pairs with qa < Q / 2**11 are done again
+PREFIX_CHUNK = 256  # columns per prefix sum: bounded extra memory
 
 
 def block_size_for(rows: int, columns: int, memory_limit: int, concurrent: int = 1, reads_store: bool = False) -> int:
@@ -94,6 +111,62 @@ class Prepared:
     full: bool  # no missing values at all
     count_mask: np.ndarray | None = None  # float32 0/1: counts in single precision are exact
     values: np.ndarray | None = None  # what x was made from (values or ranks), for pairs done again
+    life: "Lifetimes | None" = None  # the mask as lifetimes minus holes, where that is cheaper
+
+
+@dataclass
+class Lifetimes:
+    """A mask as intervals of rows minus a few holes: ``M[:, j] = 1`` on rows
+    ``start[j]:stop[j]`` except ``holes[j]`` (a sparse ``b x rows`` matrix of ones)."""
+
+    start: np.ndarray
+    stop: np.ndarray
+    holes: scipy.sparse.csr_matrix
+
+    @classmethod
+    def of(cls, present: np.ndarray) -> "Lifetimes | None":
+        """The lifetimes of a presence mask (rows x b), or None where holes are too many."""
+        rows, b = present.shape
+        if not EXTENDED or rows == 0 or b == 0:
+            return None
+        some = present.any(axis=0)
+        start = np.where(some, present.argmax(axis=0), 0)
+        stop = np.where(some, rows - present[::-1].argmax(axis=0), 0)
+        cells = int((stop - start).sum())
+        count = cells - int(np.count_nonzero(present))  # holes: absent rows inside a lifetime
+        if count > HOLES * cells:
+            return None
+        if count:
+            row = np.arange(rows)[:, None]
+            cols, at = np.nonzero((~present & (row >= start) & (row < stop)).T)
+        else:
+            cols = at = np.empty(0, np.int64)
+        holes = scipy.sparse.csr_matrix((np.ones(len(at)), (cols, at)), shape=(b, rows))
+        return cls(start, stop, holes)
+
+    def __post_init__(self):
+        # The rows where some lifetime starts or stops cut the rows into segments; a
+        # lifetime's sum is the sum of its segments' sums, a difference of two prefix
+        # sums over the segments (in extended precision).
+        rows = self.holes.shape[1]
+        self.edges = np.unique(np.concatenate([self.start, self.stop, [0]]))
+        self.edges = self.edges[self.edges < rows]
+        self.first = np.searchsorted(self.edges, self.start)
+        self.last = np.searchsorted(self.edges, self.stop)
+
+    def times(self, y: np.ndarray) -> np.ndarray:
+        """``y' M`` for ``y`` of shape (rows, a): shape (a, b)."""
+        out = np.empty((y.shape[1], len(self.start)))
+        for c0 in range(0, y.shape[1], PREFIX_CHUNK):
+            part = y[:, c0 : c0 + PREFIX_CHUNK]
+            segments = np.add.reduceat(part, self.edges, axis=0)
+            prefix = np.zeros((len(self.edges) + 1, part.shape[1]), np.longdouble)
+            np.cumsum(segments, axis=0, dtype=np.longdouble, out=prefix[1:])
+            inside = prefix[self.last] - prefix[self.first]
+            if self.holes.nnz:
+                inside -= self.holes @ np.ascontiguousarray(part)
+            out[c0 : c0 + PREFIX_CHUNK] = inside.T
+        return out
 
 
 def prepare(values: np.ndarray, rank: bool = False) -> Prepared:
@@ -119,7 +192,7 @@ def prepare(values: np.ndarray, rank: bool = False) -> Prepared:
     count_mask = mask.astype(np.float32) if not full and len(present) < 2**24 else None
     # Pairs done again start from the values (ranks: the centred ranks, exact halves).
     base = values if not rank else x if full else np.where(present, x, np.nan)
-    return Prepared(mask, x, full, count_mask, base)
+    return Prepared(mask, x, full, count_mask, base, None if full else Lifetimes.of(present))
 
 
 def _scale_extremes(x: np.ndarray) -> None:
@@ -147,6 +220,7 @@ def correlate_block(bi: Prepared, bj: Prepared | None, min_periods: int | None) 
     same = bj is None
     bj = bi if same else bj
     rows = bi.x.shape[0]
+    coarse = False
     if bi.full and bj.full:
         sab = bi.x.T @ bi.x if same else bi.x.T @ bj.x
         qa = np.einsum("ij,ij->j", bi.x, bi.x)
@@ -161,6 +235,30 @@ def correlate_block(bi: Prepared, bj: Prepared | None, min_periods: int | None) 
             vb = (qb - sb * sb / rows)[None, :]
             corr = (sab - np.outer(sa, sb) / rows) / np.sqrt(va * vb)
         qa, qb = qa[:, None], qb[None, :]
+    elif bi.life is not None and bj.life is not None:
+        # Every product with a mask through lifetimes and holes; one dense product.
+        x2_i = bi.x * bi.x
+        n_f = bj.life.times(bi.mask)
+        sa = bj.life.times(bi.x)
+        qa = bj.life.times(x2_i)
+        if same:
+            sb, qb = sa.T, qa.T
+            sab = bi.x.T @ bi.x
+            whole_b = whole_a = x2_i.sum(axis=0)
+        else:
+            x2_j = bj.x * bj.x
+            sb = bi.life.times(bj.x).T
+            qb = bi.life.times(x2_j).T
+            sab = bi.x.T @ bj.x
+            whole_a, whole_b = x2_i.sum(axis=0), x2_j.sum(axis=0)
+        n = np.rint(n_f).astype(np.int64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cov = sab - sa * sb / n_f
+            va = qa - sa * sa / n_f
+            vb = qb - sb * sb / n_f
+            corr = cov / np.sqrt(va * vb)
+        # Prefix sums err by a fraction of the column's whole sum of squares.
+        coarse = (qa * 2.0**PREFIX_BITS < whole_a[:, None]) | (qb * 2.0**PREFIX_BITS < whole_b[None, :])
     else:
         # Four products on the diagonal (two of them symmetric, so half the work),
         # six off it; no stacking, which would copy the blocks.
@@ -186,7 +284,7 @@ def correlate_block(bi: Prepared, bj: Prepared | None, min_periods: int | None) 
     enough = n >= max(2, min_periods or 0)
     constant = (qa == 0) | (qb == 0)  # every value on the overlap is the column's (constant) one
     # Two points always: |r| is exactly 1 there, which the products can round.
-    again = enough & ~constant & ((va <= CONDITION * qa) | (vb <= CONDITION * qb) | (n == 2))
+    again = enough & ~constant & ((va <= CONDITION * qa) | (vb <= CONDITION * qb) | (n == 2) | coarse)
     if same:
         again = np.triu(again, 1)  # the lower triangle is never read
     if again.any():
