@@ -245,6 +245,9 @@ def read_column(path: str | os.PathLike, column: str) -> pd.Series:
 
 
 def _read_hdf5_column(path: Path, column: str) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    found = _read_fixed_column(path, column)
+    if found is not None:
+        return found
     # Opening nodes and their attribute sets is most of the cost of a small read, so
     # this touches only the nodes of pandas' fixed layout that hold the column.
     import tables
@@ -269,6 +272,60 @@ def _read_hdf5_column(path: Path, column: str) -> tuple[pd.DatetimeIndex, np.nda
                 return pd.DatetimeIndex(axis.read().astype(kind), name="timestamp"), data
     frame = read_frame(path)
     return pd.DatetimeIndex(frame.index, name="timestamp"), frame[column].to_numpy()
+
+
+def _read_fixed_column(path: Path, column: str) -> tuple[pd.DatetimeIndex, np.ndarray] | None:
+    """``column`` of pandas' fixed layout through HDF5's own calls (h5py's low level),
+    a few times faster than PyTables' nodes for a small file; None for anything else
+    (no h5py, another layout, a text column, a damaged file), which PyTables then reads
+    or names."""
+    try:
+        import h5py
+    except ImportError:
+        return None
+    try:
+        fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY)
+    except Exception:
+        return None
+    try:
+        axis = h5py.h5d.open(fid, f"/{HDF5_KEY}/axis1".encode())
+        kind = _h5_attr(axis, b"kind")
+        if not kind.startswith("datetime64["):
+            return None
+        group = h5py.h5g.open(fid, f"/{HDF5_KEY}".encode())
+        for block in itertools.count():
+            name = f"block{block}_items".encode()
+            if name not in group:
+                return None  # not there: PyTables names the missing column
+            items = [i.decode() for i in _h5_read(h5py.h5d.open(group, name))]
+            if column in items:
+                values = h5py.h5d.open(group, f"block{block}_values".encode())
+                if _h5_attr(values, b"CLASS") != "ARRAY" or values.dtype.kind not in "fiu":
+                    return None
+                data = _h5_read(values)[:, items.index(column)]
+                return pd.DatetimeIndex(_h5_read(axis).astype(kind), name="timestamp"), data
+    except Exception:
+        return None
+    finally:
+        fid.close()
+
+
+def _h5_read(dataset) -> np.ndarray:
+    import h5py
+
+    out = np.empty(dataset.shape, dataset.dtype)
+    dataset.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+    return out
+
+
+def _h5_attr(node, name: bytes) -> str:
+    import h5py
+
+    attr = h5py.h5a.open(node, name)
+    out = np.empty(attr.shape, attr.dtype)
+    attr.read(out)
+    value = out[()]
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def store_files(store: str | os.PathLike) -> dict[str, Path]:
