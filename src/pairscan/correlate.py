@@ -29,11 +29,11 @@ from .engines.blocked import blas_threads, block_size_for, block_specs, block_ta
 from .engines.naive import correlate_naive, correlate_naive_store, pair_corr, stored_series
 from .errors import PairscanError
 from .executors import Pool, open_pool, reduce_tasks, run_tasks, share
-from .panel import Panel, align, finish, load_panel, read_chunk
+from .panel import Panel, align, finish, load_panel, read_chunk, union_of
 from .records import fisher_interval, kendall_p, pair_frame, pearson_p, records, spearman_p
 from .selection import METHODS, Selection
 from .shm import panel_allocator
-from .store import atomic_path, empty_store_error, read_column, store_files, ticker_file
+from .store import atomic_path, empty_store_error, read_column_arrays, store_files, ticker_file
 
 DEFAULT_MEMORY_LIMIT = "1GB"
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -165,8 +165,8 @@ class StoreBlocks:
         with _CACHE_LOCK:
             cached = _BLOCK_CACHE.get(key)
         if cached is None:
-            series = [read_column(p, self.column) for p in paths]
-            _, values = align([s.index.values for s in series], [s.to_numpy() for s in series], self.index)
+            series = [read_column_arrays(p, self.column) for p in paths]
+            _, values = align([i for i, _ in series], [v for _, v in series], self.index)
             cached = finish(values, self.on)
             with _CACHE_LOCK:
                 _BLOCK_CACHE[key] = cached
@@ -188,7 +188,7 @@ def _stamp(path: str) -> tuple[int, int] | None:
     try:
         stat = os.stat(path)
     except OSError:
-        return None  # read_column names the problem
+        return None  # read_column_arrays names the problem
     return stat.st_mtime_ns, stat.st_size
 
 
@@ -236,14 +236,14 @@ def union_index(*parts: tuple[np.ndarray, bool, dict]) -> tuple[np.ndarray, bool
         return np.empty(0, "datetime64[ns]"), True, {}
     first = parts[0][0]
     complete = all(full and np.array_equal(idx, first) for idx, full, _ in parts)
-    index = first if complete else np.unique(np.concatenate([idx for idx, _, _ in parts]))
+    index = first if complete else union_of([idx for idx, _, _ in parts])
     return index, complete, {path: n for _, _, counts in parts for path, n in counts.items()}
 
 
 def returns_chunk(paths: list[str], column: str, index: np.ndarray) -> np.ndarray:
     """Task: how many log returns each of a few tickers has on the union ``index``."""
-    series = [read_column(p, column) for p in paths]
-    _, values = align([s.index.values for s in series], [s.to_numpy() for s in series], index)
+    series = [read_column_arrays(p, column) for p in paths]
+    _, values = align([i for i, _ in series], [v for _, v in series], index)
     return observations(finish(values, "returns")[0])
 
 
@@ -394,7 +394,7 @@ def panel_fits(store, column: str, limit: int) -> bool:
             sizes[path] = os.stat(path).st_size
     if not sizes:
         return True
-    rows = len(read_column(max(sizes, key=sizes.get), column))
+    rows = len(read_column_arrays(max(sizes, key=sizes.get), column)[1])
     return len(files) * rows * 8 <= limit
 
 

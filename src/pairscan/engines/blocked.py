@@ -153,24 +153,30 @@ class Lifetimes:
         self.edges = self.edges[self.edges < rows]
         self.first = np.searchsorted(self.edges, self.start)
         self.last = np.searchsorted(self.edges, self.stop)
+        # Each row's segment, as a sparse sum: faster than np.add.reduceat on rows.
+        segment = np.searchsorted(self.edges, np.arange(rows), side="right") - 1
+        self.segments = scipy.sparse.csr_matrix((np.ones(rows), (segment, np.arange(rows))),
+                                                shape=(len(self.edges), rows))
 
     def times(self, y: np.ndarray) -> np.ndarray:
-        """``y' M`` for ``y`` of shape (rows, a): shape (a, b)."""
+        """``y' M`` for ``y`` of shape (rows, a), best in C order: shape (a, b)."""
         out = np.empty((y.shape[1], len(self.start)))
+        segments = self.segments @ y
         for c0 in range(0, y.shape[1], PREFIX_CHUNK):
-            part = y[:, c0 : c0 + PREFIX_CHUNK]
-            segments = np.add.reduceat(part, self.edges, axis=0)
+            part = segments[:, c0 : c0 + PREFIX_CHUNK]
             prefix = np.zeros((len(self.edges) + 1, part.shape[1]), np.longdouble)
-            np.cumsum(segments, axis=0, dtype=np.longdouble, out=prefix[1:])
-            inside = prefix[self.last] - prefix[self.first]
-            if self.holes.nnz:
-                inside -= self.holes @ np.ascontiguousarray(part)
-            out[c0 : c0 + PREFIX_CHUNK] = inside.T
+            np.cumsum(part, axis=0, dtype=np.longdouble, out=prefix[1:])
+            out[c0 : c0 + PREFIX_CHUNK] = (prefix[self.last] - prefix[self.first]).T
+        if self.holes.nnz:
+            out -= (self.holes @ y).T
         return out
 
 
 def prepare(values: np.ndarray, rank: bool = False) -> Prepared:
     """Mask and centre a block of columns (rows x b, NaN or any non-finite value = missing)."""
+    # Row-major from here on: the sums over segments of rows and the sparse products
+    # of the mask products read rows; the dense products take either order.
+    values = np.ascontiguousarray(values)
     present = np.isfinite(values)
     full = bool(present.all())
     mask = present.astype(np.float64)
@@ -188,11 +194,12 @@ def prepare(values: np.ndarray, rank: bool = False) -> Prepared:
     if not full:
         x *= mask  # back to exactly 0 where missing
     x[:, constant] = 0.0
+    life = None if full else Lifetimes.of(present)
     # Overlap counts are sums of ones: exact in float32 below 2**24 rows, at twice the speed.
-    count_mask = mask.astype(np.float32) if not full and len(present) < 2**24 else None
+    count_mask = mask.astype(np.float32) if not full and life is None and len(present) < 2**24 else None
     # Pairs done again start from the values (ranks: the centred ranks, exact halves).
     base = values if not rank else x if full else np.where(present, x, np.nan)
-    return Prepared(mask, x, full, count_mask, base, None if full else Lifetimes.of(present))
+    return Prepared(mask, x, full, count_mask, base, life)
 
 
 def _scale_extremes(x: np.ndarray) -> None:
@@ -209,7 +216,7 @@ def _scale_extremes(x: np.ndarray) -> None:
 def _ranks(values: np.ndarray) -> np.ndarray:
     """Average ranks of each column's present values (as scipy's spearmanr ranks)."""
     frame = pd.DataFrame(values)
-    return np.array(frame.rank(method="average").fillna(0.0).to_numpy(), order="F")  # a writable copy
+    return np.array(frame.rank(method="average").fillna(0.0).to_numpy(), order="C")  # a writable copy
 
 
 def correlate_block(bi: Prepared, bj: Prepared | None, min_periods: int | None) -> tuple[np.ndarray, np.ndarray]:
