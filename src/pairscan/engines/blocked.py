@@ -129,16 +129,17 @@ class Lifetimes:
         rows, b = present.shape
         if not EXTENDED or rows == 0 or b == 0:
             return None
-        some = present.any(axis=0)
-        start = np.where(some, present.argmax(axis=0), 0)
-        stop = np.where(some, rows - present[::-1].argmax(axis=0), 0)
+        by_column = np.ascontiguousarray(present.T)  # scans along each column's rows
+        some = by_column.any(axis=1)
+        start = np.where(some, by_column.argmax(axis=1), 0)
+        stop = np.where(some, rows - by_column[:, ::-1].argmax(axis=1), 0)
         cells = int((stop - start).sum())
-        count = cells - int(np.count_nonzero(present))  # holes: absent rows inside a lifetime
+        count = cells - int(np.count_nonzero(by_column))  # holes: absent rows inside a lifetime
         if count > HOLES * cells:
             return None
         if count:
-            row = np.arange(rows)[:, None]
-            cols, at = np.nonzero((~present & (row >= start) & (row < stop)).T)
+            row = np.arange(rows)
+            cols, at = np.nonzero(~by_column & (row >= start[:, None]) & (row < stop[:, None]))
         else:
             cols = at = np.empty(0, np.int64)
         holes = scipy.sparse.csr_matrix((np.ones(len(at)), (cols, at)), shape=(b, rows))
