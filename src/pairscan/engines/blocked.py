@@ -177,7 +177,7 @@ def prepare(values: np.ndarray, rank: bool = False) -> Prepared:
     """Mask and centre a block of columns (rows x b, NaN or any non-finite value = missing)."""
     # Row-major from here on: the sums over segments of rows and the sparse products
     # of the mask products read rows; the dense products take either order.
-    values = np.ascontiguousarray(values)
+    original, values = values, np.ascontiguousarray(values)
     present = np.isfinite(values)
     full = bool(present.all())
     mask = present.astype(np.float64)
@@ -199,7 +199,7 @@ def prepare(values: np.ndarray, rank: bool = False) -> Prepared:
     # Overlap counts are sums of ones: exact in float32 below 2**24 rows, at twice the speed.
     count_mask = mask.astype(np.float32) if not full and life is None and len(present) < 2**24 else None
     # Pairs done again start from the values (ranks: the centred ranks, exact halves).
-    base = values if not rank else x if full else np.where(present, x, np.nan)
+    base = original if not rank else x if full else np.where(present, x, np.nan)
     return Prepared(mask, x, full, count_mask, base, life)
 
 
@@ -245,20 +245,23 @@ def correlate_block(bi: Prepared, bj: Prepared | None, min_periods: int | None) 
         qa, qb = qa[:, None], qb[None, :]
     elif bi.life is not None and bj.life is not None:
         # Every product with a mask through lifetimes and holes; one dense product.
-        x2_i = bi.x * bi.x
         n_f = bj.life.times(bi.mask)
         sa = bj.life.times(bi.x)
-        qa = bj.life.times(x2_i)
+        squares = bi.x * bi.x
+        qa = bj.life.times(squares)
+        whole_a = squares.sum(axis=0)
         if same:
-            sb, qb = sa.T, qa.T
+            sb, qb, whole_b = sa.T, qa.T, whole_a
+            del squares
             sab = bi.x.T @ bi.x
-            whole_b = whole_a = x2_i.sum(axis=0)
         else:
-            x2_j = bj.x * bj.x
             sb = bi.life.times(bj.x).T
-            qb = bi.life.times(x2_j).T
+            del squares
+            squares = bj.x * bj.x
+            qb = bi.life.times(squares).T
+            whole_b = squares.sum(axis=0)
+            del squares
             sab = bi.x.T @ bj.x
-            whole_a, whole_b = x2_i.sum(axis=0), x2_j.sum(axis=0)
         n = np.rint(n_f).astype(np.int64)
         with np.errstate(invalid="ignore", divide="ignore"):
             cov = sab - sa * sb / n_f
