@@ -177,7 +177,7 @@ def prepare(values: np.ndarray, rank: bool = False) -> Prepared:
     """Mask and centre a block of columns (rows x b, NaN or any non-finite value = missing)."""
     # Row-major from here on: the sums over segments of rows and the sparse products
     # of the mask products read rows; the dense products take either order.
-    original, values = values, np.ascontiguousarray(values)
+    original, values = values, _row_major(values)
     present = np.isfinite(values)
     full = bool(present.all())
     mask = present.astype(np.float64)
@@ -195,12 +195,25 @@ def prepare(values: np.ndarray, rank: bool = False) -> Prepared:
     if not full:
         x *= mask  # back to exactly 0 where missing
     x[:, constant] = 0.0
-    life = None if full else Lifetimes.of(present)
+    # Lifetimes scan each column: from the block as given (a column-major panel's
+    # columns are contiguous), so that no mask needs transposing.
+    life = None if full else Lifetimes.of(np.isfinite(original))
     # Overlap counts are sums of ones: exact in float32 below 2**24 rows, at twice the speed.
     count_mask = mask.astype(np.float32) if not full and life is None and len(present) < 2**24 else None
     # Pairs done again start from the values (ranks: the centred ranks, exact halves).
     base = original if not rank else x if full else np.where(present, x, np.nan)
     return Prepared(mask, x, full, count_mask, base, life)
+
+
+def _row_major(values: np.ndarray, width: int = 32) -> np.ndarray:
+    """``values`` in C order; a column-major block is copied a few columns at a time,
+    which keeps both sides of the transposition in cache (several times faster)."""
+    if values.flags.c_contiguous:
+        return values
+    out = np.empty(values.shape)
+    for c0 in range(0, values.shape[1], width):
+        out[:, c0 : c0 + width] = values[:, c0 : c0 + width]
+    return out
 
 
 def _scale_extremes(x: np.ndarray) -> None:
