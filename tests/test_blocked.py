@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import warnings
 
 import numpy as np
@@ -12,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pairscan
+from pairscan.cli import main
 from pairscan.correlate import correlate, parse_size
 from pairscan.engines.blocked import block_size_for, block_specs
 from pairscan.sample import sample_frames
@@ -193,3 +195,15 @@ def test_a_panel_larger_than_the_memory_limit_is_streamed_from_the_store(tmp_pat
     best = max((v, k) for k, v in expected.items() if not np.isnan(v))
     assert (streamed.top["a"][0], streamed.top["b"][0]) == best[1]
     assert streamed.top["corr"][0] == pytest.approx(best[0], abs=1e-12)
+
+
+def test_the_command_line_says_when_it_streamed(tmp_path, capsys):
+    pairscan.sample(tmp_path / "src", tickers=6, days=200, daily=True, seed=2)
+    pairscan.convert(tmp_path / "src", executor="serial")
+    store = str(tmp_path / "src")
+    assert main(["correlate", store, "--executor", "serial", "--quiet", "--memory-limit", "5kB"]) == 0
+    assert "does not fit --memory-limit 5kB: blocks were read from the store" in capsys.readouterr().out
+    assert main(["correlate", store, "--executor", "serial", "--quiet"]) == 0
+    assert "blocks were read from the store" not in capsys.readouterr().out
+    assert main(["correlate", store, "--executor", "serial", "--quiet", "--memory-limit", "5kB", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["streamed"] is True
