@@ -36,7 +36,6 @@ import contextlib
 import itertools
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -103,25 +102,39 @@ def dgemm(store: str) -> float:
     return time.perf_counter() - started
 
 
+def high_water(pid: int) -> float:
+    """The peak resident memory (MiB) of process ``pid`` so far (Linux's VmHWM), 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def peak_rss(store: str, limit: str) -> tuple[float, float, dict]:
-    """Run ``pairscan correlate`` in its own process; its max RSS (MiB) and wall time.
+    """Run ``pairscan correlate`` in its own process; its peak RSS (MiB) and wall time.
 
-    The figure is that one process's own (``wait4``), not the largest of every child this
-    script ever had (a Dask worker, say).
+    The figure is that one process's own high-water mark, read while it runs: not
+    ``wait4``'s ``ru_maxrss``, which for a process started from this (large) one keeps
+    this one's size at the time it started.
     """
-    import json
-
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pairscan", "correlate", store, "--top", "10", "--memory-limit", limit,
              "--json", "--quiet"], stdout=out)
-        _, status, usage = os.wait4(proc.pid, 0)
+        peak = 0.0
+        while proc.poll() is None:
+            peak = max(peak, high_water(proc.pid))
+            time.sleep(0.01)
         wall = time.perf_counter() - started
-        if status:
-            raise SystemExit(f"pairscan correlate failed (wait status {status})")
+        if proc.returncode:
+            raise SystemExit(f"pairscan correlate failed (exit status {proc.returncode})")
         out.seek(0)
-        return usage.ru_maxrss / 1024, wall, json.loads(out.read())
+        return peak, wall, json.loads(out.read())
 
 
 def pandas_universe(store: str, min_periods: int) -> dict:
@@ -154,7 +167,8 @@ def pairscan_universe(store: str, executor: str, memory_limit: str) -> dict:
 
 def in_own_process(what: str, *args: str) -> dict:
     """Run ``what`` (pandas or pairscan) in a fresh interpreter; its result, wall time and
-    peak memory: the process's own max RSS and its largest child's (pool workers)."""
+    peak memory: the process's own peak RSS and its largest child's (pool workers; the
+    pages they share with it, the mapped panel among them, count in both)."""
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen([sys.executable, __file__, "--child", what, *args], stdout=out)
@@ -167,10 +181,27 @@ def in_own_process(what: str, *args: str) -> dict:
 
 
 def child(what: str, args: list[str]) -> None:
+    import threading
+
+    import psutil
+
     warnings.simplefilter("ignore", RuntimeWarning)
+    workers = {}  # pool workers' peak RSS, read while they run (they end before we could ask)
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for worker in psutil.Process().children(recursive=True):
+                workers[worker.pid] = max(workers.get(worker.pid, 0.0), high_water(worker.pid))
+            done.wait(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     result = pandas_universe(args[0], int(args[1])) if what == "pandas" else pairscan_universe(*args)
-    result["rss_self"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result["rss_children"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    done.set()
+    watcher.join()
+    result["rss_self"] = high_water(os.getpid())
+    result["rss_children"] = max(workers.values(), default=0.0)
     print(json.dumps(result))
 
 
@@ -199,6 +230,8 @@ def universe_part(executor: str, memory_limit: str) -> None:
           f"best {ours['top'][0][0]}~{ours['top'][0][1]} r={ours['top'][0][2]:.6f}")
     if ours.get("streamed"):
         print("   pairscan streamed blocks from the store (the panel does not fit the memory limit)")
+    else:
+        print("   pairscan loaded the panel whole (it fits the memory limit)")
 
 
 def main() -> None:
