@@ -1,6 +1,6 @@
 """Correlate benchmark: pairscan's engines vs the lesson's per-pair loop, pandas and one DGEMM.
 
-Run: ``python benchmarks/correlate.py [--quick]``
+Run: ``python benchmarks/correlate.py [--quick] [--universe] [--only-universe]``
 
 Data: ragged 2-minute samples (``pairscan.sample(..., ragged=True)``: 60 days of 195
 bars, about 1 % of bars missing at random, histories starting and ending apart),
@@ -15,6 +15,13 @@ stored as HDF5. Four comparisons, printed as ratios:
    panel vs pairscan's ``timings.correlate``;
 4. n=2,000, top 10 with ``--memory-limit 200MB``: peak memory (max RSS) of a
    ``pairscan correlate`` process.
+5. with ``--universe``: the 3,000-ticker, 20-year daily universe of
+   ``benchmarks/universe.py`` (built once and cached), end to end on returns with the
+   default ranking: pandas (``read_hdf`` per ticker, then
+   ``np.log(panel).diff().corr(min_periods=M)``, ``M`` the ``auto`` value pairscan
+   used) against ``pairscan correlate --on returns --executor processes``, each in a
+   process of its own, with the load/compute split, peak RSS and whether the top 10
+   agree.
 
 Each pairscan figure is the best of ``--repeat`` runs on each executor. The Dask
 executors (``dask``: a LocalCluster of one single-thread worker process per CPU;
@@ -27,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -94,25 +102,136 @@ def dgemm(store: str) -> float:
     return time.perf_counter() - started
 
 
+def high_water(pid: int) -> float:
+    """The peak resident memory (MiB) of process ``pid`` so far (Linux's VmHWM), 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def peak_rss(store: str, limit: str) -> tuple[float, float, dict]:
-    """Run ``pairscan correlate`` in its own process; its max RSS (MiB) and wall time.
+    """Run ``pairscan correlate`` in its own process; its peak RSS (MiB) and wall time.
 
-    The figure is that one process's own (``wait4``), not the largest of every child this
-    script ever had (a Dask worker, say).
+    The figure is that one process's own high-water mark, read while it runs: not
+    ``wait4``'s ``ru_maxrss``, which for a process started from this (large) one keeps
+    this one's size at the time it started.
     """
-    import json
-
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pairscan", "correlate", store, "--top", "10", "--memory-limit", limit,
              "--json", "--quiet"], stdout=out)
-        _, status, usage = os.wait4(proc.pid, 0)
+        peak = 0.0
+        while proc.poll() is None:
+            peak = max(peak, high_water(proc.pid))
+            time.sleep(0.01)
         wall = time.perf_counter() - started
-        if status:
-            raise SystemExit(f"pairscan correlate failed (wait status {status})")
+        if proc.returncode:
+            raise SystemExit(f"pairscan correlate failed (exit status {proc.returncode})")
         out.seek(0)
-        return usage.ru_maxrss / 1024, wall, json.loads(out.read())
+        return peak, wall, json.loads(out.read())
+
+
+def pandas_universe(store: str, min_periods: int) -> dict:
+    """The oracle on the universe, timed: read_hdf per ticker, log returns, DataFrame.corr."""
+    started = time.perf_counter()
+    frames = {}
+    for name in sorted(os.listdir(store)):
+        if name.endswith(".h5"):
+            frames[name[:-3]] = pd.read_hdf(os.path.join(store, name), "/data")["close"]
+    panel = pd.DataFrame(frames)
+    loaded = time.perf_counter()
+    matrix = np.log(panel).diff().corr(min_periods=min_periods).to_numpy()
+    computed = time.perf_counter()
+    upper = np.triu(np.ones(matrix.shape, dtype=bool), 1) & ~np.isnan(matrix)
+    a, b = np.nonzero(upper)
+    order = np.lexsort((b, a, -matrix[a, b]))[:10]
+    names = list(panel.columns)
+    top = [[names[a[i]], names[b[i]], float(matrix[a[i], b[i]])] for i in order]
+    return {"load": loaded - started, "correlate": computed - loaded, "seconds": computed - started, "top": top}
+
+
+def pairscan_universe(store: str, executor: str, memory_limit: str) -> dict:
+    """``pairscan correlate --on returns`` on the universe, as the command line runs it."""
+    started = time.perf_counter()
+    out = pairscan.correlate(store, on="returns", executor=executor, memory_limit=memory_limit).to_dict()
+    out["wall"] = time.perf_counter() - started
+    out["top"] = [[r["a"], r["b"], r["corr"]] for r in out["top"]]
+    return out
+
+
+def in_own_process(what: str, *args: str) -> dict:
+    """Run ``what`` (pandas or pairscan) in a fresh interpreter; its result, wall time and
+    peak memory: the process's own peak RSS and its largest child's (pool workers; the
+    pages they share with it, the mapped panel among them, count in both)."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen([sys.executable, __file__, "--child", what, *args], stdout=out)
+        if proc.wait():
+            raise SystemExit(f"{what} on the universe failed (exit status {proc.returncode})")
+        out.seek(0)
+        result = json.loads(out.read())
+    result["process_wall"] = time.perf_counter() - started
+    return result
+
+
+def child(what: str, args: list[str]) -> None:
+    import threading
+
+    import psutil
+
+    warnings.simplefilter("ignore", RuntimeWarning)
+    workers = {}  # pool workers' peak RSS, read while they run (they end before we could ask)
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for worker in psutil.Process().children(recursive=True):
+                workers[worker.pid] = max(workers.get(worker.pid, 0.0), high_water(worker.pid))
+            done.wait(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    result = pandas_universe(args[0], int(args[1])) if what == "pandas" else pairscan_universe(*args)
+    done.set()
+    watcher.join()
+    result["rss_self"] = high_water(os.getpid())
+    result["rss_children"] = max(workers.values(), default=0.0)
+    print(json.dumps(result))
+
+
+def universe_part(executor: str, memory_limit: str) -> None:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from universe import universe
+
+    store = str(universe())
+    files = [f for f in os.listdir(store) if f.endswith(".h5")]
+    ours = in_own_process("pairscan", store, executor, memory_limit)
+    theirs = in_own_process("pandas", store, str(ours["min_periods"]))
+    rows = [("pandas: read_hdf + np.log(panel).diff().corr", theirs),
+            (f"pairscan correlate --on returns, {executor}", ours)]
+    print(f"5. the universe: {len(files):,} tickers, 20 years of daily bars, on returns, "
+          f"min_periods auto = {ours['min_periods']}, --memory-limit {memory_limit}")
+    print(f"   {'':46} {'total':>8} {'load':>8} {'compute':>8} {'vs pandas':>9}  peak RSS (MiB)")
+    for label, r in rows:
+        total = r["seconds"]
+        load = r["timings"]["load"] if "timings" in r else r["load"]
+        compute = r["timings"]["correlate"] if "timings" in r else r["correlate"]
+        rss = f"{r['rss_self']:.0f}" + (f", workers {r['rss_children']:.0f}" if r["rss_children"] > 1 else "")
+        print(f"   {label:46} {total:7.2f}s {load:7.2f}s {compute:7.2f}s {theirs['seconds'] / total:8.1f}x  {rss}")
+    same = [p[:2] for p in ours["top"]] == [p[:2] for p in theirs["top"]]
+    close = same and all(abs(x[2] - y[2]) <= 1e-12 for x, y in zip(ours["top"], theirs["top"]))
+    print(f"   top 10 {'equal' if close else 'DIFFERENT'} (pairs in order, |corr difference| <= 1e-12); "
+          f"best {ours['top'][0][0]}~{ours['top'][0][1]} r={ours['top'][0][2]:.6f}")
+    if ours.get("streamed"):
+        print("   pairscan streamed blocks from the store (the panel does not fit the memory limit)")
+    else:
+        print("   pairscan loaded the panel whole (it fits the memory limit)")
 
 
 def main() -> None:
@@ -121,7 +240,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller n, for a smoke run")
     parser.add_argument("--executors", default="serial,threads,processes,dask",
                         help="comma-separated executors for pairscan's rows (also tcp://HOST:PORT)")
+    parser.add_argument("--universe", action="store_true",
+                        help="also run part 5, the 3,000-ticker daily universe (built once, cached)")
+    parser.add_argument("--only-universe", action="store_true", help="run part 5 alone")
+    parser.add_argument("--universe-executor", default="processes")
+    parser.add_argument("--universe-memory-limit", default="1GB")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        return child(args.child[0], args.child[1:])
+    if args.only_universe:
+        return universe_part(args.universe_executor, args.universe_memory_limit)
     executors = args.executors.split(",")
     n_compute, n_end, n_big = (50, 100, 300) if args.quick else (200, 500, 2000)
     warnings.simplefilter("ignore", RuntimeWarning)
@@ -171,6 +300,9 @@ def main() -> None:
         print(f"   peak memory of the process (max RSS): {rss:.0f} MiB  "
               f"(wall {wall:.1f} s incl. start-up; pairscan seconds {out['seconds']:.1f})")
         print(f"   best pair {out['top'][0]['a']}~{out['top'][0]['b']} r={out['top'][0]['corr']:.6f}")
+    if args.universe:
+        print()
+        universe_part(args.universe_executor, args.universe_memory_limit)
 
 
 if __name__ == "__main__":

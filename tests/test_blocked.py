@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import warnings
 
 import numpy as np
@@ -12,10 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pairscan
+from pairscan.cli import main
 from pairscan.correlate import correlate, parse_size
 from pairscan.engines.blocked import block_size_for, block_specs
+from pairscan.sample import sample_frames
 
-from conftest import assert_matches
+from conftest import assert_matches, oracle_series
 
 
 def pandas_pairs(frame: pd.DataFrame, method="pearson", min_periods=None, on="prices") -> dict:
@@ -165,3 +168,42 @@ def test_random_panels_with_random_gaps(tmp_path, rows, cols, gap, block, seed, 
         frame.iloc[:, 0] = np.where(frame.iloc[:, 0].isna(), np.nan, 64.0)
     got = matrix_of(frame, tmp_path, engine="blocked", block_size=block, on=on, min_periods=min_periods)
     assert_matches(got, pandas_pairs(frame, min_periods=min_periods, on=on))
+
+
+@pytest.mark.parametrize("on", ["prices", "returns"])
+def test_listings_delistings_and_halts_give_the_oracles_answer(tmp_path, on):
+    # Daily histories that start and end apart with a few halts: the mask products go
+    # through lifetimes and holes, every pair (short overlaps too) as pandas has it.
+    frames = sample_frames(tickers=24, days=700, daily=True, seed=3)
+    frame = pd.DataFrame({t: f["close"] for t, f in frames.items()})
+    for block_size in (5, None):
+        got = matrix_of(frame, tmp_path, engine="blocked", block_size=block_size, on=on)
+        assert_matches(got, pandas_pairs(frame, on=on))
+
+
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_a_panel_larger_than_the_memory_limit_is_streamed_from_the_store(tmp_path, executor):
+    pairscan.sample(tmp_path / "src", tickers=12, days=400, daily=True, seed=5)
+    pairscan.convert(tmp_path / "src", executor="serial")
+    whole = correlate(tmp_path / "src", k=5, on="returns", executor=executor)
+    streamed = correlate(tmp_path / "src", k=5, on="returns", executor=executor, memory_limit="30kB")
+    assert not whole.streamed and streamed.streamed and streamed.to_dict()["streamed"] is True
+    assert streamed.min_periods == whole.min_periods and streamed.pairs_ranked == whole.pairs_ranked
+    pd.testing.assert_frame_equal(streamed.top, whole.top, check_exact=False, atol=1e-12)
+    expected = pandas_pairs(pd.DataFrame(oracle_series(tmp_path / "src")), on="returns",
+                            min_periods=whole.min_periods)
+    best = max((v, k) for k, v in expected.items() if not np.isnan(v))
+    assert (streamed.top["a"][0], streamed.top["b"][0]) == best[1]
+    assert streamed.top["corr"][0] == pytest.approx(best[0], abs=1e-12)
+
+
+def test_the_command_line_says_when_it_streamed(tmp_path, capsys):
+    pairscan.sample(tmp_path / "src", tickers=6, days=200, daily=True, seed=2)
+    pairscan.convert(tmp_path / "src", executor="serial")
+    store = str(tmp_path / "src")
+    assert main(["correlate", store, "--executor", "serial", "--quiet", "--memory-limit", "5kB"]) == 0
+    assert "does not fit --memory-limit 5kB: blocks were read from the store" in capsys.readouterr().out
+    assert main(["correlate", store, "--executor", "serial", "--quiet"]) == 0
+    assert "blocks were read from the store" not in capsys.readouterr().out
+    assert main(["correlate", store, "--executor", "serial", "--quiet", "--memory-limit", "5kB", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["streamed"] is True

@@ -275,6 +275,9 @@ def cmd_correlate(args) -> int:
     else:
         print(_summary_line(out))
         print(ranked_line(out))
+        if out.get("streamed"):
+            print(f"the panel does not fit --memory-limit {args.memory_limit}: blocks were read from the store "
+                  "by the tasks that needed them")
         if out["nonfinite_missing"]:
             noun = "non-finite return" if out["on"] == "returns" else "non-finite price"
             print(f"{_count(out['nonfinite_missing'], noun)} treated as missing")

@@ -30,11 +30,11 @@ from .engines.naive import correlate_naive, correlate_naive_store, pair_corr
 from .pair_reader import stored_series
 from .errors import PairscanError
 from .executors import Pool, open_pool, preload, reduce_tasks, run_tasks, share
-from .panel import Panel, align, finish, load_panel, read_chunk
+from .panel import Panel, align, finish, load_panel, read_chunk, union_of
 from .records import fisher_interval, kendall_p, pair_frame, pearson_p, records, spearman_p
 from .selection import METHODS, Selection
 from .shm import panel_allocator
-from .store import atomic_path, empty_store_error, read_column, store_files, ticker_file
+from .store import atomic_path, empty_store_error, read_column_arrays, store_files, ticker_file
 
 DEFAULT_MEMORY_LIMIT = "1GB"
 preload(__name__)  # what its process workers need
@@ -80,6 +80,7 @@ class Correlation:
     matrix: pd.DataFrame | None = None
     histogram: np.ndarray | None = None
     nonfinite_missing: int = 0  # non-finite values (prices or returns) treated as missing
+    streamed: bool = False  # blocks read from the store by the tasks: the panel does not fit the limit
 
     column = property(lambda self: self.selection.column)
     on = property(lambda self: self.selection.on)
@@ -105,6 +106,7 @@ class Correlation:
             "pairs_ranked": self.pairs_ranked,
             "top": records(self.top),
             "nonfinite_missing": self.nonfinite_missing,
+            "streamed": self.streamed,
             "seconds": round(self.seconds, 4),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }
@@ -165,8 +167,8 @@ class StoreBlocks:
         with _CACHE_LOCK:
             cached = _BLOCK_CACHE.get(key)
         if cached is None:
-            series = [read_column(p, self.column) for p in paths]
-            _, values = align([s.index.values for s in series], [s.to_numpy() for s in series], self.index)
+            series = [read_column_arrays(p, self.column) for p in paths]
+            _, values = align([i for i, _ in series], [v for _, v in series], self.index)
             cached = finish(values, self.on)
             with _CACHE_LOCK:
                 _BLOCK_CACHE[key] = cached
@@ -188,7 +190,7 @@ def _stamp(path: str) -> tuple[int, int] | None:
     try:
         stat = os.stat(path)
     except OSError:
-        return None  # read_column names the problem
+        return None  # read_column_arrays names the problem
     return stat.st_mtime_ns, stat.st_size
 
 
@@ -236,14 +238,14 @@ def union_index(*parts: tuple[np.ndarray, bool, dict]) -> tuple[np.ndarray, bool
         return np.empty(0, "datetime64[ns]"), True, {}
     first = parts[0][0]
     complete = all(full and np.array_equal(idx, first) for idx, full, _ in parts)
-    index = first if complete else np.unique(np.concatenate([idx for idx, _, _ in parts]))
+    index = first if complete else union_of([idx for idx, _, _ in parts])
     return index, complete, {path: n for _, _, counts in parts for path, n in counts.items()}
 
 
 def returns_chunk(paths: list[str], column: str, index: np.ndarray) -> np.ndarray:
     """Task: how many log returns each of a few tickers has on the union ``index``."""
-    series = [read_column(p, column) for p in paths]
-    _, values = align([s.index.values for s in series], [s.to_numpy() for s in series], index)
+    series = [read_column_arrays(p, column) for p in paths]
+    _, values = align([i for i, _ in series], [v for _, v in series], index)
     return observations(finish(values, "returns")[0])
 
 
@@ -316,11 +318,13 @@ def correlate(
         local = isinstance(pool.executor, ProcessPoolExecutor)
         mapped = None
         files = None
+        streamed = (local or pool.in_process) and not isinstance(source, pd.DataFrame) and \
+            not panel_fits(source, column, limit)
         if isinstance(source, pd.DataFrame):
             panel = Panel.from_frame(source, column, on)
             panel.values, panel.nonfinite = finish(panel.values.copy(order="F"), on)
             tickers, loaded = panel.tickers, panel
-        elif local or pool.in_process:
+        elif (local or pool.in_process) and not streamed:
             allocate = None
             if local:
                 # The workers share this machine: read the store in parallel once, into a
@@ -330,7 +334,8 @@ def correlate(
                                 allocate=allocate)
             tickers = loaded.tickers
         else:
-            # Workers elsewhere read the store themselves: tasks carry paths they can open.
+            # Workers elsewhere (or a panel too large for the limit) read the store
+            # themselves: tasks carry paths they can open, and hold only their blocks.
             loaded = None
             files = {t: Path(os.path.abspath(p)) for t, p in store_files(source).items()}
             tickers = list(files)
@@ -359,7 +364,7 @@ def correlate(
             pairs = correlate_naive(loaded, pool, method, periods, quiet, retries)
         else:
             pairs = _blocked(loaded, files, index, tickers, column, on, method, periods, want,
-                             selection.absolute, limit, block_size, pool, quiet, retries, mapped)
+                             selection.absolute, limit, block_size, pool, quiet, retries, mapped, streamed)
         pairs = pairs.tallied()  # the naive engine's pairs are all there: count them here
         best = top_k(pairs, k, selection.absolute)
         top = _top_frame(best, tickers, method, _PairValues(loaded, files, column, on, index))
@@ -371,7 +376,28 @@ def correlate(
     nonfinite = loaded.nonfinite if loaded is not None else pairs.nonfinite
     return Correlation(top, len(tickers), selection, periods, pairs.ranked, chosen, pool.name, pool.workers,
                        seconds, {"load": load_seconds, "correlate": seconds - load_seconds}, full, pairs.histogram,
-                       nonfinite)
+                       nonfinite, streamed)
+
+
+def panel_fits(store, column: str, limit: int) -> bool:
+    """Whether the panel of ``store`` may fit in ``limit`` bytes.
+
+    The panel has at least as many rows as the longest history, which the largest file
+    holds: read that one file. False means it certainly does not fit (``tickers x
+    rows x 8`` bytes is more than the limit), and then the blocks are read from the
+    store by the tasks that need them instead (see :class:`StoreBlocks`).
+    """
+    files = store_files(store)
+    if len(files) < 2:
+        return True  # too few tickers to correlate: load_panel says so
+    sizes = {}
+    for path in files.values():
+        with contextlib.suppress(OSError):
+            sizes[path] = os.stat(path).st_size
+    if not sizes:
+        return True
+    rows = len(read_column_arrays(max(sizes, key=sizes.get), column)[1])
+    return len(files) * rows * 8 <= limit
 
 
 @dataclass
@@ -480,17 +506,19 @@ _STEP = 64  # tickers per index task
 
 
 def _blocked(panel, files, index, tickers, column, on, method, min_periods, k, absolute,
-             limit, block_size, pool, quiet, retries, mapped=None) -> Pairs:
+             limit, block_size, pool, quiet, retries, mapped=None, streamed=False) -> Pairs:
     rows, n = len(index), len(tickers)
-    concurrent = pool.workers if pool.in_process or mapped else 1
+    concurrent = pool.workers if pool.in_process or mapped or streamed else 1
     size = block_size or block_size_for(rows, n, limit, concurrent, reads_store=panel is None)
     if not pool.in_process and mapped is None and block_size is None:
         size = min(size, cluster_block_width(n, pool.workers))
     specs = block_specs(n, size)
     parallel = len(specs) > 1 and pool.workers > 1
     if files is not None or (pool.client is not None and mapped is None):
-        return _blocked_remote(panel, files, index, tickers, specs, column, on, method, min_periods, k,
-                               absolute, pool, quiet, retries)
+        # Threads reading the store share this process's BLAS: one thread each.
+        with blas_threads(1 if streamed and pool.in_process and pool.workers > 1 else None):
+            return _blocked_remote(panel, files, index, tickers, specs, column, on, method, min_periods, k,
+                                   absolute, pool, quiet, retries)
     if mapped is not None:
         panel.values.flush()  # the workers map the file: it must hold the whole panel
         source = MappedBlocks(panel.values.filename, panel.values.shape)

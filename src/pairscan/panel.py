@@ -24,7 +24,7 @@ import pandas as pd
 from .errors import PairscanError
 from .executors import Pool, open_pool, run_tasks
 from .selection import ON
-from .store import empty_store_error, read_column, store_files
+from .store import empty_store_error, read_column_arrays, store_files
 
 TICKERS_PER_TASK = 16
 
@@ -66,14 +66,26 @@ def read_chunk(paths: Sequence[str], column: str) -> tuple[np.ndarray, np.ndarra
 
     Returns ``(index, values)`` with values of shape (len(index), len(paths)).
     """
-    series = [read_column(p, column) for p in paths]
-    return align([s.index.values for s in series], [s.to_numpy() for s in series])
+    series = [read_column_arrays(p, column) for p in paths]
+    return align([index for index, _ in series], [values for _, values in series])
+
+
+def union_of(indexes: Sequence[np.ndarray]) -> np.ndarray:
+    """The sorted union of sorted, unique timestamp arrays."""
+    if len(indexes) == 1:
+        return indexes[0]
+    # A stable sort merges the sorted runs it finds: much faster than np.unique here.
+    merged = np.sort(np.concatenate(indexes), kind="stable")
+    keep = np.empty(len(merged), dtype=bool)
+    keep[:1] = True
+    np.not_equal(merged[1:], merged[:-1], out=keep[1:])
+    return merged[keep]
 
 
 def align(indexes: Sequence[np.ndarray], columns: Sequence[np.ndarray], union: np.ndarray | None = None):
     """Place columns (each on its own sorted index) on the union of the indexes."""
     if union is None:
-        union = indexes[0] if len(indexes) == 1 else np.unique(np.concatenate(indexes))
+        union = union_of(indexes)
     out = np.full((len(union), len(columns)), np.nan, order="F")
     for k, (idx, col) in enumerate(zip(indexes, columns)):
         if len(idx) == len(union):
@@ -190,7 +202,7 @@ def load_panel(
     else:
         results = dict(run_tasks(pool, read_chunk, chunks, desc="load", quiet=quiet))
     ordered = [results.pop(label) for label, _ in chunks]
-    index = np.unique(np.concatenate([idx for idx, _ in ordered])) if len(ordered) > 1 else ordered[0][0]
+    index = union_of([idx for idx, _ in ordered])
     shape = (len(index), len(names))
     values = np.empty(shape, order="F") if allocate is None else allocate(shape)
     start = 0

@@ -261,6 +261,13 @@ def read_column(path: str | os.PathLike, column: str) -> pd.Series:
     from the array that holds it (falling back to ``pd.read_hdf`` for layouts pandas
     may write that this does not know).
     """
+    index, values = read_column_arrays(path, column)
+    return pd.Series(values, index=pd.DatetimeIndex(index, name="timestamp"), name=Path(path).stem)
+
+
+def read_column_arrays(path: str | os.PathLike, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`read_column` as two arrays, ``(timestamps as datetime64[ns], float64 values)``,
+    without a pandas object per file (thousands of small files are read this way)."""
     path = Path(path)
     try:
         if path.suffix == FORMATS["parquet"]:
@@ -281,10 +288,15 @@ def read_column(path: str | os.PathLike, column: str) -> pd.Series:
         values = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
         raise PairscanError(f"column {column!r} is not numeric", path) from None
-    return pd.Series(values, index=index.as_unit("ns"), name=path.stem)
+    if isinstance(index, np.ndarray) and index.dtype == "datetime64[ns]":
+        return index, values
+    return np.asarray(pd.DatetimeIndex(index).as_unit("ns").values), values
 
 
-def _read_hdf5_column(path: Path, column: str) -> tuple[pd.DatetimeIndex, np.ndarray]:
+def _read_hdf5_column(path: Path, column: str) -> tuple[pd.DatetimeIndex | np.ndarray, np.ndarray]:
+    found = _read_fixed_column(path, column)
+    if found is not None:
+        return found
     # Opening nodes and their attribute sets is most of the cost of a small read, so
     # this touches only the nodes of pandas' fixed layout that hold the column.
     import tables
@@ -309,6 +321,59 @@ def _read_hdf5_column(path: Path, column: str) -> tuple[pd.DatetimeIndex, np.nda
                 return pd.DatetimeIndex(axis.read().astype(kind), name="timestamp"), data
     frame = read_frame(path)
     return pd.DatetimeIndex(frame.index, name="timestamp"), frame[column].to_numpy()
+
+
+def _read_fixed_column(path: Path, column: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``column`` of pandas' fixed layout through HDF5's own calls (h5py's low level),
+    a few times faster than PyTables' nodes for a small file; None for anything else
+    (no h5py, another layout, a text column, a damaged file), which PyTables then reads
+    or names."""
+    try:
+        import h5py
+    except ImportError:
+        return None
+    try:
+        fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY)
+    except Exception:
+        return None
+    try:
+        axis = h5py.h5d.open(fid, f"/{HDF5_KEY}/axis1".encode())
+        kind = _h5_attr(axis, b"kind")
+        if not kind.startswith("datetime64["):
+            return None
+        wanted = column.encode()
+        for block in itertools.count():
+            # A missing block raises: PyTables then names the missing column.
+            items = _h5_read(h5py.h5d.open(fid, f"/{HDF5_KEY}/block{block}_items".encode()))
+            if wanted in items:
+                values = h5py.h5d.open(fid, f"/{HDF5_KEY}/block{block}_values".encode())
+                if values.dtype.kind not in "fiu":
+                    return None  # text (an object block): pandas decodes it
+                data = _h5_read(values)[:, list(items).index(wanted)]
+                index = _h5_read(axis).astype(kind)
+                return (index if index.dtype == "datetime64[ns]" else index.astype("datetime64[ns]")), data
+    except Exception:
+        return None
+    finally:
+        fid.close()
+
+
+def _h5_read(dataset) -> np.ndarray:
+    import h5py
+
+    out = np.empty(dataset.shape, dataset.dtype)
+    dataset.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+    return out
+
+
+def _h5_attr(node, name: bytes) -> str:
+    import h5py
+
+    attr = h5py.h5a.open(node, name)
+    out = np.empty(attr.shape, attr.dtype)
+    attr.read(out)
+    value = out[()]
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def store_files(store: str | os.PathLike) -> dict[str, Path]:

@@ -13,7 +13,13 @@ correlation of a pair needs over the timestamps both have is a matrix product:
 
 Centring first keeps this exact for prices far from zero. Where a block pair has no
 missing values, it is one product ``X_I' X_J`` (and the column sums ``sa``, ``sb``,
-which centring on a rounded mean leaves a little off zero). Each pair of blocks is
+which centring on a rounded mean leaves a little off zero).
+
+Real histories are mostly whole: a ticker lists, trades every day but a few, and
+delists. Then each column of a mask is its lifetime (an interval of rows) minus a few
+holes, ``M_J = L_J - H_J``, and every product with a mask is cheap: ``Y' L_J`` is a
+difference of prefix sums of ``Y`` at the lifetimes' ends (summed in extended
+precision), ``Y' H_J`` a sparse product. Only ``X_I' X_J`` remains a dense product. Each pair of blocks is
 one task that returns its own top-k (or its whole block for ``--matrix``); the caller
 merges them.
 
@@ -33,7 +39,10 @@ wherever pandas' own answer is not round-off):
   ``1 / CONDITION`` of their precision are computed again from their own overlap:
   shifted by the overlap's first value (exact for values within a factor of two of it),
   then centred on the overlap mean with the correction term. The others are within
-  about ``rows * eps * qa / va`` of the exact result.
+  about ``rows * eps * qa / va`` of the exact result. Where the mask products come
+  from prefix sums, their error scales with the column's whole sum of squares ``Q``
+  instead of the overlap's ``qa``, at 2**-11 of double's round-off: pairs whose
+  ``qa`` is below ``Q / 2**11`` are computed again too.
 - No finite input overflows: a column whose magnitude could overflow the sums of
   squares (or underflow them) is first scaled by a power of two, which is exact and
   leaves every correlation unchanged.
@@ -47,6 +56,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse
 from threadpoolctl import threadpool_limits
 
 from . import Pairs, top_k
@@ -59,6 +69,13 @@ CONDITION = 2.0**-10
 # of two first, so that no sum of squares of any finite input overflows or underflows.
 LIMIT = 400
 BYTES = 8
+# Mask products go through lifetimes and holes when at most this fraction of the
+# lifetimes' cells are holes (sparse products cost a few times a dense one per cell),
+# and only where long double carries more bits than double (x86: 64 against 53).
+HOLES = 0.1
+EXTENDED = np.finfo(np.longdouble).nmant >= 63
+PREFIX_BITS = 11  # long double's extra bits: pairs with qa < Q / 2**11 are done again
+PREFIX_CHUNK = 256  # columns per prefix sum: bounded extra memory
 
 
 def block_size_for(rows: int, columns: int, memory_limit: int, concurrent: int = 1, reads_store: bool = False) -> int:
@@ -94,10 +111,73 @@ class Prepared:
     full: bool  # no missing values at all
     count_mask: np.ndarray | None = None  # float32 0/1: counts in single precision are exact
     values: np.ndarray | None = None  # what x was made from (values or ranks), for pairs done again
+    life: "Lifetimes | None" = None  # the mask as lifetimes minus holes, where that is cheaper
+
+
+@dataclass
+class Lifetimes:
+    """A mask as intervals of rows minus a few holes: ``M[:, j] = 1`` on rows
+    ``start[j]:stop[j]`` except ``holes[j]`` (a sparse ``b x rows`` matrix of ones)."""
+
+    start: np.ndarray
+    stop: np.ndarray
+    holes: scipy.sparse.csr_matrix
+
+    @classmethod
+    def of(cls, present: np.ndarray) -> "Lifetimes | None":
+        """The lifetimes of a presence mask (rows x b), or None where holes are too many."""
+        rows, b = present.shape
+        if not EXTENDED or rows == 0 or b == 0:
+            return None
+        by_column = np.ascontiguousarray(present.T)  # scans along each column's rows
+        some = by_column.any(axis=1)
+        start = np.where(some, by_column.argmax(axis=1), 0)
+        stop = np.where(some, rows - by_column[:, ::-1].argmax(axis=1), 0)
+        cells = int((stop - start).sum())
+        count = cells - int(np.count_nonzero(by_column))  # holes: absent rows inside a lifetime
+        if count > HOLES * cells:
+            return None
+        if count:
+            row = np.arange(rows)
+            cols, at = np.nonzero(~by_column & (row >= start[:, None]) & (row < stop[:, None]))
+        else:
+            cols = at = np.empty(0, np.int64)
+        holes = scipy.sparse.csr_matrix((np.ones(len(at)), (cols, at)), shape=(b, rows))
+        return cls(start, stop, holes)
+
+    def __post_init__(self):
+        # The rows where some lifetime starts or stops cut the rows into segments; a
+        # lifetime's sum is the sum of its segments' sums, a difference of two prefix
+        # sums over the segments (in extended precision).
+        rows = self.holes.shape[1]
+        self.edges = np.unique(np.concatenate([self.start, self.stop, [0]]))
+        self.edges = self.edges[self.edges < rows]
+        self.first = np.searchsorted(self.edges, self.start)
+        self.last = np.searchsorted(self.edges, self.stop)
+        # Each row's segment, as a sparse sum: faster than np.add.reduceat on rows.
+        segment = np.searchsorted(self.edges, np.arange(rows), side="right") - 1
+        self.segments = scipy.sparse.csr_matrix((np.ones(rows), (segment, np.arange(rows))),
+                                                shape=(len(self.edges), rows))
+
+    def times(self, y: np.ndarray) -> np.ndarray:
+        """``y' M`` for ``y`` of shape (rows, a), best in C order: shape (a, b)."""
+        out = np.empty((y.shape[1], len(self.start)))
+        segments = self.segments @ y
+        for c0 in range(0, y.shape[1], PREFIX_CHUNK):
+            part = segments[:, c0 : c0 + PREFIX_CHUNK]
+            prefix = np.zeros((len(self.edges) + 1, part.shape[1]), np.longdouble)
+            np.cumsum(part, axis=0, dtype=np.longdouble, out=prefix[1:])
+            out[c0 : c0 + PREFIX_CHUNK] = (prefix[self.last] - prefix[self.first]).T
+        if self.holes.nnz:
+            out -= (self.holes @ y).T
+        return out
 
 
 def prepare(values: np.ndarray, rank: bool = False) -> Prepared:
     """Mask and centre a block of columns (rows x b, NaN or any non-finite value = missing)."""
+    # Row-major from here on: the sums over segments of rows and the sparse products
+    # of the mask products read rows; the dense products take either order.
+    original, values = values, _row_major(values)
     present = np.isfinite(values)
     full = bool(present.all())
     mask = present.astype(np.float64)
@@ -115,11 +195,25 @@ def prepare(values: np.ndarray, rank: bool = False) -> Prepared:
     if not full:
         x *= mask  # back to exactly 0 where missing
     x[:, constant] = 0.0
+    # Lifetimes scan each column: from the block as given (a column-major panel's
+    # columns are contiguous), so that no mask needs transposing.
+    life = None if full else Lifetimes.of(np.isfinite(original))
     # Overlap counts are sums of ones: exact in float32 below 2**24 rows, at twice the speed.
-    count_mask = mask.astype(np.float32) if not full and len(present) < 2**24 else None
+    count_mask = mask.astype(np.float32) if not full and life is None and len(present) < 2**24 else None
     # Pairs done again start from the values (ranks: the centred ranks, exact halves).
-    base = values if not rank else x if full else np.where(present, x, np.nan)
-    return Prepared(mask, x, full, count_mask, base)
+    base = original if not rank else x if full else np.where(present, x, np.nan)
+    return Prepared(mask, x, full, count_mask, base, life)
+
+
+def _row_major(values: np.ndarray, width: int = 32) -> np.ndarray:
+    """``values`` in C order; a column-major block is copied a few columns at a time,
+    which keeps both sides of the transposition in cache (several times faster)."""
+    if values.flags.c_contiguous:
+        return values
+    out = np.empty(values.shape)
+    for c0 in range(0, values.shape[1], width):
+        out[:, c0 : c0 + width] = values[:, c0 : c0 + width]
+    return out
 
 
 def _scale_extremes(x: np.ndarray) -> None:
@@ -136,7 +230,7 @@ def _scale_extremes(x: np.ndarray) -> None:
 def _ranks(values: np.ndarray) -> np.ndarray:
     """Average ranks of each column's present values (as scipy's spearmanr ranks)."""
     frame = pd.DataFrame(values)
-    return np.array(frame.rank(method="average").fillna(0.0).to_numpy(), order="F")  # a writable copy
+    return np.array(frame.rank(method="average").fillna(0.0).to_numpy(), order="C")  # a writable copy
 
 
 def correlate_block(bi: Prepared, bj: Prepared | None, min_periods: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -147,6 +241,7 @@ def correlate_block(bi: Prepared, bj: Prepared | None, min_periods: int | None) 
     same = bj is None
     bj = bi if same else bj
     rows = bi.x.shape[0]
+    coarse = False
     if bi.full and bj.full:
         sab = bi.x.T @ bi.x if same else bi.x.T @ bj.x
         qa = np.einsum("ij,ij->j", bi.x, bi.x)
@@ -161,6 +256,33 @@ def correlate_block(bi: Prepared, bj: Prepared | None, min_periods: int | None) 
             vb = (qb - sb * sb / rows)[None, :]
             corr = (sab - np.outer(sa, sb) / rows) / np.sqrt(va * vb)
         qa, qb = qa[:, None], qb[None, :]
+    elif bi.life is not None and bj.life is not None:
+        # Every product with a mask through lifetimes and holes; one dense product.
+        n_f = bj.life.times(bi.mask)
+        sa = bj.life.times(bi.x)
+        squares = bi.x * bi.x
+        qa = bj.life.times(squares)
+        whole_a = squares.sum(axis=0)
+        if same:
+            sb, qb, whole_b = sa.T, qa.T, whole_a
+            del squares
+            sab = bi.x.T @ bi.x
+        else:
+            sb = bi.life.times(bj.x).T
+            del squares
+            squares = bj.x * bj.x
+            qb = bi.life.times(squares).T
+            whole_b = squares.sum(axis=0)
+            del squares
+            sab = bi.x.T @ bj.x
+        n = np.rint(n_f).astype(np.int64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cov = sab - sa * sb / n_f
+            va = qa - sa * sa / n_f
+            vb = qb - sb * sb / n_f
+            corr = cov / np.sqrt(va * vb)
+        # Prefix sums err by a fraction of the column's whole sum of squares.
+        coarse = (qa * 2.0**PREFIX_BITS < whole_a[:, None]) | (qb * 2.0**PREFIX_BITS < whole_b[None, :])
     else:
         # Four products on the diagonal (two of them symmetric, so half the work),
         # six off it; no stacking, which would copy the blocks.
@@ -186,7 +308,7 @@ def correlate_block(bi: Prepared, bj: Prepared | None, min_periods: int | None) 
     enough = n >= max(2, min_periods or 0)
     constant = (qa == 0) | (qb == 0)  # every value on the overlap is the column's (constant) one
     # Two points always: |r| is exactly 1 there, which the products can round.
-    again = enough & ~constant & ((va <= CONDITION * qa) | (vb <= CONDITION * qb) | (n == 2))
+    again = enough & ~constant & ((va <= CONDITION * qa) | (vb <= CONDITION * qb) | (n == 2) | coarse)
     if same:
         again = np.triu(again, 1)  # the lower triangle is never read
     if again.any():
