@@ -50,9 +50,33 @@ class Reader:
         suffix = max((s for s in self.suffixes if lower.endswith(s)), key=len)
         return path.name[: -len(suffix)]
 
-    def read(self, path: Path, on_bad_lines: str = "error", name: str | None = None) -> Parsed:
-        """Read one ticker's file; errors name ``name`` (default: the path)."""
+    def read(self, path, on_bad_lines: str = "error", name=None, max_bytes: int = DEFAULT_MAX_BYTES,
+             **options) -> Parsed:
+        """Read one ticker's file; errors name ``name`` (default: the path) and the line."""
+        if on_bad_lines not in BAD_LINE_MODES:
+            raise PairscanError(f"--on-bad-lines must be error or skip, not {on_bad_lines!r}")
+        path = Path(path)
+        name = name or path
+        try:
+            return self.parse(path, on_bad_lines, name, max_bytes, **options)
+        except PairscanError as err:
+            if err.file is None:
+                raise PairscanError(err.reason, name, err.line) from None
+            raise
+
+    def parse(self, path: Path, on_bad_lines: str, name, max_bytes: int, **options) -> Parsed:
+        """The format's own reading (see :meth:`read`, which checks and names)."""
         raise NotImplementedError
+
+
+def settle(bad: list[tuple[int, str]], on_bad_lines: str, name) -> tuple[int, str]:
+    """Raise for the first bad line (``error``), or return (count, "line N: reason") to record."""
+    number, reason = bad[0]
+    if on_bad_lines == "error":
+        others = len(bad) - 1
+        more = f" (and {others} more bad line{'s' if others > 1 else ''})" if others else ""
+        raise PairscanError(reason + more, name, number)
+    return len(bad), f"line {number}: {reason}"
 
 
 READERS: dict[str, Reader] = {}

@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import csv as stdcsv
 import io
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from ..errors import PairscanError
-from .base import BAD_LINE_MODES, DEFAULT_MAX_BYTES, Parsed, Reader, may_use_polars, read_bytes, register
-from .jsonl import settle
-from .normalize import BadRecord, check_record, column_names, finish, records_to_frame, table_to_frame
+from .base import Parsed, Reader, may_use_polars, read_bytes, register
+from .normalize import BadRecord, check_record, column_names, records_to_frame, settled, table_to_frame
 
 
 @register
@@ -29,33 +26,14 @@ class Csv(Reader):
     name = "csv"
     suffixes = (".csv", ".txt")
 
-    def read(self, path, on_bad_lines="error", name=None, max_bytes=DEFAULT_MAX_BYTES) -> Parsed:
-        if on_bad_lines not in BAD_LINE_MODES:
-            raise PairscanError(f"--on-bad-lines must be error or skip, not {on_bad_lines!r}")
-        path = Path(path)
-        name = name or path
-        data = read_bytes(path, max_bytes)
-        try:
-            return from_bytes(data, on_bad_lines, name)
-        except PairscanError as err:
-            if err.file is None:
-                raise PairscanError(err.reason, name, err.line) from None
-            raise
+    def parse(self, path, on_bad_lines, name, max_bytes) -> Parsed:
+        return from_bytes(read_bytes(path, max_bytes), on_bad_lines, name)
 
 
 def from_bytes(data: bytes, on_bad_lines: str, name) -> Parsed:
     if not data.strip():
         return Parsed(None)
-    frame = _parse_fast(data)
-    skipped, first_bad = 0, None
-    if frame is None:
-        frame, bad = _parse_slow(data, name)
-        if bad:
-            skipped, first_bad = settle(bad, on_bad_lines, name)
-        if frame is None:
-            return Parsed(None, skipped, 0, first_bad)
-    frame, duplicates = finish(frame)
-    return Parsed(frame, skipped, duplicates, first_bad)
+    return settled(_parse_fast(data), lambda: _parse_slow(data, name), on_bad_lines, name)
 
 
 def _parse_fast(data: bytes) -> pd.DataFrame | None:

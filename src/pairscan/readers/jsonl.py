@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,8 +18,8 @@ import pyarrow as pa
 import pyarrow.json as pj
 
 from ..errors import PairscanError
-from .base import BAD_LINE_MODES, DEFAULT_MAX_BYTES, Parsed, Reader, may_use_polars, read_bytes, register
-from .normalize import BadRecord, check_record, finish, records_to_frame, table_to_frame
+from .base import DEFAULT_MAX_BYTES, Parsed, Reader, may_use_polars, read_bytes, register
+from .normalize import BadRecord, check_record, records_to_frame, settled, table_to_frame
 
 
 @register
@@ -28,8 +27,8 @@ class JsonLines(Reader):
     name = "jsonl"
     suffixes = (".json", ".jsonl", ".ndjson")
 
-    def read(self, path, on_bad_lines="error", name=None, max_bytes=DEFAULT_MAX_BYTES) -> Parsed:
-        return parse_file(path, on_bad_lines, name, max_bytes)
+    def parse(self, path, on_bad_lines, name, max_bytes) -> Parsed:
+        return from_bytes(read_bytes(path, max_bytes), on_bad_lines, name)
 
 
 def parse_file(path, on_bad_lines: str = "error", name=None, max_bytes: int = DEFAULT_MAX_BYTES) -> Parsed:
@@ -42,16 +41,7 @@ def parse_file(path, on_bad_lines: str = "error", name=None, max_bytes: int = DE
     Raises :class:`PairscanError` naming the file, the first bad line and the reason,
     unless ``on_bad_lines="skip"``, which keeps the good records and counts the rest.
     """
-    if on_bad_lines not in BAD_LINE_MODES:
-        raise PairscanError(f"--on-bad-lines must be error or skip, not {on_bad_lines!r}")
-    path = Path(path)
-    data = read_bytes(path, max_bytes)
-    try:
-        return from_bytes(data, on_bad_lines, name or path)
-    except PairscanError as err:
-        if err.file is None:
-            raise PairscanError(err.reason, name or path, err.line) from None
-        raise
+    return JsonLines().read(path, on_bad_lines, name, max_bytes)
 
 
 def from_bytes(data: bytes, on_bad_lines: str, name) -> Parsed:
@@ -74,25 +64,7 @@ def check_table(table: pa.Table | None, data: bytes, on_bad_lines: str, name) ->
     """The stored-format frame of a parsed table, or of ``data`` read line by line if the
     table is None or breaks a rule (see :func:`parse_table`)."""
     frame = None if table is None else table_to_frame(table)
-    skipped, first_bad = 0, None
-    if frame is None:
-        frame, bad = _parse_slow(data)
-        if bad:
-            skipped, first_bad = settle(bad, on_bad_lines, name)
-        if frame is None:
-            return Parsed(None, skipped, 0, first_bad)
-    frame, duplicates = finish(frame)
-    return Parsed(frame, skipped, duplicates, first_bad)
-
-
-def settle(bad: list[tuple[int, str]], on_bad_lines: str, name) -> tuple[int, str]:
-    """Raise for the first bad line (``error``), or return (count, "line N: reason") to record."""
-    number, reason = bad[0]
-    if on_bad_lines == "error":
-        others = len(bad) - 1
-        more = f" (and {others} more bad line{'s' if others > 1 else ''})" if others else ""
-        raise PairscanError(reason + more, name, number)
-    return len(bad), f"line {number}: {reason}"
+    return settled(frame, lambda: _parse_slow(data), on_bad_lines, name)
 
 
 def _parse_fast(data: bytes) -> pd.DataFrame | None:

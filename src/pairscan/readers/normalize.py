@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import PairscanError
+from .base import Parsed, settle
 
 REQUIRED = ("close",)
 PRICES = ("open", "high", "low", "close")
@@ -458,3 +459,19 @@ def _plain(value):
     if isinstance(value, dt.date):
         return value.isoformat()
     return value
+
+
+def settled(frame: pd.DataFrame | None, slow, on_bad_lines: str, name):
+    """A reader's result: ``frame`` from its fast path or, where that is None, what its
+    record-by-record path ``slow()`` returns, ``(frame of the good records or None,
+    [(line, reason)] of the bad)``, the bad lines settled (:func:`~.base.settle`); then
+    sorted and de-duplicated (:func:`finish`)."""
+    skipped, first_bad = 0, None
+    if frame is None:
+        frame, bad = slow()
+        if bad:
+            skipped, first_bad = settle(bad, on_bad_lines, name)
+        if frame is None:
+            return Parsed(None, skipped, 0, first_bad)
+    frame, duplicates = finish(frame)
+    return Parsed(frame, skipped, duplicates, first_bad)

@@ -19,7 +19,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ..errors import PairscanError
-from .base import BAD_LINE_MODES, BOM, DEFAULT_MAX_BYTES, Parsed, Reader, register
+from .base import BOM, Parsed, Reader, register
 from .normalize import ticker_column
 from .parquet import from_table
 
@@ -85,14 +85,12 @@ class LongTable(Reader):
             parts.append((value, part))
         return sorted(parts)
 
-    def read(self, path, on_bad_lines="error", name=None, max_bytes=DEFAULT_MAX_BYTES, text=False) -> Parsed:
+    def parse(self, path, on_bad_lines, name, max_bytes, text=False) -> Parsed:
         """Read one ticker's part of a table; errors name the table and the line."""
-        if on_bad_lines not in BAD_LINE_MODES:
-            raise PairscanError(f"--on-bad-lines must be error or skip, not {on_bad_lines!r}")
         table = pq.read_table(path)
         table = table.sort_by(LINE)  # the table's order: of two rows for one time, the later wins
         lines = table.column(LINE).to_pylist()
-        return from_table(table.drop_columns([LINE]), on_bad_lines, name or path, lines, text=text)
+        return from_table(table.drop_columns([LINE]), on_bad_lines, name, lines, text=text)
 
     @staticmethod
     def text(path: Path) -> bool:
