@@ -459,5 +459,14 @@ def main(argv: list[str] | None = None) -> int:
         logging.disable(silenced)
 
 
+def entry() -> None:
+    """The ``pairscan`` command: :func:`main`, then exit with its status. Loggers stay quiet
+    until the process ends: a lost cluster's leftovers (futures never retrieved) are
+    reported when the interpreter tears them down, after ``main`` has said what happened."""
+    status = main()
+    logging.disable(logging.CRITICAL)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

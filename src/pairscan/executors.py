@@ -331,7 +331,19 @@ def _dask_pool(executor: str, workers: int | None, connect_timeout: float) -> It
         with _lost_as_one_line(pool):
             yield pool
     finally:
+        _close_client(client)
+
+
+def _close_client(client) -> None:
+    """Close a client of an existing scheduler. When the scheduler is gone, distributed's
+    own close can fail inside itself (a reconnect racing the close): the run's answer,
+    or its one line about the lost scheduler, is what the user gets, not that."""
+    try:
         client.close()
+    except Exception:  # noqa: BLE001 - see above
+        client.status = "closed"  # or its finaliser tries again, and prints what failed
+        with contextlib.suppress(Exception):
+            client._loop_runner.stop()
 
 
 POLL = 0.5  # seconds between looks at a cluster while its tasks run
