@@ -193,7 +193,9 @@ def _hdf5_image(frame: pd.DataFrame, name: str) -> bytes:
         warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
         # The core driver without a backing store: ``name`` only names the file.
         with pd.HDFStore(name, mode="w", driver="H5FD_CORE", driver_core_backing_store=0) as h5:
-            frame.to_hdf(h5, key=HDF5_KEY, format="fixed")
+            # A deep copy: its blocks are plain contiguous arrays. A block that is a strided
+            # view (a frame built from another's columns) is written wrongly by to_hdf.
+            frame.copy().to_hdf(h5, key=HDF5_KEY, format="fixed")
             return h5._handle.get_file_image()  # PyTables' File, which pandas does not wrap
 
 
