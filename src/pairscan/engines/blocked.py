@@ -276,11 +276,7 @@ def correlate_block(bi: Prepared, bj: Prepared | None, min_periods: int | None) 
             del squares
             sab = bi.x.T @ bj.x
         n = np.rint(n_f).astype(np.int64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cov = sab - sa * sb / n_f
-            va = qa - sa * sa / n_f
-            vb = qb - sb * sb / n_f
-            corr = cov / np.sqrt(va * vb)
+        corr, va, vb = _pearson(n_f, sa, sb, qa, qb, sab)
         # Prefix sums err by a fraction of the column's whole sum of squares.
         coarse = (qa * 2.0**PREFIX_BITS < whole_a[:, None]) | (qb * 2.0**PREFIX_BITS < whole_b[None, :])
     else:
@@ -300,11 +296,7 @@ def correlate_block(bi: Prepared, bj: Prepared | None, min_periods: int | None) 
             qb = bi.mask.T @ (bj.x * bj.x)
             sab = bi.x.T @ bj.x
         n = np.rint(n_f).astype(np.int64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cov = sab - sa * sb / n_f
-            va = qa - sa * sa / n_f
-            vb = qb - sb * sb / n_f
-            corr = cov / np.sqrt(va * vb)
+        corr, va, vb = _pearson(n_f, sa, sb, qa, qb, sab)
     enough = n >= max(2, min_periods or 0)
     constant = (qa == 0) | (qb == 0)  # every value on the overlap is the column's (constant) one
     # Two points always: |r| is exactly 1 there, which the products can round.
@@ -365,6 +357,16 @@ def _power_of_two(values: np.ndarray, of: np.ndarray | None = None) -> np.ndarra
     peak = np.max(np.abs(np.where(np.isfinite(of), of, 0.0)), axis=0)
     _, exponent = np.frexp(peak)
     return np.ldexp(values, -exponent)
+
+
+def _pearson(n, sa, sb, qa, qb, sab):
+    """Correlations from the overlap's count, sums, sums of squares and cross products,
+    and the two variances (times n) they divide by."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = sab - sa * sb / n
+        va = qa - sa * sa / n
+        vb = qb - sb * sb / n
+        return cov / np.sqrt(va * vb), va, vb
 
 
 def block_pairs(

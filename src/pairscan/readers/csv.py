@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from .base import Parsed, Reader, may_use_polars, read_bytes, register
-from .normalize import BadRecord, check_record, column_names, records_to_frame, settled, table_to_frame
+from .normalize import check_records, column_names, settled, table_to_frame
 
 
 @register
@@ -79,7 +79,7 @@ def _parse_slow(data: bytes, name) -> tuple[pd.DataFrame | None, list[tuple[int,
         return None, []
     header = [h.strip() for h in header]
     column_names(tuple(header))  # two columns that name one thing: the whole file is bad
-    records, numbers, bad = [], [], []
+    numbered, bad = [], []
     line = reader.line_num
     while True:
         try:
@@ -95,11 +95,5 @@ def _parse_slow(data: bytes, name) -> tuple[pd.DataFrame | None, list[tuple[int,
         if len(row) != len(header):
             bad.append((number, f"{len(row)} fields where the header has {len(header)}"))
             continue
-        record = {h: (None if v.strip() == "" else v) for h, v in zip(header, row)}
-        try:
-            records.append(check_record(record, text=True))
-            numbers.append(number)
-        except BadRecord as reason:
-            bad.append((number, str(reason)))
-    frame, bad_times = records_to_frame(records, numbers, text=True)
-    return frame, sorted(bad + bad_times)
+        numbered.append((number, {h: (None if v.strip() == "" else v) for h, v in zip(header, row)}))
+    return check_records(numbered, text=True, bad=bad)

@@ -461,6 +461,20 @@ def _plain(value):
     return value
 
 
+def check_records(numbered, text: bool = False, bad=()) -> tuple[pd.DataFrame | None, list[tuple[int, str]]]:
+    """``(line, record)`` pairs -> (frame of the good records or None, sorted ``[(line, reason)]``
+    of the bad ones, with ``bad`` found before, such as lines that are not records at all)."""
+    records, numbers, bad = [], [], list(bad)
+    for number, record in numbered:
+        try:
+            records.append(check_record(record, text=text))
+            numbers.append(number)
+        except BadRecord as reason:
+            bad.append((number, str(reason)))
+    frame, bad_times = records_to_frame(records, numbers, text=text)
+    return frame, sorted(bad + bad_times)
+
+
 def settled(frame: pd.DataFrame | None, slow, on_bad_lines: str, name):
     """A reader's result: ``frame`` from its fast path or, where that is None, what its
     record-by-record path ``slow()`` returns, ``(frame of the good records or None,

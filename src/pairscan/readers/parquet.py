@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from ..errors import PairscanError
 from .base import Parsed, Reader, check_file, register
-from .normalize import BadRecord, check_record, records_to_frame, settled, table_to_frame
+from .normalize import check_records, settled, table_to_frame
 
 
 @register
@@ -34,15 +34,5 @@ def from_table(table: pa.Table, on_bad_lines: str, name, lines=None, text: bool 
         return Parsed(None)
     lines = list(range(1, table.num_rows + 1)) if lines is None else lines
 
-    def slow():
-        records, numbers, bad = [], [], []
-        for number, record in zip(lines, table.to_pylist()):
-            try:
-                records.append(check_record(record, text=text))
-                numbers.append(number)
-            except BadRecord as reason:
-                bad.append((number, str(reason)))
-        frame, bad_times = records_to_frame(records, numbers, text=text)
-        return frame, sorted(bad + bad_times)
-
-    return settled(table_to_frame(table, text=text), slow, on_bad_lines, name)
+    return settled(table_to_frame(table, text=text),
+                   lambda: check_records(zip(lines, table.to_pylist()), text=text), on_bad_lines, name)
