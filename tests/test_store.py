@@ -86,3 +86,17 @@ def test_a_forked_pool_converts_after_this_process_used_polars(tmp_path):
         expected = pd.read_hdf(path, "/data")
         pd.testing.assert_frame_equal(pd.read_hdf(tmp_path / "forked" / path.name, "/data"), expected)
         pd.testing.assert_frame_equal(pd.read_hdf(tmp_path / "own" / path.name, "/data"), expected)
+
+
+def test_columns_in_another_order_beside_text_are_stored_as_read(tmp_path):
+    # The parsed frame's float block is a reordered view of the file's columns: it must be
+    # stored by value, not by its memory layout.
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "x.json").write_text('{"timestamp": "2015-01-02", "close": 1.0, "open": 0.0, "note": ""}\n')
+    (folder / "y.json").write_text('{"timestamp": "2015-01-02", "close": 1.0, "open": 0.0, "note": ""}\n'
+                                   '{"timestamp": "2015-01-05", "close": 3.0, "open": 2.0, "note": "y"}\n')
+    pairscan.convert(folder, executor="serial")
+    one, two = (pd.read_hdf(folder / f"{t}.h5", "/data") for t in "xy")
+    assert (one["close"].tolist(), one["open"].tolist()) == ([1.0], [0.0])
+    assert (two["close"].tolist(), two["open"].tolist()) == ([1.0, 3.0], [0.0, 2.0])
