@@ -207,3 +207,82 @@ def test_the_command_line_says_when_it_streamed(tmp_path, capsys):
     assert "blocks were read from the store" not in capsys.readouterr().out
     assert main(["correlate", store, "--executor", "serial", "--quiet", "--memory-limit", "5kB", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["streamed"] is True
+
+
+def lifetime_mask(rng, rows, cols, holes=0.02) -> np.ndarray:
+    """Presence masks as real histories have them: a lifetime each (some empty, some
+    whole, some a single row), a few holes inside."""
+    present = np.zeros((rows, cols), dtype=bool)
+    for j in range(cols):
+        kind = rng.integers(5)
+        if kind == 0:
+            continue  # no value at all
+        start, stop = (0, rows) if kind == 1 else sorted(rng.integers(0, rows + 1, 2))
+        if kind == 2:
+            stop = min(rows, start + 1)
+        present[start:stop, j] = True
+    present &= rng.random((rows, cols)) >= holes
+    return np.asfortranarray(present)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_overlap_counts_from_lifetimes_and_holes_are_exact(seed):
+    from pairscan.engines.blocked import Lifetimes
+
+    rng = np.random.default_rng(seed)
+    rows = int(rng.integers(1, 400))
+    a, b = lifetime_mask(rng, rows, 17), lifetime_mask(rng, rows, 9, holes=0.0 if seed % 2 else 0.05)
+    la, lb = Lifetimes.of(a), Lifetimes.of(b)
+    assert la is not None and lb is not None
+    expected = a.T.astype(np.int64) @ b.astype(np.int64)
+    np.testing.assert_array_equal(la.overlaps(lb), expected)
+    np.testing.assert_array_equal(la.overlaps(la), a.T.astype(np.int64) @ a.astype(np.int64))
+
+
+@pytest.mark.parametrize("on", ["prices", "returns"])
+def test_one_block_split_across_threads_gives_the_oracles_answer(tmp_path, on):
+    # Twenty years of daily bars in one block: with two workers the block's rows are
+    # split across two threads and the partial sums added.
+    frames = sample_frames(tickers=14, days=5040, daily=True, seed=5)
+    frame = pd.DataFrame({t: f["close"] for t, f in frames.items()})
+    assert len(frame) >= 4096
+    got = matrix_of(frame, tmp_path, engine="blocked", on=on, executor="threads", workers=2)
+    assert_matches(got, pandas_pairs(frame, on=on))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rows_split_into_parts_add_up_to_the_whole(seed):
+    # Parts of every kind (whole rows, lifetimes and holes, many gaps), a constant column,
+    # extreme magnitudes and prices far from zero: the sums over the parts give the
+    # oracle's answer, on the diagonal and off it.
+    from pairscan.engines.blocked import correlate_split
+
+    rng = np.random.default_rng(seed)
+    rows = 600
+    values = 1e6 + np.cumsum(rng.standard_normal((rows, 12)), axis=0)
+    values[:, 1] *= 1e300
+    values[:, 2] = 5e-310 * (1 + rng.random(rows))
+    values[:, 3] = 42.0
+    present = lifetime_mask(rng, rows, 12)
+    present[:200] = True  # a part with every value
+    present[rows // 2 :, 4] = rng.random(rows - rows // 2) < 0.5  # a column with many gaps
+    values = np.asfortranarray(np.where(present, values, np.nan))
+    frame = pd.DataFrame(values, columns=[f"t{i:02d}" for i in range(12)])
+    # pandas overflows on 1e300 and underflows on 5e-310; scaling by a power of two is exact
+    # and leaves every correlation as it is.
+    frame["t01"], frame["t02"] = np.ldexp(frame["t01"], -1000), np.ldexp(frame["t02"], 1000)
+    expected = pandas_pairs(frame, min_periods=1)
+    for threads in (2, 3, 5):
+        corr, n = correlate_split(values, None, 1, threads, split_rows=100)
+        got = {(f"t{i:02d}", f"t{j:02d}"): corr[i, j] for i, j in itertools.combinations(range(12), 2)}
+        for pair, want in expected.items():
+            assert np.isnan(got[pair]) == np.isnan(want), pair
+            if not np.isnan(want):
+                assert abs(got[pair] - want) <= 1e-9, (pair, got[pair], want)
+        corr, n = correlate_split(values[:, :5], values[:, 5:], 1, threads, split_rows=100)
+        for i, j in itertools.product(range(5), range(5, 12)):
+            want = expected[f"t{i:02d}", f"t{j:02d}"]
+            assert np.isnan(corr[i, j - 5]) == np.isnan(want)
+            if not np.isnan(want):
+                assert abs(corr[i, j - 5] - want) <= 1e-9
+            assert n[i, j - 5] == int((present[:, i] & present[:, j]).sum())

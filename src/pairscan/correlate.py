@@ -528,9 +528,10 @@ def _blocked(panel, files, index, tickers, column, on, method, min_periods, k, a
     for spec in specs:
         i0, i1, j0, j1 = spec
         label = f"block {tickers[i0]}..{tickers[i1 - 1]} x {tickers[j0]}..{tickers[j1 - 1]}"
-        tasks.append((label, (source, spec, method, min_periods, k, absolute, parallel and not pool.in_process)))
+        tasks.append((label, (source, spec, method, min_periods, k, absolute, parallel and not pool.in_process,
+                              1 if parallel else pool.workers)))
     # With several tasks, parallelism comes from the executor: one BLAS thread per task
-    # (see block_task). A single task keeps every BLAS thread.
+    # (see block_task). A single task uses every core itself: its rows split across threads.
     with blas_threads(1 if parallel and pool.in_process else None):
         parts = [r for _, r in run_tasks(pool, block_task, tasks, desc="blocks", quiet=quiet, retries=retries)]
     return Pairs.concat(parts)

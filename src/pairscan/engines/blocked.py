@@ -50,8 +50,11 @@ wherever pandas' own answer is not round-off):
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import functools
 import math
+import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,43 +109,50 @@ def block_specs(columns: int, block: int) -> list[tuple[int, int, int, int]]:
 class Prepared:
     """One block ready for the products."""
 
-    mask: np.ndarray  # float64 0/1, (rows, b)
-    x: np.ndarray  # centred values, 0 where missing
+    x: np.ndarray  # centred values, 0 where missing: (rows, b), rows contiguous
     full: bool  # no missing values at all
+    present: np.ndarray  # bool: where the block has a value
+    mask: np.ndarray | None = None  # float64 0/1 presence, where the products need it (see masks)
     count_mask: np.ndarray | None = None  # float32 0/1: counts in single precision are exact
     values: np.ndarray | None = None  # what x was made from (values or ranks), for pairs done again
     life: "Lifetimes | None" = None  # the mask as lifetimes minus holes, where that is cheaper
+    xx: np.ndarray | None = None  # with lifetimes: [x | x*x] side by side, x a view of its left half
+    whole: np.ndarray | None = None  # each column's sum of x*x over the rows prepared
 
 
 @dataclass
 class Lifetimes:
     """A mask as intervals of rows minus a few holes: ``M[:, j] = 1`` on rows
-    ``start[j]:stop[j]`` except ``holes[j]`` (a sparse ``b x rows`` matrix of ones)."""
+    ``start[j]:stop[j]`` except ``holes[j]`` (a sparse ``b x rows`` matrix of ones,
+    stored by rows of the panel, so that a product with it reads each row once)."""
 
     start: np.ndarray
     stop: np.ndarray
-    holes: scipy.sparse.csr_matrix
+    holes: scipy.sparse.csc_matrix
 
     @classmethod
     def of(cls, present: np.ndarray) -> "Lifetimes | None":
-        """The lifetimes of a presence mask (rows x b), or None where holes are too many."""
+        """The lifetimes of a presence mask (rows x b, best column-major), or None where
+        holes are too many."""
         rows, b = present.shape
         if not EXTENDED or rows == 0 or b == 0:
             return None
-        by_column = np.ascontiguousarray(present.T)  # scans along each column's rows
+        by_column = np.ascontiguousarray(present.T)  # scans along each column's rows (no copy: column-major)
         some = by_column.any(axis=1)
         start = np.where(some, by_column.argmax(axis=1), 0)
         stop = np.where(some, rows - by_column[:, ::-1].argmax(axis=1), 0)
-        cells = int((stop - start).sum())
-        count = cells - int(np.count_nonzero(by_column))  # holes: absent rows inside a lifetime
-        if count > HOLES * cells:
+        inside = stop - start
+        missing = inside - np.count_nonzero(by_column, axis=1)  # holes: absent rows inside a lifetime
+        if missing.sum() > HOLES * inside.sum():
             return None
-        if count:
-            row = np.arange(rows)
-            cols, at = np.nonzero(~by_column & (row >= start[:, None]) & (row < stop[:, None]))
-        else:
-            cols = at = np.empty(0, np.int64)
-        holes = scipy.sparse.csr_matrix((np.ones(len(at)), (cols, at)), shape=(b, rows))
+        cols = np.repeat(np.arange(b), missing)
+        at = np.empty(int(missing.sum()), np.int64)
+        done = 0
+        for j in np.flatnonzero(missing):
+            found = np.flatnonzero(~by_column[j, start[j] : stop[j]])
+            at[done : done + len(found)] = found + start[j]
+            done += len(found)
+        holes = scipy.sparse.csc_matrix((np.ones(len(at)), (cols, at)), shape=(b, rows))
         return cls(start, stop, holes)
 
     def __post_init__(self):
@@ -172,59 +182,137 @@ class Lifetimes:
             out -= (self.holes @ y).T
         return out
 
+    def overlaps(self, other: "Lifetimes") -> np.ndarray:
+        """``M' M_other``, the overlap counts, exactly, from the lifetimes and holes alone:
+        ``(L - H)' (L_o - H_o) = L' L_o - L' H_o - H' L_o + H' H_o``."""
+        both = (np.minimum(self.stop[:, None], other.stop[None, :])
+                - np.maximum(self.start[:, None], other.start[None, :]))
+        np.maximum(both, 0, out=both)
+        both -= self._holes_inside(other)
+        both -= other._holes_inside(self).T
+        if self.holes.nnz and other.holes.nnz:
+            both += np.rint((self.holes @ other.holes.T).toarray()).astype(np.int64)
+        return both
 
-def prepare(values: np.ndarray, rank: bool = False) -> Prepared:
-    """Mask and centre a block of columns (rows x b, NaN or any non-finite value = missing)."""
-    # Row-major from here on: the sums over segments of rows and the sparse products
-    # of the mask products read rows; the dense products take either order.
-    original, values = values, _row_major(values)
+    def _holes_inside(self, other: "Lifetimes") -> np.ndarray:
+        """``L' H_other``: how many of each ``other`` column's holes lie in each lifetime here."""
+        if not other.holes.nnz:
+            return np.zeros((len(self.start), len(other.start)), np.int64)
+        per_segment = np.rint((self.segments @ other.holes.T).toarray()).astype(np.int64)
+        prefix = np.zeros((len(self.edges) + 1, per_segment.shape[1]), np.int64)
+        np.cumsum(per_segment, axis=0, out=prefix[1:])
+        return prefix[self.last] - prefix[self.first]
+
+
+CHUNK = 32  # columns at a time: a chunk's temporaries stay in cache
+SPLIT_ROWS = 2048  # a block pair is split across threads only with at least this many rows a part
+
+
+@dataclass
+class Centring:
+    """What :func:`prepare` does to each column: scale by ``2**-exponent`` (0 for most),
+    then subtract ``shift`` (the scaled mean; 0 for a constant or empty column)."""
+
+    exponent: np.ndarray
+    shift: np.ndarray
+    constant: np.ndarray  # every present value equal: centred exactly to 0
+
+    @classmethod
+    def of(cls, values: np.ndarray, present: np.ndarray, rank: bool = False) -> "Centring":
+        """The centring of a block's columns (rows x b) from all their rows; ranks are never scaled."""
+        b = values.shape[1]
+        exponent, shift, constant = np.zeros(b, np.int64), np.zeros(b), np.zeros(b, bool)
+        for c0 in range(0, b, CHUNK):
+            c1 = min(b, c0 + CHUNK)
+            keep = present[:, c0:c1]
+            part = np.where(keep, values[:, c0:c1], 0.0)
+            # A column whose values are all equal is constant on every overlap: its centred
+            # values must be exactly 0, not the round-off of subtracting an inexact mean.
+            # (A column holding an infinity is not caught here; the pairs done again are.)
+            low = np.min(part, axis=0, where=keep, initial=np.inf)
+            high = np.max(part, axis=0, where=keep, initial=-np.inf)
+            constant[c0:c1] = low == high
+            if not rank:
+                exponent[c0:c1] = _extreme_exponent(np.maximum(high, -low))
+                part = _scaled(part, exponent[c0:c1])
+            counts = np.count_nonzero(keep, axis=0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means = part.sum(axis=0) / counts
+            shift[c0:c1] = np.where(constant[c0:c1] | (counts == 0), 0.0, means)
+        return cls(exponent, shift, constant)
+
+    def columns(self, c0: int, c1: int) -> "Centring":
+        return Centring(self.exponent[c0:c1], self.shift[c0:c1], self.constant[c0:c1])
+
+    @classmethod
+    def concat(cls, parts: list["Centring"]) -> "Centring":
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("exponent", "shift", "constant")))
+
+
+def prepare(values: np.ndarray, rank: bool = False, centring: Centring | None = None) -> Prepared:
+    """Mask and centre a block of columns (rows x b, NaN or any non-finite value = missing).
+
+    ``centring``: how to centre each column, when ``values`` are some of the rows it
+    was found on (:meth:`Centring.of`); by default found from ``values``. Each column
+    is masked, scaled, centred and squared a few columns at a time, while they are in
+    cache, and written into a row-major array: the sums over segments of rows and the
+    sparse products of the mask products read rows; the dense products take either order.
+    """
+    rows, b = values.shape
     present = np.isfinite(values)
     full = bool(present.all())
-    mask = present.astype(np.float64)
-    # A column whose values are all equal is constant on every overlap: its centred
-    # values must be exactly 0, not the round-off of subtracting an inexact mean.
-    # (A column holding an infinity is not caught here; the pairs done again are.)
-    constant = np.fmin.reduce(values, axis=0, initial=np.inf) == np.fmax.reduce(values, axis=0, initial=-np.inf)
-    x = _ranks(np.where(present, values, np.nan)) if rank else np.where(present, values, 0.0)
-    if not rank:
-        _scale_extremes(x)
-    counts = mask.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = x.sum(axis=0) / counts
-    x -= np.where(constant | (counts == 0), 0.0, means)
-    if not full:
-        x *= mask  # back to exactly 0 where missing
-    x[:, constant] = 0.0
-    # Lifetimes scan each column: from the block as given (a column-major panel's
+    # Lifetimes scan each column: from the mask as given (a column-major panel's
     # columns are contiguous), so that no mask needs transposing.
-    life = None if full else Lifetimes.of(np.isfinite(original))
-    # Overlap counts are sums of ones: exact in float32 below 2**24 rows, at twice the speed.
-    count_mask = mask.astype(np.float32) if not full and life is None and len(present) < 2**24 else None
+    life = None if full else Lifetimes.of(present)
+    source = _ranks(np.where(present, values, np.nan)) if rank else values
+    if centring is None:
+        centring = Centring.of(source, present, rank)
+    xx = np.empty((rows, 2 * b if life is not None else b))
+    whole = np.empty(b)
+    for c0 in range(0, b, CHUNK):
+        c1 = min(b, c0 + CHUNK)
+        keep = present[:, c0:c1]
+        part = source[:, c0:c1] if full else np.where(keep, source[:, c0:c1], 0.0)
+        centred = _scaled(part, centring.exponent[c0:c1]) - centring.shift[c0:c1]
+        if not full:
+            centred *= keep  # back to exactly 0 where missing
+        centred[:, centring.constant[c0:c1]] = 0.0
+        xx[:, c0:c1] = centred
+        centred *= centred
+        whole[c0:c1] = centred.sum(axis=0)
+        if life is not None:
+            xx[:, b + c0 : b + c1] = centred
+    x = xx[:, :b]
     # Pairs done again start from the values (ranks: the centred ranks, exact halves).
-    base = original if not rank else x if full else np.where(present, x, np.nan)
-    return Prepared(mask, x, full, count_mask, base, life)
+    base = values if not rank else x if full else np.where(present, x, np.nan)
+    block = Prepared(x, full, present, values=base, life=life, xx=xx if life is not None else None, whole=whole)
+    return block if full or life is not None else masks(block)
 
 
-def _row_major(values: np.ndarray, width: int = 32) -> np.ndarray:
-    """``values`` in C order; a column-major block is copied a few columns at a time,
-    which keeps both sides of the transposition in cache (several times faster)."""
-    if values.flags.c_contiguous:
-        return values
-    out = np.empty(values.shape)
-    for c0 in range(0, values.shape[1], width):
-        out[:, c0 : c0 + width] = values[:, c0 : c0 + width]
-    return out
+def masks(block: Prepared) -> Prepared:
+    """``block`` with its presence masks made, for the dense mask products (a block
+    prepared for lifetimes has none until it meets a block without)."""
+    if block.mask is None:
+        block.mask = block.present.astype(np.float64)
+        # Overlap counts are sums of ones: exact in float32 below 2**24 rows, at twice the speed.
+        block.count_mask = block.present.astype(np.float32) if len(block.present) < 2**24 else None
+    return block
 
 
-def _scale_extremes(x: np.ndarray) -> None:
-    """Scale, in place, each column whose magnitude is extreme into [0.5, 1) by a power of two."""
-    if x.size == 0:
-        return
-    peak = np.maximum(x.max(axis=0), -x.min(axis=0))
+def _extreme_exponent(peak: np.ndarray) -> np.ndarray:
+    """The power of two that brings each extreme magnitude into [0.5, 1); 0 for the others
+    (no sum of squares of a finite input may overflow or underflow)."""
     extreme = (peak > 2.0**LIMIT) | ((peak > 0) & (peak < 2.0**-LIMIT))
+    return np.where(extreme, np.frexp(np.where(extreme, peak, 1.0))[1], 0)
+
+
+def _scaled(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+    """``x`` (unchanged), or a copy with the columns of a nonzero ``exponent`` scaled by ``2**-exponent``."""
+    extreme = exponent != 0
     if extreme.any():
-        _, exponent = np.frexp(peak[extreme])
-        x[:, extreme] = np.ldexp(x[:, extreme], -exponent)
+        x = x.copy()
+        x[:, extreme] = np.ldexp(x[:, extreme], -exponent[extreme])
+    return x
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -233,89 +321,147 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return np.array(frame.rank(method="average").fillna(0.0).to_numpy(), order="C")  # a writable copy
 
 
+@dataclass
+class Sums:
+    """Everything the correlations of a block pair need, summed over some rows: the
+    overlap counts ``n``, sums ``sa``/``sb``, sums of squares ``qa``/``qb`` and cross
+    products ``sab`` over each pair's overlap (arrays that broadcast to ``b_i x b_j``),
+    each column's sum of squares over all the rows (``whole_a``, ``whole_b``), and
+    whether any came from prefix sums. Sums over parts of the rows add up."""
+
+    n: np.ndarray
+    sa: np.ndarray
+    sb: np.ndarray
+    qa: np.ndarray
+    qb: np.ndarray
+    sab: np.ndarray
+    whole_a: np.ndarray
+    whole_b: np.ndarray
+    prefix: bool = False
+
+    def __add__(self, other: "Sums") -> "Sums":
+        fields = ("n", "sa", "sb", "qa", "qb", "sab", "whole_a", "whole_b")
+        return Sums(*(getattr(self, f) + getattr(other, f) for f in fields), self.prefix or other.prefix)
+
+
+def partial_sums(bi: Prepared, bj: Prepared | None = None) -> Sums:
+    """The :class:`Sums` of two prepared blocks (``bj=None``: the block with itself, whose
+    products are symmetric) over the rows they were prepared on."""
+    same = bj is None
+    bj = bi if same else bj
+    if bi.full and bj.full:
+        # One product; the sums over the overlap are the columns' sums. Centring on a
+        # rounded mean leaves them a little off zero: they are kept, or a near-constant
+        # series would get a made-up correlation.
+        rows = bi.x.shape[0]
+        sab = bi.x.T @ bi.x if same else bi.x.T @ bj.x
+        sa = bi.x.sum(axis=0)[:, None]
+        sb = sa.T if same else bj.x.sum(axis=0)[None, :]
+        return Sums(np.int64(rows), sa, sb, bi.whole[:, None], bj.whole[None, :], sab, bi.whole, bj.whole)
+    if bi.life is not None and bj.life is not None:
+        # Every product with a mask through lifetimes and holes, the counts exactly;
+        # one dense product.
+        n = bi.life.overlaps(bj.life)
+        b = bi.x.shape[1]
+        sums = bj.life.times(bi.xx)  # x' M_J and (x*x)' M_J, stacked
+        sa, qa = sums[:b], sums[b:]
+        if same:
+            sb, qb = sa.T, qa.T
+            sab = bi.x.T @ bi.x
+        else:
+            sums = bi.life.times(bj.xx)
+            sb, qb = sums[: bj.x.shape[1]].T, sums[bj.x.shape[1] :].T
+            sab = bi.x.T @ bj.x
+        return Sums(n, sa, sb, qa, qb, sab, bi.whole, bj.whole, prefix=True)
+    # Four products on the diagonal (two of them symmetric, so half the work),
+    # six off it; no stacking, which would copy the blocks.
+    bi, bj = masks(bi), masks(bj)
+    x2_i = bi.x * bi.x
+    mi = bi.mask if bi.count_mask is None or bj.count_mask is None else bi.count_mask
+    mj = bj.mask if mi is bi.mask else bj.count_mask
+    n = np.rint(mi.T @ mi if same else mi.T @ mj).astype(np.int64)
+    sa = bi.x.T @ bj.mask
+    qa = x2_i.T @ bj.mask
+    if same:
+        sb, qb = sa.T, qa.T
+        sab = bi.x.T @ bi.x
+    else:
+        sb = bi.mask.T @ bj.x
+        qb = bi.mask.T @ (bj.x * bj.x)
+        sab = bi.x.T @ bj.x
+    return Sums(n, sa, sb, qa, qb, sab, bi.whole, bj.whole)
+
+
+def correlations(sums: Sums, values_i: np.ndarray, values_j: np.ndarray, min_periods: int | None,
+                 same: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Correlations and overlap counts from a block pair's :class:`Sums`; pairs the sums
+    cannot give exactly are computed again from ``values_i`` and ``values_j`` (the
+    columns the sums came from). ``same``: the block with itself (upper triangle read)."""
+    corr, va, vb = _pearson(sums.n, sums.sa, sums.sb, sums.qa, sums.qb, sums.sab)
+    n = np.broadcast_to(sums.n, corr.shape).astype(np.int64)
+    qa, qb = sums.qa, sums.qb
+    enough = n >= max(2, min_periods or 0)
+    constant = (qa == 0) | (qb == 0)  # every value on the overlap is the column's (constant) one
+    # Two points always: |r| is exactly 1 there, which the products can round.
+    again = enough & ~constant & ((va <= CONDITION * qa) | (vb <= CONDITION * qb) | (n == 2))
+    if sums.prefix:
+        # Prefix sums err by a fraction of the column's whole sum of squares.
+        again |= enough & ~constant & ((qa * 2.0**PREFIX_BITS < sums.whole_a[:, None])
+                                       | (qb * 2.0**PREFIX_BITS < sums.whole_b[None, :]))
+    if same:
+        again = np.triu(again, 1)  # the lower triangle is never read
+    if again.any():
+        _redo(corr, again, values_i, values_j)
+    corr[np.broadcast_to(constant, corr.shape)] = np.nan
+    corr[~enough] = np.nan
+    np.clip(corr, -1.0, 1.0, out=corr)
+    return corr, n
+
+
 def correlate_block(bi: Prepared, bj: Prepared | None, min_periods: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Correlations and overlap counts of every column of ``bi`` with every column of ``bj``.
 
     ``bj=None`` means the block with itself (the products are then symmetric).
     """
     same = bj is None
-    bj = bi if same else bj
-    rows = bi.x.shape[0]
-    coarse = False
-    if bi.full and bj.full:
-        sab = bi.x.T @ bi.x if same else bi.x.T @ bj.x
-        qa = np.einsum("ij,ij->j", bi.x, bi.x)
-        qb = qa if same else np.einsum("ij,ij->j", bj.x, bj.x)
-        # Centring on a rounded mean leaves the sums a little off zero: correct for them,
-        # or a near-constant series gets a made-up correlation.
-        sa = bi.x.sum(axis=0)
-        sb = sa if same else bj.x.sum(axis=0)
-        n = np.full(sab.shape, rows, dtype=np.int64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            va = (qa - sa * sa / rows)[:, None]
-            vb = (qb - sb * sb / rows)[None, :]
-            corr = (sab - np.outer(sa, sb) / rows) / np.sqrt(va * vb)
-        qa, qb = qa[:, None], qb[None, :]
-    elif bi.life is not None and bj.life is not None:
-        # Every product with a mask through lifetimes and holes; one dense product.
-        n_f = bj.life.times(bi.mask)
-        sa = bj.life.times(bi.x)
-        squares = bi.x * bi.x
-        qa = bj.life.times(squares)
-        whole_a = squares.sum(axis=0)
-        if same:
-            sb, qb, whole_b = sa.T, qa.T, whole_a
-            del squares
-            sab = bi.x.T @ bi.x
-        else:
-            sb = bi.life.times(bj.x).T
-            del squares
-            squares = bj.x * bj.x
-            qb = bi.life.times(squares).T
-            whole_b = squares.sum(axis=0)
-            del squares
-            sab = bi.x.T @ bj.x
-        n = np.rint(n_f).astype(np.int64)
-        corr, va, vb = _pearson(n_f, sa, sb, qa, qb, sab)
-        # Prefix sums err by a fraction of the column's whole sum of squares.
-        coarse = (qa * 2.0**PREFIX_BITS < whole_a[:, None]) | (qb * 2.0**PREFIX_BITS < whole_b[None, :])
-    else:
-        # Four products on the diagonal (two of them symmetric, so half the work),
-        # six off it; no stacking, which would copy the blocks.
-        x2_i = bi.x * bi.x
-        mi = bi.mask if bi.count_mask is None or bj.count_mask is None else bi.count_mask
-        mj = bj.mask if mi is bi.mask else bj.count_mask
-        n_f = (mi.T @ mi if same else mi.T @ mj).astype(np.float64)
-        sa = bi.x.T @ bj.mask
-        qa = x2_i.T @ bj.mask
-        if same:
-            sb, qb = sa.T, qa.T
-            sab = bi.x.T @ bi.x
-        else:
-            sb = bi.mask.T @ bj.x
-            qb = bi.mask.T @ (bj.x * bj.x)
-            sab = bi.x.T @ bj.x
-        n = np.rint(n_f).astype(np.int64)
-        corr, va, vb = _pearson(n_f, sa, sb, qa, qb, sab)
-    enough = n >= max(2, min_periods or 0)
-    constant = (qa == 0) | (qb == 0)  # every value on the overlap is the column's (constant) one
-    # Two points always: |r| is exactly 1 there, which the products can round.
-    again = enough & ~constant & ((va <= CONDITION * qa) | (vb <= CONDITION * qb) | (n == 2) | coarse)
-    if same:
-        again = np.triu(again, 1)  # the lower triangle is never read
-    if again.any():
-        _redo(corr, again, bi, bj)
-    corr[constant] = np.nan
-    corr[~enough] = np.nan
-    np.clip(corr, -1.0, 1.0, out=corr)
-    return corr, n
+    return correlations(partial_sums(bi, bj), bi.values, (bi if same else bj).values, min_periods, same)
 
 
-def _redo(corr: np.ndarray, again: np.ndarray, bi: Prepared, bj: Prepared) -> None:
+def correlate_split(vi: np.ndarray, vj: np.ndarray | None, min_periods: int | None, threads: int,
+                    split_rows: int = SPLIT_ROWS):
+    """:func:`correlate_block` of two blocks of values (``vj=None``: ``vi`` with itself)
+    on ``threads`` threads: the columns' centring found on all rows, then each thread
+    prepares some of the rows and sums over them, one BLAS thread each; the sums add up.
+    Pearson only (ranks need every row). Each part has at least ``split_rows`` rows."""
+    rows = len(vi)
+    parts = max(1, min(threads, rows // split_rows))
+    edges = np.linspace(0, rows, parts + 1).astype(int)
+    with concurrent.futures.ThreadPoolExecutor(parts) as pool, blas_threads(1):
+        centring = [Centring.concat(list(pool.map(_centring_of, _column_parts(v, parts))))
+                    for v in ((vi,) if vj is None else (vi, vj))]
+
+        def part_sums(r0: int, r1: int) -> Sums:
+            bi = prepare(vi[r0:r1], centring=centring[0])
+            return partial_sums(bi, None if vj is None else prepare(vj[r0:r1], centring=centring[1]))
+
+        total = functools.reduce(operator.add, pool.map(part_sums, edges[:-1], edges[1:]))
+    return correlations(total, vi, vi if vj is None else vj, min_periods, vj is None)
+
+
+def _column_parts(values: np.ndarray, parts: int) -> list[np.ndarray]:
+    edges = np.linspace(0, values.shape[1], parts + 1).astype(int)
+    return [values[:, c0:c1] for c0, c1 in zip(edges[:-1], edges[1:])]
+
+
+def _centring_of(values: np.ndarray) -> Centring:
+    return Centring.of(values, np.isfinite(values))
+
+
+def _redo(corr: np.ndarray, again: np.ndarray, values_i: np.ndarray, values_j: np.ndarray) -> None:
     """Compute the flagged pairs ``corr[again]`` again, each from its own overlap."""
     for i in np.flatnonzero(again.any(axis=1)):
         js = np.flatnonzero(again[i])
-        corr[i, js] = overlap_corr(bi.values[:, i], bj.values[:, js])
+        corr[i, js] = overlap_corr(values_i[:, i], values_j[:, js])
 
 
 def overlap_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -379,7 +525,8 @@ def block_pairs(
 
 
 def block_task(
-    source, spec, method: str, min_periods: int | None, k: int | None, absolute: bool, one_blas_thread: bool = False
+    source, spec, method: str, min_periods: int | None, k: int | None, absolute: bool, one_blas_thread: bool = False,
+    threads: int = 1,
 ) -> Pairs:
     """Task: the pairs of one block pair ``spec = (i0, i1, j0, j1)``.
 
@@ -387,20 +534,25 @@ def block_task(
     the panel in memory, or read from the store by the worker itself.
     ``one_blas_thread`` keeps BLAS to one thread in this task: the executor already
     runs a task per core, and BLAS threads competing for the same cores spin and
-    slow everything down many times over.
+    slow everything down many times over. ``threads``: the cores this task may use
+    itself (a task alone on the machine): its rows are split across as many threads
+    (:func:`correlate_split`).
     """
     if one_blas_thread:
         with blas_threads(1):
-            return block_task(source, spec, method, min_periods, k, absolute)
+            return block_task(source, spec, method, min_periods, k, absolute, threads=threads)
     i0, i1, j0, j1 = spec
     rank = method == "spearman"
     same = (i0, i1) == (j0, j1)
     vi = source.block(i0, i1)
     vj = None if same else source.block(j0, j1)
     vi, vj = _drop_empty_rows(vi, vj)
-    bi = prepare(vi, rank)
-    bj = None if same else prepare(vj, rank)
-    corr, n = correlate_block(bi, bj, min_periods)
+    if threads > 1 and not rank and len(vi) >= 2 * SPLIT_ROWS:
+        corr, n = correlate_split(vi, vj, min_periods, threads)
+    else:
+        bi = prepare(vi, rank)
+        bj = None if same else prepare(vj, rank)
+        corr, n = correlate_block(bi, bj, min_periods)
     pairs = block_pairs(corr, n, i0, j0, same, k, absolute)
     if same and hasattr(source, "nonfinite"):
         # A source that reads the store itself counts the non-finite values it made
