@@ -53,11 +53,16 @@ class Pairs:
         """These pairs with ``ranked`` and ``histogram`` counted from them (all of them)."""
         if self.histogram is not None:
             return self
-        defined = self.corr[~np.isnan(self.corr)]
-        # Equal bins given by their number and range: numpy's fast path (no sort), the same edges.
-        histogram = np.histogram(defined, bins=len(HISTOGRAM_BINS) - 1,
-                                 range=(HISTOGRAM_BINS[0], HISTOGRAM_BINS[-1]))[0]
-        return Pairs(self.a, self.b, self.corr, self.n, len(defined), histogram, self.nonfinite)
+        ranked, histogram = tally(self.corr)
+        return Pairs(self.a, self.b, self.corr, self.n, ranked, histogram, self.nonfinite)
+
+
+def tally(corr: np.ndarray) -> tuple[int, np.ndarray]:
+    """How many of ``corr`` are defined, and how they spread over :data:`HISTOGRAM_BINS`."""
+    defined = corr[~np.isnan(corr)]
+    # Equal bins given by their number and range: numpy's fast path (no sort), the same edges.
+    histogram = np.histogram(defined, bins=len(HISTOGRAM_BINS) - 1, range=(HISTOGRAM_BINS[0], HISTOGRAM_BINS[-1]))[0]
+    return len(defined), histogram
 
 
 def top_k(pairs: Pairs, k: int, absolute: bool = False) -> Pairs:

@@ -62,7 +62,7 @@ import pandas as pd
 import scipy.sparse
 from threadpoolctl import threadpool_limits
 
-from . import Pairs, top_k
+from . import Pairs, tally, top_k
 
 # A pair whose variance on the overlap is below this fraction of its sum of squares
 # about the column mean has lost more than ~1e-13 of its precision to cancellation in
@@ -221,25 +221,26 @@ class Centring:
     def of(cls, values: np.ndarray, present: np.ndarray, rank: bool = False) -> "Centring":
         """The centring of a block's columns (rows x b) from all their rows; ranks are never scaled."""
         b = values.shape[1]
-        exponent, shift, constant = np.zeros(b, np.int64), np.zeros(b), np.zeros(b, bool)
+        parts = []
         for c0 in range(0, b, CHUNK):
-            c1 = min(b, c0 + CHUNK)
-            keep = present[:, c0:c1]
-            part = np.where(keep, values[:, c0:c1], 0.0)
-            # A column whose values are all equal is constant on every overlap: its centred
-            # values must be exactly 0, not the round-off of subtracting an inexact mean.
-            # (A column holding an infinity is not caught here; the pairs done again are.)
-            low = np.min(part, axis=0, where=keep, initial=np.inf)
-            high = np.max(part, axis=0, where=keep, initial=-np.inf)
-            constant[c0:c1] = low == high
-            if not rank:
-                exponent[c0:c1] = _extreme_exponent(np.maximum(high, -low))
-                part = _scaled(part, exponent[c0:c1])
-            counts = np.count_nonzero(keep, axis=0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                means = part.sum(axis=0) / counts
-            shift[c0:c1] = np.where(constant[c0:c1] | (counts == 0), 0.0, means)
-        return cls(exponent, shift, constant)
+            keep = present[:, c0 : c0 + CHUNK]
+            parts.append(cls.of_chunk(np.where(keep, values[:, c0 : c0 + CHUNK], 0.0), keep, rank))
+        return cls.concat(parts) if parts else cls(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool))
+
+    @classmethod
+    def of_chunk(cls, part: np.ndarray, keep: np.ndarray, rank: bool) -> "Centring":
+        """The centring of a few columns ``part`` (0 where not ``keep``)."""
+        # A column whose values are all equal is constant on every overlap: its centred
+        # values must be exactly 0, not the round-off of subtracting an inexact mean.
+        # (A column holding an infinity is not caught here; the pairs done again are.)
+        low = np.min(part, axis=0, where=keep, initial=np.inf)
+        high = np.max(part, axis=0, where=keep, initial=-np.inf)
+        constant = low == high
+        exponent = np.zeros(part.shape[1], np.int64) if rank else _extreme_exponent(np.maximum(high, -low))
+        counts = np.count_nonzero(keep, axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = _scaled(part, exponent).sum(axis=0) / counts
+        return cls(exponent, np.where(constant | (counts == 0), 0.0, means), constant)
 
     def columns(self, c0: int, c1: int) -> "Centring":
         return Centring(self.exponent[c0:c1], self.shift[c0:c1], self.constant[c0:c1])
@@ -265,24 +266,22 @@ def prepare(values: np.ndarray, rank: bool = False, centring: Centring | None = 
     # columns are contiguous), so that no mask needs transposing.
     life = None if full else Lifetimes.of(present)
     source = _ranks(np.where(present, values, np.nan)) if rank else values
-    if centring is None:
-        centring = Centring.of(source, present, rank)
     xx = np.empty((rows, 2 * b if life is not None else b))
     whole = np.empty(b)
     for c0 in range(0, b, CHUNK):
         c1 = min(b, c0 + CHUNK)
         keep = present[:, c0:c1]
         part = source[:, c0:c1] if full else np.where(keep, source[:, c0:c1], 0.0)
-        centred = _scaled(part, centring.exponent[c0:c1]) - centring.shift[c0:c1]
+        these = Centring.of_chunk(part, keep, rank) if centring is None else centring.columns(c0, c1)
+        centred = _scaled(part, these.exponent) - these.shift
         if not full:
             centred *= keep  # back to exactly 0 where missing
-        centred[:, centring.constant[c0:c1]] = 0.0
+        centred[:, these.constant] = 0.0
         xx[:, c0:c1] = centred
-        centred *= centred
-        whole[c0:c1] = centred.sum(axis=0)
-        if life is not None:
-            xx[:, b + c0 : b + c1] = centred
+        whole[c0:c1] = np.einsum("ij,ij->j", centred, centred)
     x = xx[:, :b]
+    if life is not None:
+        np.multiply(x, x, out=xx[:, b:])  # row by row: no second transposition
     # Pairs done again start from the values (ranks: the centred ranks, exact halves).
     base = values if not rank else x if full else np.where(present, x, np.nan)
     block = Prepared(x, full, present, values=base, life=life, xx=xx if life is not None else None, whole=whole)
@@ -518,10 +517,26 @@ def _pearson(n, sa, sb, qa, qb, sab):
 def block_pairs(
     corr: np.ndarray, n: np.ndarray, i0: int, j0: int, same: bool, k: int | None, absolute: bool
 ) -> Pairs:
-    """The block's pairs (upper triangle when ``same``), cut to its top ``k`` if given."""
-    ii, jj = np.triu_indices(corr.shape[0], 1) if same else np.indices(corr.shape).reshape(2, -1)
-    pairs = Pairs(ii.astype(np.int64) + i0, jj.astype(np.int64) + j0, corr[ii, jj], n[ii, jj]).tallied()
-    return pairs if k is None else top_k(pairs, k, absolute)
+    """The block's pairs (upper triangle when ``same``), cut to its top ``k`` if given.
+
+    ``corr`` is the task's own: with ``same``, its lower triangle is made NaN here.
+    Only the candidates for the top ``k`` become pairs; every pair is tallied.
+    """
+    if same:
+        corr[np.tri(len(corr), dtype=bool)] = np.nan
+    if k is None:
+        ii, jj = np.triu_indices(corr.shape[0], 1) if same else np.indices(corr.shape).reshape(2, -1)
+        return Pairs(ii.astype(np.int64) + i0, jj.astype(np.int64) + j0, corr[ii, jj], n[ii, jj]).tallied()
+    flat = corr.ravel()
+    ranked, histogram = tally(flat)
+    key = np.abs(flat) if absolute else flat
+    pick = np.flatnonzero(~np.isnan(key))
+    if len(pick) > k:
+        # Everything tied with the k-th best stays a candidate: top_k breaks the ties.
+        kth = np.partition(key[pick], len(pick) - k)[len(pick) - k]
+        pick = np.flatnonzero(key >= kth)
+    ii, jj = np.divmod(pick, corr.shape[1])
+    return top_k(Pairs(ii + i0, jj + j0, flat[pick], n.ravel()[pick], ranked, histogram), k, absolute)
 
 
 def block_task(
