@@ -402,11 +402,15 @@ def correlations(sums: Sums, values_i: np.ndarray, values_j: np.ndarray, min_per
     enough = n >= max(2, min_periods or 0)
     constant = (qa == 0) | (qb == 0)  # every value on the overlap is the column's (constant) one
     # Two points always: |r| is exactly 1 there, which the products can round.
-    again = enough & ~constant & ((va <= CONDITION * qa) | (vb <= CONDITION * qb) | (n == 2))
+    again = n == 2
+    again |= va <= CONDITION * qa
+    again |= vb <= CONDITION * qb
     if sums.prefix:
         # Prefix sums err by a fraction of the column's whole sum of squares.
-        again |= enough & ~constant & ((qa * 2.0**PREFIX_BITS < sums.whole_a[:, None])
-                                       | (qb * 2.0**PREFIX_BITS < sums.whole_b[None, :]))
+        again |= qa * 2.0**PREFIX_BITS < sums.whole_a[:, None]
+        again |= qb * 2.0**PREFIX_BITS < sums.whole_b[None, :]
+    again &= enough
+    again &= ~constant
     if same:
         again = np.triu(again, 1)  # the lower triangle is never read
     if again.any():
@@ -506,12 +510,22 @@ def _power_of_two(values: np.ndarray, of: np.ndarray | None = None) -> np.ndarra
 
 def _pearson(n, sa, sb, qa, qb, sab):
     """Correlations from the overlap's count, sums, sums of squares and cross products,
-    and the two variances (times n) they divide by."""
+    and the two variances (times n) they divide by (few temporaries: blocks are large)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        cov = sab - sa * sb / n
-        va = qa - sa * sa / n
-        vb = qb - sb * sb / n
-        return cov / np.sqrt(va * vb), va, vb
+        va = _less(qa, sa * sa / n)
+        vb = _less(qb, sb * sb / n)
+        cov = sa * sb
+        cov /= n
+        np.subtract(sab, cov, out=cov)
+        spread = va * vb
+        np.sqrt(spread, out=spread)
+        cov /= spread
+        return cov, va, vb
+
+
+def _less(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a - b``, into ``b`` where it has the result's shape."""
+    return np.subtract(a, b, out=b) if np.broadcast_shapes(a.shape, b.shape) == b.shape else a - b
 
 
 def block_pairs(
