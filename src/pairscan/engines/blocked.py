@@ -19,9 +19,15 @@ Real histories are mostly whole: a ticker lists, trades every day but a few, and
 delists. Then each column of a mask is its lifetime (an interval of rows) minus a few
 holes, ``M_J = L_J - H_J``, and every product with a mask is cheap: ``Y' L_J`` is a
 difference of prefix sums of ``Y`` at the lifetimes' ends (summed in extended
-precision), ``Y' H_J`` a sparse product. Only ``X_I' X_J`` remains a dense product. Each pair of blocks is
-one task that returns its own top-k (or its whole block for ``--matrix``); the caller
-merges them.
+precision), ``Y' H_J`` a sparse product, and the counts ``M_I' M_J`` are exact
+integers from the intervals' overlaps and the holes alone. Only ``X_I' X_J`` remains a
+dense product. Each pair of blocks is one task that returns its own top-k (or its
+whole block for ``--matrix``); the caller merges them.
+
+Every one of these sums is a sum over rows: with the columns centred on their means
+over all rows, the sums over parts of the rows add up to the sums over all of them.
+A block pair alone on the machine (the whole panel in one block) is split that way
+across threads, each preparing and summing its own rows (:func:`correlate_split`).
 
 Numerical rules (the same as the naive engine's, and pandas' ``DataFrame.corr``'s
 wherever pandas' own answer is not round-off):
