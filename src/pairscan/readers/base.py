@@ -167,7 +167,12 @@ def read_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     check_file(path, max_bytes)
     try:
         with open(path, "rb") as f:
-            data = f.read(max_bytes + 1)
+            # As many bytes as the file holds and one more (asking for max_bytes + 1 at once
+            # costs an allocation that size): a file that grew since shows it, and is read on.
+            size = os.fstat(f.fileno()).st_size
+            data = f.read(min(size, max_bytes) + 1)
+            if size < len(data) <= max_bytes:
+                data += f.read(max_bytes + 1 - len(data))
     except OSError as exc:
         raise PairscanError(f"cannot read ({exc.strerror})", path) from None
     if len(data) > max_bytes:
