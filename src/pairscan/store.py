@@ -214,8 +214,8 @@ def _arrow_table(frame: pd.DataFrame | Columns):
         return None
     schema = _ARROW_SCHEMAS.get(shape)
     if schema is None:  # with pandas' metadata, as to_parquet writes it
-        empty = pd.DataFrame({c: np.empty(0, d) for c, d in zip(*shape[:2])},
-                             index=pd.DatetimeIndex(np.empty(0, stamps.dtype), name=name))
+        empty = frame.iloc[:0] if arrays is None else Columns(stamps[:0], {c: a[:0] for c, a in zip(names, arrays)},
+                                                               name).to_frame()
         schema = _ARROW_SCHEMAS[shape] = pa.Schema.from_pandas(empty)
     if arrays is None:
         arrays = [column.to_numpy() for _, column in frame.items()]
