@@ -11,7 +11,8 @@ PyTables sees the same nodes, data and attributes (the tests compare them with
 pandas' ``to_hdf`` node for node).
 
 :func:`frame_image` returns None for a frame outside that shape (text, boolean or other
-columns, another index): the caller then writes it with pandas.
+columns, another index): the caller then writes it with pandas. :func:`arrays_image`
+writes the same file from the arrays alone, for a frame that was never built.
 """
 
 from __future__ import annotations
