@@ -7,8 +7,9 @@ bars (``pairscan.sample(..., daily=True)``: late listings, delistings, halts; ab
 million rows, 1 GB of JSON Lines), generated once and kept in ``benchmarks/.cache/``
 (ignored by git). The seed's loop against ``pairscan convert --force --executor
 processes`` to HDF5 and to Parquet, side by side (with the CPU time of the main process
-and of the pool's workers), then the cost of one file split into read, parse, checks and
-write, from a serial run over ``--profile`` files (300 by default).
+and of the pool's workers), then the CPU cost of one file split into read, parse, checks,
+building each format's file in memory and writing it, from a serial run over
+``--profile`` files (300 by default).
 ``--tickers``/``--days`` change its size.
 
 ``--long [ROWS]``: instead, the peak memory of ``pairscan convert`` on a long CSV table
@@ -72,27 +73,33 @@ def universe_sources(tickers: int, days: int, seed: int = 0) -> str:
 
 
 def per_file_split(folder: str, out: str, files: int) -> dict[str, float]:
-    """Milliseconds a file spends in each step of a serial convert, over the first ``files`` files."""
+    """CPU milliseconds (``process_time``: every thread, user and system) a file spends in
+    each step of a serial convert, over the first ``files`` files: reading its bytes,
+    polars' parse (to an Arrow table), the checks and normalisation (to the arrays or frame
+    that is stored), building each format's file in memory, and writing the file."""
     from pairscan.readers import jsonl
     from pairscan.readers.base import read_bytes
-    from pairscan.store import write_frame
+    from pairscan.store import _hdf5_image, _parquet_image, write_atomically
 
     paths = sorted(glob.glob(os.path.join(folder, "*.json")))[:files]
-    spent = {"read": 0.0, "parse": 0.0, "checks": 0.0, "write hdf5": 0.0, "write parquet": 0.0}
+    spent = {"read": 0.0, "parse": 0.0, "checks": 0.0, "build hdf5": 0.0, "build parquet": 0.0, "file write": 0.0}
+    clock = time.process_time
     for path in paths:
-        t0 = time.perf_counter()
+        t0 = clock()
         data = read_bytes(Path(path))
-        t1 = time.perf_counter()
+        t1 = clock()
         table = jsonl.parse_table(data)
-        t2 = time.perf_counter()
+        t2 = clock()
         parsed = jsonl.check_table(table, data, "error", path)
-        t3 = time.perf_counter()
+        t3 = clock()
         stem = os.path.join(out, os.path.basename(path)[:-5])
-        write_frame(parsed.frame, stem + ".h5")
-        t4 = time.perf_counter()
-        write_frame(parsed.frame, stem + ".parquet")
-        t5 = time.perf_counter()
-        for step, seconds in zip(spent, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+        _hdf5_image(parsed.data, stem + ".h5")
+        t4 = clock()
+        image = _parquet_image(parsed.data)
+        t5 = clock()
+        write_atomically(stem + ".parquet", image)
+        t6 = clock()
+        for step, seconds in zip(spent, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
             spent[step] += seconds
     return {step: seconds / len(paths) * 1000 for step, seconds in spent.items()}
 
@@ -131,8 +138,11 @@ def universe(tickers: int, days: int, repeat: int, workers: int | None, files: i
         print(f"{label:56} {seconds:8.3f} {seed / seconds:7.1f}x")
     print(f"{summary['rows']:,} rows; CPU seconds of the best runs, main process / workers: "
           + ", ".join(f"{fmt} {main:.1f} / {pool:.1f}" for fmt, (main, pool) in cpu.items()))
-    print(f"per file, serial, mean of {min(files, tickers)} files (ms): "
+    print(f"per file, serial, mean of {min(files, tickers)} files (CPU ms): "
           + ", ".join(f"{step} {ms:.2f}" for step, ms in split.items()))
+    parse = sum(split[s] for s in ("read", "parse", "checks"))
+    print(f"  a file to HDF5 {parse + split['build hdf5'] + split['file write']:.2f} ms, "
+          f"to Parquet {parse + split['build parquet'] + split['file write']:.2f} ms")
 
 
 def _cpu() -> tuple[float, float]:

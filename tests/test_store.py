@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 import pairscan
@@ -100,3 +101,75 @@ def test_columns_in_another_order_beside_text_are_stored_as_read(tmp_path):
     one, two = (pd.read_hdf(folder / f"{t}.h5", "/data") for t in "xy")
     assert (one["close"].tolist(), one["open"].tolist()) == ([1.0], [0.0])
     assert (two["close"].tolist(), two["open"].tolist()) == ([1.0, 3.0], [0.0, 2.0])
+
+
+def _pandas_frame(path) -> pd.DataFrame:
+    """The stored frame of a JSON Lines file built by pandas alone (``json.loads`` per line, as
+    the lesson did): sorted by time, the last of a duplicate time kept, prices float64, text object."""
+    frame = pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+    frame.index = pd.DatetimeIndex(pd.to_datetime(frame.pop("timestamp")), name="timestamp").as_unit("ns")
+    frame = frame.iloc[np.argsort(frame.index.values, kind="stable")]
+    frame = frame[~frame.index.duplicated(keep="last")].copy()
+    for name in frame.columns:
+        if name in ("open", "high", "low", "close"):
+            frame[name] = frame[name].astype(np.float64)
+        elif not pd.api.types.is_numeric_dtype(frame[name].dtype):
+            frame[name] = frame[name].astype(object)
+    return frame
+
+
+def _with_extras(folder) -> None:
+    """Give the sample's files extra keys: numbers (every file), whole-number prices (one
+    file), text (one file), and one file unsorted with a time twice."""
+    for number, path in enumerate(sorted(folder.glob("*.json"))):
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        for i, record in enumerate(records):
+            record["adj_close"] = round(record["close"] * 0.97, 6)
+            record["trades"] = record["volume"] // 7 + i
+            if number == 1:
+                record["open"] = round(record["open"])
+            if number == 2:
+                record["note"] = f"n{i % 3}"
+        if number == 3:
+            records = records[::-1] + [{**records[0], "close": 1.5}]
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+@pytest.mark.parametrize("extras", [False, True], ids=["plain", "extras"])
+def test_stored_files_are_what_pandas_writes_of_the_frame(tmp_path, extras):
+    # A ticker's usual file is carried from the parser to the store as arrays; what is
+    # stored must be exactly what pandas' own writers (to_parquet, to_hdf) store of the
+    # frame pandas builds from the JSON, read back by pandas, in both formats, and again
+    # from a Parquet store as the source.
+    from pairscan.readers import READERS
+    from pairscan.readers.base import Columns
+
+    source = pairscan.sample(tmp_path / "src", tickers=10, days=700, daily=True, seed=3)
+    if extras:
+        _with_extras(source)
+    stores = {fmt: tmp_path / fmt for fmt in ("hdf5", "parquet")}
+    for fmt, store in stores.items():
+        pairscan.convert(source, to=store, format=fmt, executor="serial")
+    again = tmp_path / "from-parquet"
+    pairscan.convert(stores["parquet"], to=again, format="hdf5", executor="serial")
+    arrays = 0
+    for path in sorted(source.glob("*.json")):
+        ticker = path.stem
+        arrays += isinstance(READERS["jsonl"].read(path).data, Columns)
+        want = _pandas_frame(path)
+        theirs_parquet, theirs_hdf5 = tmp_path / "theirs.parquet", tmp_path / "theirs.h5"
+        want.to_parquet(theirs_parquet)
+        want.to_hdf(theirs_hdf5, key="data", format="fixed")
+        ours = pd.read_parquet(stores["parquet"] / f"{ticker}.parquet")
+        pd.testing.assert_frame_equal(ours, pd.read_parquet(theirs_parquet), check_exact=True)
+        assert pq.read_schema(stores["parquet"] / f"{ticker}.parquet").metadata[b"pandas"] == \
+            pq.read_schema(theirs_parquet).metadata[b"pandas"]
+        for store in (stores["hdf5"], again):
+            pd.testing.assert_frame_equal(pd.read_hdf(store / f"{ticker}.h5", "/data"),
+                                          pd.read_hdf(theirs_hdf5, "/data"), check_exact=True)
+        # And that is the frame pandas built (text comes back as pandas' own text type).
+        pd.testing.assert_frame_equal(ours, want, check_exact=True, check_freq=False, check_dtype=False)
+        numbers = [c for c in want if pd.api.types.is_numeric_dtype(want[c].dtype)]
+        assert ours[numbers].dtypes.to_dict() == want[numbers].dtypes.to_dict()
+    # Most files took the arrays' way (not the one with text, nor the unsorted one).
+    assert arrays == (8 if extras else 10)

@@ -91,15 +91,15 @@ def convert_file(source: str, target: str, on_bad_lines: str, reader: str = "jso
         duplicates_dropped=parsed.duplicates_dropped,
         first_bad_line=parsed.first_bad,
     )
-    if parsed.frame is None:
+    if parsed.data is None:
         with contextlib.suppress(FileNotFoundError):
             target_path.unlink()
         return {**entry, "rows": 0, "file": None}
     try:
-        write_frame(parsed.frame, target_path)
+        write_frame(parsed.data, target_path)  # arrays or a frame: no frame built for the usual file
     except OSError as exc:  # a full disk, a store that went away: the store is the bad input
         return {"error": {"file": target, "line": None, "reason": f"cannot write ({exc.strerror or exc})"}}
-    return {**entry, "rows": len(parsed.frame), "file": target_path.name}
+    return {**entry, "rows": len(parsed.data), "file": target_path.name}
 
 
 def _up_to_date(entry: dict | None, source: Path, store: Path, on_bad_lines: str) -> bool:

@@ -11,7 +11,8 @@ PyTables sees the same nodes, data and attributes (the tests compare them with
 pandas' ``to_hdf`` node for node).
 
 :func:`frame_image` returns None for a frame outside that shape (text, boolean or other
-columns, another index): the caller then writes it with pandas.
+columns, another index): the caller then writes it with pandas. :func:`arrays_image`
+writes the same file from the arrays alone, for a frame that was never built.
 """
 
 from __future__ import annotations
@@ -27,18 +28,29 @@ _ITEMS = {"kind": "string", "name": None, "nan_rep": "", "transposed": True}
 def frame_image(frame: pd.DataFrame, key: str = "data") -> bytes | None:
     """The bytes of the file ``frame.to_hdf(path, key=key, format="fixed")`` writes, or None
     if the frame is not of the shape this covers. The caller holds the HDF5 lock."""
-    import tables
-
     index = frame.index
     if (not isinstance(index, pd.DatetimeIndex) or index.dtype != np.dtype("datetime64[ns]")
-            or not isinstance(index.name, str) or len(frame) == 0 or frame.columns.has_duplicates):
-        return None
-    names = [_name(c) for c in frame.columns]
-    if any(n is None for n in names) or not names:
+            or frame.columns.has_duplicates):
         return None
     if not all(isinstance(d, np.dtype) and d in _TYPES for d in frame.dtypes):  # numpy's, not extension types
         return None
-    columns = [column.to_numpy() for _, column in frame.items()]
+    return arrays_image(index.asi8, index.name, list(frame.columns), [column.to_numpy() for _, column in frame.items()],
+                        key)
+
+
+def arrays_image(stamps: np.ndarray, index_name, names: list, columns: list[np.ndarray],
+                 key: str = "data") -> bytes | None:
+    """:func:`frame_image` of the frame of these arrays: ``stamps`` the index (int64
+    nanoseconds) named ``index_name``, ``columns`` float64 or int64 arrays under ``names``
+    (distinct). None if they are not of the shape this covers. The caller holds the HDF5 lock."""
+    import tables
+
+    if not isinstance(index_name, str) or len(stamps) == 0 or not names:
+        return None
+    encoded = [_name(c) for c in names]
+    if any(n is None for n in encoded) or not all(values.dtype in _TYPES for values in columns):
+        return None
+    names = encoded
     blocks: dict[np.dtype, list[int]] = {}
     for i, values in enumerate(columns):
         blocks.setdefault(values.dtype, []).append(i)
@@ -48,8 +60,8 @@ def frame_image(frame: pd.DataFrame, key: str = "data") -> bytes | None:
         _set(group._v_attrs, {"pandas_type": "frame", "encoding": "UTF-8", "errors": "strict", "ndim": 2,
                               "nblocks": len(blocks), "axis0_variety": "regular", "axis1_variety": "regular"})
         _array(h5, group, "axis0", _strings(names), _ITEMS)
-        _array(h5, group, "axis1", index.asi8, {"kind": "datetime64[ns]", "name": index.name,
-                                                "index_class": "datetime", "freq": None, "transposed": True})
+        _array(h5, group, "axis1", stamps, {"kind": "datetime64[ns]", "name": index_name,
+                                            "index_class": "datetime", "freq": None, "transposed": True})
         for b, members in enumerate(blocks.values()):
             # pandas stores a block as rows x columns, marked as transposed.
             values = np.column_stack([columns[i] for i in members])

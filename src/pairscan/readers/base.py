@@ -15,6 +15,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import PairscanError
@@ -24,14 +25,40 @@ DEFAULT_MAX_BYTES = 20 * 2**30  # 20 GiB a file
 BOM = b"\xef\xbb\xbf"
 
 
+@dataclass(frozen=True)
+class Columns:
+    """A ticker's usual stored frame as plain arrays, without a pandas frame.
+
+    ``index``: the times (``datetime64[ns]``); ``values``: each column's float64 or
+    int64 array, none with missing values, in the stored order. Most files are only
+    this; carried as arrays, a convert builds no pandas frame on the way from the
+    parser to the store. :meth:`to_frame` is the frame pandas reads back from the store.
+    """
+
+    index: np.ndarray
+    values: dict[str, np.ndarray]
+    name: str = "timestamp"  # the index's
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.values, index=pd.DatetimeIndex(self.index, name=self.name), copy=False)
+
+
 @dataclass
 class Parsed:
-    """A ticker's frame and what parsing it dropped."""
+    """A ticker's frame (or its :class:`Columns`) and what parsing it dropped."""
 
-    frame: pd.DataFrame | None  # None: the file holds no records
+    data: pd.DataFrame | Columns | None  # None: the file holds no records
     bad_lines_skipped: int = 0
     duplicates_dropped: int = 0
     first_bad: str | None = None  # "line N: reason" of the first skipped line
+
+    @property
+    def frame(self) -> pd.DataFrame | None:
+        """The stored frame, as ``pd.read_hdf`` / ``pd.read_parquet`` return it."""
+        return self.data.to_frame() if isinstance(self.data, Columns) else self.data
 
 
 class Reader:
@@ -140,7 +167,12 @@ def read_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     check_file(path, max_bytes)
     try:
         with open(path, "rb") as f:
-            data = f.read(max_bytes + 1)
+            # As many bytes as the file holds and one more (asking for max_bytes + 1 at once
+            # costs an allocation that size): a file that grew since shows it, and is read on.
+            size = os.fstat(f.fileno()).st_size
+            data = f.read(min(size, max_bytes) + 1)
+            if size < len(data) <= max_bytes:
+                data += f.read(max_bytes + 1 - len(data))
     except OSError as exc:
         raise PairscanError(f"cannot read ({exc.strerror})", path) from None
     if len(data) > max_bytes:

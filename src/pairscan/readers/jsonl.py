@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.json as pj
 
 from ..errors import PairscanError
-from .base import DEFAULT_MAX_BYTES, Parsed, Reader, may_use_polars, read_bytes, register
+from .base import DEFAULT_MAX_BYTES, Columns, Parsed, Reader, may_use_polars, read_bytes, register
 from .normalize import BadRecord, check_record, records_to_frame, settled, table_to_frame
 
 
@@ -70,7 +70,8 @@ def check_table(table: pa.Table | None, data: bytes, on_bad_lines: str, name) ->
 def _parse_fast(data: bytes) -> pd.DataFrame | None:
     """The compiled reader's frame; None when the file needs the line-by-line path."""
     table = parse_table(data)
-    return None if table is None else table_to_frame(table)
+    frame = None if table is None else table_to_frame(table)
+    return frame.to_frame() if isinstance(frame, Columns) else frame
 
 
 def _read_table(data: bytes) -> pa.Table | None:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import PairscanError
-from .base import Parsed, settle
+from .base import Columns, Parsed, settle
 
 REQUIRED = ("close",)
 PRICES = ("open", "high", "low", "close")
@@ -224,12 +224,14 @@ def _integer_times(values: np.ndarray) -> pd.DatetimeIndex | None:
 
 # ---------------------------------------------------------------- the fast path: a whole table
 
-def table_to_frame(table: pa.Table, text: bool = False) -> pd.DataFrame | None:
+def table_to_frame(table: pa.Table, text: bool = False) -> pd.DataFrame | Columns | None:
     """A compiled reader's table -> a frame, or None when some value breaks a rule.
 
     None sends the file to its reader's line-by-line path, the authority on what a bad
     line is; here the checks are only on types. ``text``: the format has no numbers of
-    its own (CSV), so number columns arrive as text and are cast.
+    its own (CSV), so number columns arrive as text and are cast. The usual table (only
+    float64 and int64 columns, no missing values) comes back as :class:`~.base.Columns`,
+    the arrays alone, which :func:`finish` and the store take as they take a frame.
     """
     names = column_names(tuple(table.column_names))
     table = table.rename_columns([names[n] for n in table.column_names])
@@ -281,15 +283,18 @@ def _finite(column: pa.ChunkedArray) -> bool:
     return pc.all(pc.or_kleene(pc.is_finite(column), pc.is_null(column))).as_py()
 
 
-def _plain_numbers(table: pa.Table, index: pd.DatetimeIndex) -> pd.DataFrame | None:
-    """The frame of a table of float64 and int64 columns without missing values (the usual
-    file), straight from their arrays; None for any other table (``to_pandas`` then)."""
+_PLAIN = (pa.float64(), pa.int64())
+
+
+def _plain_numbers(table: pa.Table, index: pd.DatetimeIndex) -> Columns | None:
+    """The arrays of a table of float64 and int64 columns without missing values (the usual
+    file), without a frame; None for any other table (``to_pandas`` then)."""
     columns = {}
     for name, column in zip(table.column_names, table.columns):
-        if column.null_count or column.type not in (pa.float64(), pa.int64()):
+        if column.null_count or column.type not in _PLAIN:
             return None
         columns[name] = column.to_numpy()
-    return pd.DataFrame(columns, index=index, copy=False)
+    return Columns(index.values, columns, TIME)
 
 
 def _numbers_from_text(frame: pd.DataFrame) -> pd.DataFrame:
@@ -402,8 +407,19 @@ def records_to_frame(records: list[dict], numbers: list[int], text: bool = False
 
 # ---------------------------------------------------------------- the last step for every reader
 
-def finish(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Sort by time, keep the last of duplicate timestamps, fix the column types and order."""
+def finish(frame: pd.DataFrame | Columns) -> tuple[pd.DataFrame | Columns, int]:
+    """Sort by time, keep the last of duplicate timestamps, fix the column types and order.
+
+    :class:`~.base.Columns` already sorted and unique (the usual file) stay arrays, under
+    the same rules; others become a frame here.
+    """
+    if isinstance(frame, Columns):
+        stamps = frame.index.view(np.int64)
+        if (stamps[1:] > stamps[:-1]).all():
+            values = frame.values
+            return Columns(frame.index, {name: values[name].astype(np.float64, copy=False) if name in PRICES
+                                         else values[name] for name in _stored_order(values)}, TIME), 0
+        frame = frame.to_frame()
     frame.index.name = TIME
     duplicates = 0
     stamps = frame.index.asi8
@@ -414,8 +430,8 @@ def finish(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
         duplicates = int(duplicated.sum())
         if duplicates:
             frame = frame[~duplicated]
+    order = _stored_order(frame.columns)
     known = [c for c in NUMBERS if c in frame]
-    order = known + [c for c in frame.columns if c not in known]
     if list(frame.columns) != order:
         frame = frame[order]
     frame = frame.copy(deep=False)  # the columns changed below are this frame's own
@@ -429,6 +445,12 @@ def finish(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
         if name not in known and not pd.api.types.is_numeric_dtype(dtypes[name]):
             frame[name] = _plain_or_json(frame[name])
     return frame, duplicates
+
+
+def _stored_order(names) -> list[str]:
+    """The stored order of columns: open, high, low, close, volume, then the others as they came."""
+    names = list(names)
+    return [c for c in NUMBERS if c in names] + [c for c in names if c not in NUMBERS]
 
 
 def _plain_or_json(column: pd.Series) -> pd.Series:

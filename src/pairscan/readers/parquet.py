@@ -29,10 +29,13 @@ class Parquet(Reader):
 
 
 def from_table(table: pa.Table, on_bad_lines: str, name, lines=None, text: bool = False) -> Parsed:
-    """A table -> Parsed; ``lines``: each row's line number in its file (default: row numbers)."""
+    """A table -> Parsed; ``lines``: a function returning each row's line number in its file,
+    called only for a table with a bad row (default: row numbers)."""
     if table.num_rows == 0:
         return Parsed(None)
-    lines = list(range(1, table.num_rows + 1)) if lines is None else lines
 
-    return settled(table_to_frame(table, text=text),
-                   lambda: check_records(zip(lines, table.to_pylist()), text=text), on_bad_lines, name)
+    def slow():
+        numbers = range(1, table.num_rows + 1) if lines is None else lines()
+        return check_records(zip(numbers, table.to_pylist()), text=text)
+
+    return settled(table_to_frame(table, text=text), slow, on_bad_lines, name)

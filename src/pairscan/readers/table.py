@@ -89,8 +89,7 @@ class LongTable(Reader):
         """Read one ticker's part of a table; errors name the table and the line."""
         table = pq.read_table(path)
         table = table.sort_by(LINE)  # the table's order: of two rows for one time, the later wins
-        lines = table.column(LINE).to_pylist()
-        return from_table(table.drop_columns([LINE]), on_bad_lines, name, lines, text=text)
+        return from_table(table.drop_columns([LINE]), on_bad_lines, name, table.column(LINE).to_pylist, text=text)
 
     @staticmethod
     def text(path: Path) -> bool:
