@@ -11,10 +11,10 @@ pool, and reads only the one column it needs.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import contextlib
 import os
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +22,13 @@ import numpy as np
 import pandas as pd
 
 from .errors import PairscanError
-from .executors import Pool, open_pool, run_tasks
+from .executors import Pool, open_pool, run_tasks, share
 from .selection import ON
-from .store import empty_store_error, read_column_arrays, store_files
+from .shm import discard, panel_allocator
+from .store import empty_store_error, read_column_arrays, read_index_array, store_files
 
-TICKERS_PER_TASK = 16
+TICKERS_PER_TASK = 32
+GUESS_FILES = 32  # the largest files whose timestamps are the first guess of the union
 
 
 @dataclass
@@ -43,6 +45,20 @@ class Panel:
     column: str = "close"
     on: str = "prices"
     nonfinite: int = 0  # non-finite values (prices or returns) made missing
+    counts: np.ndarray | None = None  # each ticker's values, when the load counted them
+    complete: bool | None = None  # every timestamp has every ticker's value or none, likewise
+
+    def observations(self) -> np.ndarray:
+        """The number of values (not missing) of each ticker."""
+        if self.counts is None:
+            self.counts = np.count_nonzero(~np.isnan(self.values), axis=0)
+        return self.counts
+
+    def full_overlap(self) -> bool:
+        """True when every timestamp has either every ticker's value or none."""
+        if self.complete is None:
+            self.complete = every_or_none(np.count_nonzero(~np.isnan(self.values), axis=1), self.values.shape[1])
+        return self.complete
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(
@@ -152,18 +168,93 @@ def select_tickers(files: dict[str, Path], tickers: Sequence[str] | None) -> dic
     return {t: files[t] for t in sorted(tickers)}
 
 
-def _return_freed_memory() -> None:
-    """Hand the memory of the freed chunks back to the operating system (glibc only).
+def every_or_none(present_per_row: np.ndarray, tickers: int) -> bool:
+    """Whether each row's count of present tickers is 0 or all ``tickers``."""
+    return bool(np.all((present_per_row == 0) | (present_per_row == tickers)))
 
-    The chunks are small enough for malloc to carve them from its per-thread heaps,
-    which keep them after they are freed; the block tasks that follow may or may not
-    reuse that memory, so without this a large panel's process can hold about two panels.
+
+def guess_index(paths: Sequence[str], column: str, files: int) -> np.ndarray:
+    """The union of the timestamps of the ``files`` largest stored files: a part of the
+    store's union, and on real data (a calendar every long history shares, gaps here
+    and there) usually all of it."""
+    sizes = {}
+    for path in paths:
+        with contextlib.suppress(OSError):
+            sizes[path] = os.stat(path).st_size
+    largest = sorted(sizes, key=sizes.get, reverse=True)[:files] or list(paths[:1])
+    return union_of([read_index_array(p, column) for p in largest])
+
+
+class InMemory:
+    """Where load tasks put their columns: a panel this interpreter holds (serial, threads)."""
+
+    def __init__(self, values: np.ndarray):
+        self.values = values
+
+    def columns(self, start: int, stop: int) -> np.ndarray:
+        return self.values[:, start:stop]
+
+
+class InFile:
+    """Where load tasks put their columns: a panel in a file every worker of a local
+    process pool maps, so no column travels back through the pool."""
+
+    def __init__(self, path: str, shape: tuple[int, int]):
+        self.path, self.shape = path, shape
+
+    def columns(self, start: int, stop: int) -> np.ndarray:
+        rows = self.shape[0]
+        # Map only these columns (one ticker's history is contiguous, Fortran order).
+        return np.memmap(self.path, dtype=np.float64, mode="r+", offset=8 * rows * start,
+                         shape=(rows, stop - start), order="F")
+
+
+@dataclass
+class Placed:
+    """What :func:`place_chunk` did with its tickers."""
+
+    values: np.ndarray | None  # the chunk, when the caller cannot share memory with the task
+    nonfinite: int  # non-finite values made missing
+    counts: np.ndarray  # values (not missing) of each ticker
+    per_row: np.ndarray  # tickers with a value, at each timestamp of the index
+    outside: np.ndarray | None = None  # the chunk's own union, when the index does not hold it
+
+
+def place_chunk(paths: Sequence[str], column: str, on: str, index: np.ndarray, target, start: int) -> Placed:
+    """Task: read ``column`` of a few stored tickers, place them on ``index`` in the
+    columns ``start:`` of ``target`` (:class:`InMemory`, :class:`InFile`, or None: a
+    new array, returned), make them prices or log returns there (:func:`finish`), and
+    count what the correlation needs.
+
+    When a ticker has a timestamp ``index`` lacks, nothing is counted, and the union of
+    the chunk's timestamps comes back instead (``Placed.outside``).
     """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to do
+    stop = start + len(paths)
+    values = np.empty((len(index), len(paths)), order="F") if target is None else target.columns(start, stop)
+    indexes = []
+    outside = False
+    for k, path in enumerate(paths):
+        idx, col = read_column_arrays(path, column)
+        indexes.append(idx)
+        if outside:
+            continue
+        out = values[:, k]
+        if len(idx) == len(index) and np.array_equal(idx, index):
+            out[:] = col  # every timestamp of the index
+            continue
+        at = np.searchsorted(index, idx)
+        if len(idx) and (at[-1] >= len(index) or not np.array_equal(index[at], idx)):
+            outside = True
+            continue
+        out[:] = np.nan
+        out[at] = col
+    if outside:
+        return Placed(None, 0, np.zeros(0, np.int64), np.zeros(0, np.int32), union_of(indexes))
+    values, nonfinite = finish(values, on)
+    present = ~np.isnan(values)
+    counts = np.count_nonzero(present, axis=0)
+    per_row = np.count_nonzero(present, axis=1).astype(np.int32)
+    return Placed(values if target is None else None, nonfinite, counts, per_row)
 
 
 def load_panel(
@@ -183,7 +274,15 @@ def load_panel(
     Returns a DataFrame (timestamps x tickers, sorted by ticker) or, with
     ``as_frame=False``, a :class:`Panel`. With ``on="returns"`` the values are log
     returns on the union-aligned panel. ``allocate(shape)``, if given, makes the
-    Fortran-ordered float64 array the values go into (a memory map, say).
+    Fortran-ordered float64 array the values go into (a memory map, say; for a local
+    process pool, a ``np.memmap`` of a file its workers write into).
+
+    One pass over the store, in tasks of a few tickers each, on a guess of the union
+    of their timestamps (:func:`guess_index`): each task reads its tickers' column and
+    writes it, aligned, as prices or returns, straight into the panel (in this
+    process's memory, or the file a local process pool maps), with the counts the
+    correlation needs; only on a cluster do the columns come back to this process.
+    A ticker with a timestamp the guess lacks makes it a second pass, on the union.
     """
     if on not in ON:
         raise PairscanError(f"--on must be prices or returns, not {on!r}")
@@ -192,30 +291,61 @@ def load_panel(
         raise empty_store_error(store)
     names = list(files)
     paths = [str(p) for p in files.values()]
-    chunks = [
-        (names[i], (paths[i : i + TICKERS_PER_TASK], column))
-        for i in range(0, len(paths), TICKERS_PER_TASK)
-    ]
-    if pool is None:
-        with open_pool(executor, workers) as own:
-            results = dict(run_tasks(own, read_chunk, chunks, desc="load", quiet=quiet))
-    else:
-        results = dict(run_tasks(pool, read_chunk, chunks, desc="load", quiet=quiet))
-    ordered = [results.pop(label) for label, _ in chunks]
-    index = union_of([idx for idx, _ in ordered])
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(open_pool(executor, workers))
+        local = isinstance(pool.executor, ProcessPoolExecutor)
+        own_file = allocate is None and local
+        if own_file:
+            allocate = panel_allocator(stack)  # the file goes when the load ends; the mapping stays
+        index = guess_index(paths, column, GUESS_FILES)
+        placed = _place(pool, names, paths, column, on, index, allocate, local, quiet)
+        if isinstance(placed, np.ndarray):  # the guess missed timestamps: their union now
+            index = placed
+            placed = _place(pool, names, paths, column, on, index, allocate, local, quiet)
+            if isinstance(placed, np.ndarray):
+                raise PairscanError("the store changed while it was read; run again", store)
+    values, nonfinite, counts, per_row = placed
+    if own_file:
+        values = values.view(np.ndarray)  # its file is gone: a plain array (of the mapping) now
+    panel = Panel(names, index, values, column, on, nonfinite, counts, every_or_none(per_row, len(names)))
+    return panel.to_frame() if as_frame else panel
+
+
+def _place(pool: Pool, names: list[str], paths: list[str], column: str, on: str, index: np.ndarray,
+           allocate, local: bool, quiet: bool):
+    """One pass of :func:`place_chunk` tasks over the store, on ``index``: the panel,
+    with its counts; or, when some ticker has a timestamp ``index`` lacks, the union of
+    ``index`` and every timestamp of the store."""
     shape = (len(index), len(names))
     values = np.empty(shape, order="F") if allocate is None else allocate(shape)
-    start = 0
-    for k, (idx, chunk) in enumerate(ordered):
-        stop = start + chunk.shape[1]
-        if len(idx) == len(index):
-            values[:, start:stop] = chunk
-        else:
-            values[:, start:stop] = np.nan
-            values[np.searchsorted(index, idx), start:stop] = chunk
-        ordered[k] = None  # free each chunk once it is placed: peak memory ~ one panel
-        start = stop
-    _return_freed_memory()
-    values, nonfinite = finish(values, on)
-    panel = Panel(names, index, values, column, on, nonfinite)
-    return panel.to_frame() if as_frame else panel
+    filename = getattr(values, "filename", None)
+    if pool.in_process:
+        target = InMemory(values)
+    elif local and filename is not None:
+        target = InFile(str(filename), shape)
+    else:
+        target = None  # a cluster's workers: the columns come back here
+    shared = index if target is not None else share(pool, index)
+    step = TICKERS_PER_TASK
+    starts = {names[i]: i for i in range(0, len(paths), step)}
+    tasks = [(names[i], (paths[i : i + step], column, on, shared, target, i)) for i in starts.values()]
+    nonfinite = 0
+    counts = np.empty(len(names), dtype=np.int64)
+    per_row = np.zeros(len(index), dtype=np.int64)
+    missed = []
+    for label, part in run_tasks(pool, place_chunk, tasks, desc="load", quiet=quiet):
+        start = starts[label]
+        if part.outside is not None:
+            missed.append(part.outside)
+            continue
+        if part.values is not None:
+            values[:, start : start + part.values.shape[1]] = part.values
+        nonfinite += part.nonfinite
+        counts[start : start + len(part.counts)] = part.counts
+        per_row += part.per_row
+    if missed:
+        if filename is not None:
+            discard(values)  # a panel of the wrong shape: free its memory now
+        return union_of([index, *missed])
+    return values, nonfinite, counts, per_row

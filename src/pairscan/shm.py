@@ -66,6 +66,12 @@ def panel_allocator(stack: contextlib.ExitStack):
     return allocate
 
 
+def discard(values: np.memmap) -> None:
+    """Remove the file of a panel from :func:`panel_allocator` that is no longer wanted,
+    before its run ends: its memory goes once the last mapping of it does."""
+    _unlink(str(values.filename))
+
+
 def _reserve(stack: contextlib.ExitStack, folder: str, nbytes: int) -> str | None:
     """A new panel file of ``nbytes`` in ``folder``, its space reserved; None when it does not fit."""
     try:

@@ -295,6 +295,47 @@ def read_column_arrays(path: str | os.PathLike, column: str) -> tuple[np.ndarray
     return np.asarray(pd.DatetimeIndex(index).as_unit("ns").values), values
 
 
+def read_index_array(path: str | os.PathLike, column: str) -> np.ndarray:
+    """The timestamps of a stored frame (``datetime64[ns]``), without its values where
+    the format allows (the index node of pandas' fixed layout, Parquet's timestamp
+    column). Anything else, a damaged file among it, is read, or named, as
+    :func:`read_column_arrays` does with ``column``."""
+    path = Path(path)
+    index = None
+    if path.suffix == FORMATS["parquet"]:
+        with contextlib.suppress(Exception):
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path, columns=["timestamp"])
+            index = np.asarray(pd.DatetimeIndex(table.column("timestamp").to_numpy()).as_unit("ns").values)
+    else:
+        index = _read_fixed_index(path)
+    return index if index is not None else read_column_arrays(path, column)[0]
+
+
+def _read_fixed_index(path: Path) -> np.ndarray | None:
+    """The index node of pandas' fixed layout through h5py's low level; None for anything else."""
+    try:
+        import h5py
+    except ImportError:
+        return None
+    try:
+        fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY)
+    except Exception:
+        return None
+    try:
+        axis = h5py.h5d.open(fid, f"/{HDF5_KEY}/axis1".encode())
+        kind = _h5_attr(axis, b"kind")
+        if not kind.startswith("datetime64["):
+            return None
+        index = _h5_read(axis).astype(kind)  # as _read_fixed_column reads it
+        return index if index.dtype == "datetime64[ns]" else index.astype("datetime64[ns]")
+    except Exception:
+        return None
+    finally:
+        fid.close()
+
+
 def _read_hdf5_column(path: Path, column: str) -> tuple[pd.DatetimeIndex | np.ndarray, np.ndarray]:
     found = _read_fixed_column(path, column)
     if found is not None:
