@@ -12,7 +12,9 @@ pool, and reads only the one column it needs.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -22,13 +24,15 @@ import numpy as np
 import pandas as pd
 
 from .errors import PairscanError
-from .executors import Pool, open_pool, run_tasks, share
+from .executors import Pool, open_pool, preload, run_tasks, share
 from .selection import ON
 from .shm import discard, panel_allocator
-from .store import empty_store_error, read_column_arrays, read_index_array, store_files
+from .store import empty_store_error, read_column_arrays, read_index_array, store_files, will_read
 
 TICKERS_PER_TASK = 32
 GUESS_FILES = 32  # the largest files whose timestamps are the first guess of the union
+if importlib.util.find_spec("h5py") is not None:
+    preload("h5py")  # what reads HDF5 files: imported as a process worker starts, not by its first task
 
 
 @dataclass
@@ -209,52 +213,71 @@ class InFile:
                          shape=(rows, stop - start), order="F")
 
 
-@dataclass
-class Placed:
-    """What :func:`place_chunk` did with its tickers."""
+def place_chunk(paths: Sequence[str], column: str, index: np.ndarray, target, start: int):
+    """Task (first pass): read ``column`` of a few stored tickers and place their prices
+    on ``index`` in the columns ``start:`` of ``target`` (:class:`InMemory`,
+    :class:`InFile`, or None: a new array, returned).
 
-    values: np.ndarray | None  # the chunk, when the caller cannot share memory with the task
-    nonfinite: int  # non-finite values made missing
-    counts: np.ndarray  # values (not missing) of each ticker
-    per_row: np.ndarray  # tickers with a value, at each timestamp of the index
-    outside: np.ndarray | None = None  # the chunk's own union, when the index does not hold it
-
-
-def place_chunk(paths: Sequence[str], column: str, on: str, index: np.ndarray, target, start: int) -> Placed:
-    """Task: read ``column`` of a few stored tickers, place them on ``index`` in the
-    columns ``start:`` of ``target`` (:class:`InMemory`, :class:`InFile`, or None: a
-    new array, returned), make them prices or log returns there (:func:`finish`), and
-    count what the correlation needs.
-
-    When a ticker has a timestamp ``index`` lacks, nothing is counted, and the union of
-    the chunk's timestamps comes back instead (``Placed.outside``).
+    A ticker with a timestamp ``index`` lacks is left out (its column all missing).
+    Returns ``(values or None, {column: timestamps} of the tickers left out)``.
     """
-    stop = start + len(paths)
-    values = np.empty((len(index), len(paths)), order="F") if target is None else target.columns(start, stop)
-    indexes = []
-    outside = False
+    values = np.empty((len(index), len(paths)), order="F") if target is None else \
+        target.columns(start, start + len(paths))
+    outside = {}
     for k, path in enumerate(paths):
         idx, col = read_column_arrays(path, column)
-        indexes.append(idx)
-        if outside:
-            continue
-        out = values[:, k]
-        if len(idx) == len(index) and np.array_equal(idx, index):
-            out[:] = col  # every timestamp of the index
-            continue
-        at = np.searchsorted(index, idx)
-        if len(idx) and (at[-1] >= len(index) or not np.array_equal(index[at], idx)):
-            outside = True
-            continue
-        out[:] = np.nan
-        out[at] = col
-    if outside:
-        return Placed(None, 0, np.zeros(0, np.int64), np.zeros(0, np.int32), union_of(indexes))
+        if not _place_column(values[:, k], index, idx, col):
+            outside[start + k] = idx
+    return (values if target is None else None), outside
+
+
+def _place_column(out: np.ndarray, index: np.ndarray, idx: np.ndarray, col: np.ndarray) -> bool:
+    """Put ``col`` (on ``idx``) in ``out`` (on ``index``), missing elsewhere; False (all
+    missing) when ``idx`` has a timestamp ``index`` lacks."""
+    if len(idx) == len(index) and np.array_equal(idx, index):
+        out[:] = col  # every timestamp of the index
+        return True
+    out[:] = np.nan
+    at = np.searchsorted(index, idx)
+    if len(idx) and (at[-1] >= len(index) or not np.array_equal(index[at], idx)):
+        return False
+    out[at] = col
+    return True
+
+
+@dataclass
+class Moved:
+    """A first pass's columns on a guess of the index that missed timestamps: where they
+    are (``source``, on ``index``), and the tickers left out, to read again."""
+
+    source: object  # InMemory or InFile
+    index: np.ndarray
+    column: str
+    left_out: dict[int, str]  # panel column -> stored file
+
+
+def finish_chunk(target, start: int, stop: int, on: str, index: np.ndarray, moved: Moved | None = None):
+    """Task (second pass): make the columns ``start:stop`` of ``target`` (on ``index``)
+    prices or log returns (:func:`finish`) and count them. With ``moved``, first move
+    them there from the first pass's panel, and read the tickers it left out again.
+
+    Returns ``(non-finite values made missing, values of each ticker, tickers with a
+    value at each timestamp)``.
+    """
+    values = target.columns(start, stop)
+    if moved is not None:
+        source = moved.source.columns(start, stop)
+        at = np.searchsorted(index, moved.index)
+        for k in range(stop - start):
+            path = moved.left_out.get(start + k)
+            if path is None:
+                values[:, k] = np.nan
+                values[at, k] = source[:, k]
+            elif not _place_column(values[:, k], index, *read_column_arrays(path, moved.column)):
+                raise PairscanError("the stored frame changed while the store was read; run again", path)
     values, nonfinite = finish(values, on)
     present = ~np.isnan(values)
-    counts = np.count_nonzero(present, axis=0)
-    per_row = np.count_nonzero(present, axis=1).astype(np.int32)
-    return Placed(values if target is None else None, nonfinite, counts, per_row)
+    return nonfinite, np.count_nonzero(present, axis=0), np.count_nonzero(present, axis=1).astype(np.int32)
 
 
 def load_panel(
@@ -277,12 +300,13 @@ def load_panel(
     Fortran-ordered float64 array the values go into (a memory map, say; for a local
     process pool, a ``np.memmap`` of a file its workers write into).
 
-    One pass over the store, in tasks of a few tickers each, on a guess of the union
-    of their timestamps (:func:`guess_index`): each task reads its tickers' column and
-    writes it, aligned, as prices or returns, straight into the panel (in this
-    process's memory, or the file a local process pool maps), with the counts the
-    correlation needs; only on a cluster do the columns come back to this process.
-    A ticker with a timestamp the guess lacks makes it a second pass, on the union.
+    The store is read once, in tasks of a few tickers each, on a guess of the union of
+    their timestamps (:func:`guess_index`): each task writes its tickers' prices,
+    aligned, straight into the panel (in this process's memory, or the file a local
+    process pool maps); only on a cluster do the columns come back to this process. A
+    second round of tasks, over the panel alone, makes them returns and counts what the
+    correlation needs. When the guess lacks timestamps, that round moves the columns
+    onto the whole union (and reads the few tickers that have those timestamps again).
     """
     if on not in ON:
         raise PairscanError(f"--on must be prices or returns, not {on!r}")
@@ -291,6 +315,8 @@ def load_panel(
         raise empty_store_error(store)
     names = list(files)
     paths = [str(p) for p in files.values()]
+    step = TICKERS_PER_TASK
+    starts = {names[i]: i for i in range(0, len(paths), step)}
     with contextlib.ExitStack() as stack:
         if pool is None:
             pool = stack.enter_context(open_pool(executor, workers))
@@ -298,54 +324,56 @@ def load_panel(
         own_file = allocate is None and local
         if own_file:
             allocate = panel_allocator(stack)  # the file goes when the load ends; the mapping stays
-        index = guess_index(paths, column, GUESS_FILES)
-        placed = _place(pool, names, paths, column, on, index, allocate, local, quiet)
-        if isinstance(placed, np.ndarray):  # the guess missed timestamps: their union now
-            index = placed
-            placed = _place(pool, names, paths, column, on, index, allocate, local, quiet)
-            if isinstance(placed, np.ndarray):
-                raise PairscanError("the store changed while it was read; run again", store)
-    values, nonfinite, counts, per_row = placed
+
+        def panel_on(index: np.ndarray):
+            values = np.empty((len(index), len(names)), order="F") if allocate is None else \
+                allocate((len(index), len(names)))
+            filename = getattr(values, "filename", None)
+            if pool.in_process or not local or filename is None:
+                return values, InMemory(values)  # a cluster's columns come back to this process
+            return values, InFile(str(filename), values.shape)
+
+        ahead = None
+        if pool.in_process or local:
+            # Files not in the page cache come in while the first are parsed.
+            ahead = threading.Thread(target=will_read, args=(paths,), name="pairscan-read-ahead", daemon=True)
+            ahead.start()
+        guess = guess_index(paths, column, GUESS_FILES)
+        first, first_target = panel_on(guess)
+        shared = not (isinstance(first_target, InMemory) and not pool.in_process)
+        target = first_target if shared else None
+        index_arg = guess if shared else share(pool, guess)
+        tasks = [(label, (paths[i : i + step], column, index_arg, target, i)) for label, i in starts.items()]
+        left_out: dict[int, np.ndarray] = {}
+        for label, (chunk, outside) in run_tasks(pool, place_chunk, tasks, desc="load", quiet=quiet):
+            if chunk is not None:
+                first[:, starts[label] : starts[label] + chunk.shape[1]] = chunk
+            left_out.update(outside)
+
+        index, values, final = guess, first, first_target
+        moved = None
+        if left_out:  # the guess missed timestamps: the panel on the whole union
+            index = union_of([guess, *left_out.values()])
+            values, final = panel_on(index)
+            moved = {label: Moved(first_target, guess, column,
+                                  {k: paths[k] for k in left_out if i <= k < i + step})
+                     for label, i in starts.items()}
+        tasks = [(label, (final, i, min(i + step, len(paths)), on, index, moved and moved[label]))
+                 for label, i in starts.items()]
+        nonfinite, counts, per_row = 0, np.empty(len(names), dtype=np.int64), np.zeros(len(index), np.int64)
+        # Over the panel alone: tasks where they share it, else here.
+        done = run_tasks(pool, finish_chunk, tasks, desc="returns" if on == "returns" else "check", quiet=True) \
+            if shared else ((label, finish_chunk(*args)) for label, args in tasks)
+        for label, (bad, found, present) in done:
+            nonfinite += bad
+            counts[starts[label] : starts[label] + len(found)] = found
+            per_row += present
+        if moved is not None and isinstance(first, np.memmap):
+            discard(first)  # the first pass's panel: its memory goes with the last reference
+        del first, first_target, moved
+        if ahead is not None:
+            ahead.join()
     if own_file:
         values = values.view(np.ndarray)  # its file is gone: a plain array (of the mapping) now
     panel = Panel(names, index, values, column, on, nonfinite, counts, every_or_none(per_row, len(names)))
     return panel.to_frame() if as_frame else panel
-
-
-def _place(pool: Pool, names: list[str], paths: list[str], column: str, on: str, index: np.ndarray,
-           allocate, local: bool, quiet: bool):
-    """One pass of :func:`place_chunk` tasks over the store, on ``index``: the panel,
-    with its counts; or, when some ticker has a timestamp ``index`` lacks, the union of
-    ``index`` and every timestamp of the store."""
-    shape = (len(index), len(names))
-    values = np.empty(shape, order="F") if allocate is None else allocate(shape)
-    filename = getattr(values, "filename", None)
-    if pool.in_process:
-        target = InMemory(values)
-    elif local and filename is not None:
-        target = InFile(str(filename), shape)
-    else:
-        target = None  # a cluster's workers: the columns come back here
-    shared = index if target is not None else share(pool, index)
-    step = TICKERS_PER_TASK
-    starts = {names[i]: i for i in range(0, len(paths), step)}
-    tasks = [(names[i], (paths[i : i + step], column, on, shared, target, i)) for i in starts.values()]
-    nonfinite = 0
-    counts = np.empty(len(names), dtype=np.int64)
-    per_row = np.zeros(len(index), dtype=np.int64)
-    missed = []
-    for label, part in run_tasks(pool, place_chunk, tasks, desc="load", quiet=quiet):
-        start = starts[label]
-        if part.outside is not None:
-            missed.append(part.outside)
-            continue
-        if part.values is not None:
-            values[:, start : start + part.values.shape[1]] = part.values
-        nonfinite += part.nonfinite
-        counts[start : start + len(part.counts)] = part.counts
-        per_row += part.per_row
-    if missed:
-        if filename is not None:
-            discard(values)  # a panel of the wrong shape: free its memory now
-        return union_of([index, *missed])
-    return values, nonfinite, counts, per_row

@@ -68,8 +68,12 @@ def panel_allocator(stack: contextlib.ExitStack):
 
 def discard(values: np.memmap) -> None:
     """Remove the file of a panel from :func:`panel_allocator` that is no longer wanted,
-    before its run ends: its memory goes once the last mapping of it does."""
-    _unlink(str(values.filename))
+    before its run ends: its memory goes once the last mapping of it does. A file of
+    another process, or not a panel's, is left alone."""
+    name = os.path.basename(str(values.filename))
+    match = _NAME.fullmatch(name)
+    if match and int(match[1]) == os.getpid():
+        _unlink(str(values.filename))
 
 
 def _reserve(stack: contextlib.ExitStack, folder: str, nbytes: int) -> str | None:

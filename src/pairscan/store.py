@@ -295,6 +295,35 @@ def read_column_arrays(path: str | os.PathLike, column: str) -> tuple[np.ndarray
     return np.asarray(pd.DatetimeIndex(index).as_unit("ns").values), values
 
 
+def will_read(paths, limit: int | None = None) -> None:
+    """Ask the operating system to read ``paths`` ahead (``POSIX_FADV_WILLNEED``): on a
+    store not in the page cache, its files come in while the first ones are parsed,
+    instead of in many small synchronous reads each. Only the first ``limit`` bytes'
+    worth of files (a quarter of the machine's memory by default: more could push out
+    what was read ahead before it is used); nothing where there is no fadvise."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is None:
+        return
+    if limit is None:
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            limit = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4
+    total = 0
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue  # the reader names it
+        try:
+            total += os.fstat(fd).st_size
+            if limit is not None and total > limit:
+                return
+            advise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
 def read_index_array(path: str | os.PathLike, column: str) -> np.ndarray:
     """The timestamps of a stored frame (``datetime64[ns]``), without its values where
     the format allows (the index node of pandas' fixed layout, Parquet's timestamp
