@@ -340,7 +340,7 @@ def load_panel(
             ahead.start()
         guess = guess_index(paths, column, GUESS_FILES)
         first, first_target = panel_on(guess)
-        shared = not (isinstance(first_target, InMemory) and not pool.in_process)
+        shared = pool.in_process or isinstance(first_target, InFile)  # tasks write into the panel
         target = first_target if shared else None
         index_arg = guess if shared else share(pool, guess)
         tasks = [(label, (paths[i : i + step], column, index_arg, target, i)) for label, i in starts.items()]
