@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import mmap
 import os
 import threading
 from collections.abc import Sequence
@@ -207,10 +208,16 @@ class InFile:
         self.path, self.shape = path, shape
 
     def columns(self, start: int, stop: int) -> np.ndarray:
+        """Columns ``start:stop``, mapped (one ticker's history is contiguous, Fortran
+        order), their pages mapped at once rather than one fault at a time."""
         rows = self.shape[0]
-        # Map only these columns (one ticker's history is contiguous, Fortran order).
-        return np.memmap(self.path, dtype=np.float64, mode="r+", offset=8 * rows * start,
-                         shape=(rows, stop - start), order="F")
+        offset = 8 * rows * start
+        aligned = offset - offset % mmap.ALLOCATIONGRANULARITY
+        length = max(1, 8 * rows * (stop - start) + offset - aligned)
+        with open(self.path, "r+b") as file:
+            mapped = mmap.mmap(file.fileno(), length, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+                               offset=aligned)
+        return np.ndarray((rows, stop - start), np.float64, buffer=mapped, offset=offset - aligned, order="F")
 
 
 def place_chunk(paths: Sequence[str], column: str, index: np.ndarray, target, start: int):
@@ -351,26 +358,24 @@ def load_panel(
             left_out.update(outside)
 
         index, values, final = guess, first, first_target
-        moved = None
         if left_out:  # the guess missed timestamps: the panel on the whole union
             index = union_of([guess, *left_out.values()])
             values, final = panel_on(index)
-            moved = {label: Moved(first_target, guess, column,
-                                  {k: paths[k] for k in left_out if i <= k < i + step})
-                     for label, i in starts.items()}
-        tasks = [(label, (final, i, min(i + step, len(paths)), on, index, moved and moved[label]))
-                 for label, i in starts.items()]
+        # Over the panel alone: a few large tasks for each worker where they share it, else here.
+        wide = max(step, -(-len(paths) // (4 * pool.workers)))
+        spans = {names[i]: (i, min(i + wide, len(paths))) for i in range(0, len(paths), wide)}
+        tasks = [(label, (final, i, j, on, index, Moved(first_target, guess, column, {
+            k: paths[k] for k in left_out if i <= k < j}) if left_out else None)) for label, (i, j) in spans.items()]
         nonfinite, counts, per_row = 0, np.empty(len(names), dtype=np.int64), np.zeros(len(index), np.int64)
-        # Over the panel alone: tasks where they share it, else here.
         done = run_tasks(pool, finish_chunk, tasks, desc="returns" if on == "returns" else "check", quiet=True) \
             if shared else ((label, finish_chunk(*args)) for label, args in tasks)
         for label, (bad, found, present) in done:
             nonfinite += bad
-            counts[starts[label] : starts[label] + len(found)] = found
+            counts[spans[label][0] : spans[label][1]] = found
             per_row += present
-        if moved is not None and isinstance(first, np.memmap):
+        if left_out and isinstance(first, np.memmap):
             discard(first)  # the first pass's panel: its memory goes with the last reference
-        del first, first_target, moved
+        del first, first_target, tasks
         if ahead is not None:
             ahead.join()
     if own_file:
