@@ -6,7 +6,9 @@ With ``on="returns"`` it holds log returns on that union index,
 A non-finite value (an infinite price; the log return of a zero or negative price)
 is missing, as ``DataFrame.corr`` treats it, and counted (``Panel.nonfinite``).
 Loading is split into tasks of a few tickers each, so it runs in parallel on the
-pool, and reads only the one column it needs.
+pool, and reads only the one column it needs; where the tasks share the panel with
+this process (threads, or a local process pool mapping its file) they write into it
+themselves, and count what the correlation needs on the way (see :func:`load_panel`).
 """
 
 from __future__ import annotations
