@@ -18,7 +18,10 @@ import pytest
 import pairscan
 from pairscan.sample import sample_frames
 from pairscan.shm import PREFIX, folders
+from pairscan.selection import auto_min_periods
 from pairscan.store import read_frame, store_files, write_frame
+
+from conftest import assert_matches, oracle_pairs
 
 EXECUTORS = ["serial", "threads", "processes"]
 
@@ -111,3 +114,14 @@ def test_a_subset_of_tickers_and_bad_prices(tmp_path, executor):
     panel = pairscan.load_panel(tmp_path, on="returns", tickers=chosen, executor=executor, workers=2, as_frame=False)
     assert panel.nonfinite == bad
     assert_panel(panel, want.replace([np.inf, -np.inf], np.nan))
+
+
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_correlate_on_a_store_the_guess_misses_is_the_oracles(missed_store, executor, tmp_path):
+    store, _ = missed_store
+    got = pairscan.correlate(store, on="returns", executor=executor, workers=2, matrix=tmp_path / "m.parquet")
+    want = oracle_panel(store, "returns")
+    assert got.min_periods == auto_min_periods(want.notna().sum().to_numpy())
+    series = {t: want[t] for t in want}
+    assert_matches(got.matrix, oracle_pairs(series, min_periods=got.min_periods))
+    assert got.nonfinite_missing == 0
