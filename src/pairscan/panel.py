@@ -259,7 +259,7 @@ class Moved:
     """A first pass's columns on a guess of the index that missed timestamps: where they
     are (``source``, on ``index``), and the tickers left out, to read again."""
 
-    source: object  # InMemory or InFile
+    source: object  # InMemory or InFile; None when every ticker is read again
     index: np.ndarray
     column: str
     left_out: dict[int, str]  # panel column -> stored file
@@ -275,8 +275,10 @@ def finish_chunk(target, start: int, stop: int, on: str, index: np.ndarray, move
     """
     values = target.columns(start, stop)
     if moved is not None:
-        source = moved.source.columns(start, stop)
-        at = np.searchsorted(index, moved.index)
+        inside = [k for k in range(stop - start) if start + k not in moved.left_out]
+        if inside:
+            source = moved.source.columns(start, stop)
+            at = np.searchsorted(index, moved.index)
         for k in range(stop - start):
             path = moved.left_out.get(start + k)
             if path is None:
@@ -362,7 +364,16 @@ def load_panel(
         index, values, final = guess, first, first_target
         if left_out:  # the guess missed timestamps: the panel on the whole union
             index = union_of([guess, *left_out.values()])
-            values, final = panel_on(index)
+            try:
+                values, final = panel_on(index)
+            except PairscanError:
+                if not isinstance(first, np.memmap):
+                    raise
+                # No room for it beside the first panel: that one goes, every ticker is read again.
+                discard(first)
+                first = first_target = None
+                left_out = dict.fromkeys(range(len(paths)))
+                values, final = panel_on(index)
         # Over the panel alone: a few large tasks for each worker where they share it, else here.
         wide = max(step, -(-len(paths) // (4 * pool.workers)))
         spans = {names[i]: (i, min(i + wide, len(paths))) for i in range(0, len(paths), wide)}

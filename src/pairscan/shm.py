@@ -67,13 +67,15 @@ def panel_allocator(stack: contextlib.ExitStack):
 
 
 def discard(values: np.memmap) -> None:
-    """Remove the file of a panel from :func:`panel_allocator` that is no longer wanted,
-    before its run ends: its memory goes once the last mapping of it does. A file of
-    another process, or not a panel's, is left alone."""
-    name = os.path.basename(str(values.filename))
-    match = _NAME.fullmatch(name)
+    """Free, and remove, the file of a panel from :func:`panel_allocator` that is no longer
+    wanted, before its run ends. Nothing may read or write ``values`` (or another mapping
+    of the file) afterwards. A file of another process, or not a panel's, is left alone."""
+    path = str(values.filename)
+    match = _NAME.fullmatch(os.path.basename(path))
     if match and int(match[1]) == os.getpid():
-        _unlink(str(values.filename))
+        with contextlib.suppress(FileNotFoundError):
+            os.truncate(path, 0)  # its space goes now, though the run still holds the file open
+        _unlink(path)
 
 
 def _reserve(stack: contextlib.ExitStack, folder: str, nbytes: int) -> str | None:
