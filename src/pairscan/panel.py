@@ -317,7 +317,8 @@ def load_panel(
     process pool maps); only on a cluster do the columns come back to this process. A
     second round of tasks, over the panel alone, makes them returns and counts what the
     correlation needs. When the guess lacks timestamps, that round moves the columns
-    onto the whole union (and reads the few tickers that have those timestamps again).
+    onto the whole union (and reads the few tickers that have those timestamps again;
+    all of them where there is no room for the second panel beside the first).
     """
     if on not in ON:
         raise PairscanError(f"--on must be prices or returns, not {on!r}")
@@ -387,7 +388,7 @@ def load_panel(
             counts[spans[label][0] : spans[label][1]] = found
             per_row += present
         if left_out and isinstance(first, np.memmap):
-            discard(first)  # the first pass's panel: its memory goes with the last reference
+            discard(first)  # the first pass's panel: its memory goes now
         del first, first_target, tasks
         if ahead is not None:
             ahead.join()
