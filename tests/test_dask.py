@@ -218,6 +218,16 @@ def test_a_callers_dask_executor_and_a_panel_frame(cluster, serial_store):
     assert executor.submit(abs, -3).result() == 3
 
 
+@pytest.mark.parametrize("on", ["prices", "returns"])
+def test_a_panel_loaded_on_the_cluster_is_the_oracles(cluster, serial_store, on):
+    want = pd.concat(oracle_series(serial_store, on=on), axis=1, sort=True)
+    got = pairscan.load_panel(serial_store, on=on, executor=cluster.address, as_frame=False)
+    pd.testing.assert_frame_equal(got.to_frame(), want, check_names=False, check_freq=False)
+    assert got.observations().tolist() == want.notna().sum().tolist()
+    per_row = want.notna().sum(axis=1)
+    assert got.full_overlap() == bool(((per_row == 0) | (per_row == want.shape[1])).all())
+
+
 def test_a_bad_stored_file_is_bad_input_named_from_the_worker(cluster, serial_store, tmp_path):
     store = tmp_path / "store"
     store.mkdir()

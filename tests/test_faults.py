@@ -26,7 +26,8 @@ import pairscan
 from pairscan.cli import main
 from pairscan.errors import PairscanError
 from pairscan.executors import TaskFailed, open_pool, run_tasks
-from pairscan.store import MANIFEST, read_manifest, store_files
+from pairscan.sample import sample_frames
+from pairscan.store import MANIFEST, read_manifest, store_files, write_frame
 
 TESTS = Path(__file__).parent
 TASKS = [(f"t{i}", (f"t{i}", i)) for i in range(8)]
@@ -448,6 +449,34 @@ def test_no_room_for_the_panel_anywhere_is_one_line(tmp_path, daily_store, priva
     assert re.fullmatch(rf"pairscan: error: no room for the panel \(480\.0 kB\): /dev/shm has .+ free; "
                         rf"{re.escape(str(small))} has .+ free; set TMPDIR to a folder with room, or use "
                         rf"--executor threads", line), line
+    assert shm.panel_files() == [] and list(small.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def missed_store(tmp_path_factory) -> Path:
+    """40 tickers x 500 days whose 32 largest histories lack three days that only the three
+    shortest have: the load's first guess of the union misses them, and the panel (about
+    160 kB) is made twice, on the guess and on the union."""
+    frames = sample_frames(tickers=40, days=500, daily=True, seed=9)
+    shortest = sorted(frames, key=lambda t: (len(frames[t]), t))[:3]
+    days = [frames[t].index[len(frames[t]) // 2] for t in shortest]
+    store = tmp_path_factory.mktemp("missed")
+    for ticker, frame in frames.items():
+        write_frame(frame if ticker in shortest else frame.drop(days, errors="ignore"), store / f"{ticker}.h5")
+    return store
+
+
+def test_no_room_for_the_second_panel_beside_the_first_reads_the_store_again(tmp_path, missed_store, private_shm):
+    small = tmp_path / "small"
+    small.mkdir()
+    shm = private_shm("250k", [small])  # one panel, not two; none in the small TMPDIR
+    proc = shm.popen(["correlate", missed_store, "--on", "returns", "--executor", "processes", "--workers", 2,
+                      "--top", 780, "--json"], env=env_with(TMPDIR=small))
+    out, err = proc.communicate(timeout=RUN)
+    assert (proc.returncode, err) == (0, "")
+    want = pairscan.correlate(missed_store, k=780, on="returns", executor="serial")
+    assert len(pairscan.load_panel(missed_store).index) == 500
+    assert_same_top(json.loads(out)["top"], want.top)
     assert shm.panel_files() == [] and list(small.iterdir()) == []
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .engines import ENGINES, Pairs, top_k
-from .engines.blocked import blas_threads, block_size_for, block_specs, block_task, full_overlap
+from .engines.blocked import blas_threads, block_size_for, block_specs, block_task
 from .engines.naive import correlate_naive, correlate_naive_store, pair_corr
 from .pair_reader import stored_series
 from .errors import PairscanError
@@ -344,9 +344,9 @@ def correlate(
             raise PairscanError(f"need at least two tickers to correlate, found {len(tickers)}", where)
 
         if loaded is not None:
-            complete = full_overlap(loaded.values)
+            complete = loaded.full_overlap()  # counted as the panel was loaded
             index = loaded.index
-            counts = observations(loaded.values) if selection.auto else None
+            counts = loaded.observations() if selection.auto else None
         else:
             # Full prices give returns that miss only the first row: still complete.
             index, complete, counts = _remote_index(files, column, on, pool, quiet)

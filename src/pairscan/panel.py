@@ -6,15 +6,20 @@ With ``on="returns"`` it holds log returns on that union index,
 A non-finite value (an infinite price; the log return of a zero or negative price)
 is missing, as ``DataFrame.corr`` treats it, and counted (``Panel.nonfinite``).
 Loading is split into tasks of a few tickers each, so it runs in parallel on the
-pool, and reads only the one column it needs.
+pool, and reads only the one column it needs; where the tasks share the panel with
+this process (threads, or a local process pool mapping its file) they write into it
+themselves, and count what the correlation needs on the way (see :func:`load_panel`).
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import contextlib
+import importlib.util
+import mmap
 import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +27,15 @@ import numpy as np
 import pandas as pd
 
 from .errors import PairscanError
-from .executors import Pool, open_pool, run_tasks
+from .executors import Pool, open_pool, preload, run_tasks, share
 from .selection import ON
-from .store import empty_store_error, read_column_arrays, store_files
+from .shm import discard, panel_allocator
+from .store import empty_store_error, read_column_arrays, read_index_array, store_files, will_read
 
-TICKERS_PER_TASK = 16
+TICKERS_PER_TASK = 32
+GUESS_FILES = 32  # the largest files whose timestamps are the first guess of the union
+if importlib.util.find_spec("h5py") is not None:
+    preload("h5py")  # what reads HDF5 files: imported as a process worker starts, not by its first task
 
 
 @dataclass
@@ -43,6 +52,20 @@ class Panel:
     column: str = "close"
     on: str = "prices"
     nonfinite: int = 0  # non-finite values (prices or returns) made missing
+    counts: np.ndarray | None = None  # each ticker's values, when the load counted them
+    complete: bool | None = None  # every timestamp has every ticker's value or none, likewise
+
+    def observations(self) -> np.ndarray:
+        """The number of values (not missing) of each ticker."""
+        if self.counts is None:
+            self.counts = np.count_nonzero(~np.isnan(self.values), axis=0)
+        return self.counts
+
+    def full_overlap(self) -> bool:
+        """True when every timestamp has either every ticker's value or none."""
+        if self.complete is None:
+            self.complete = every_or_none(np.count_nonzero(~np.isnan(self.values), axis=1), self.values.shape[1])
+        return self.complete
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(
@@ -152,18 +175,120 @@ def select_tickers(files: dict[str, Path], tickers: Sequence[str] | None) -> dic
     return {t: files[t] for t in sorted(tickers)}
 
 
-def _return_freed_memory() -> None:
-    """Hand the memory of the freed chunks back to the operating system (glibc only).
+def every_or_none(present_per_row: np.ndarray, tickers: int) -> bool:
+    """Whether each row's count of present tickers is 0 or all ``tickers``."""
+    return bool(np.all((present_per_row == 0) | (present_per_row == tickers)))
 
-    The chunks are small enough for malloc to carve them from its per-thread heaps,
-    which keep them after they are freed; the block tasks that follow may or may not
-    reuse that memory, so without this a large panel's process can hold about two panels.
+
+def guess_index(paths: Sequence[str], column: str, files: int) -> np.ndarray:
+    """The union of the timestamps of the ``files`` largest stored files: a part of the
+    store's union, and on real data (a calendar every long history shares, gaps here
+    and there) usually all of it."""
+    sizes = {}
+    for path in paths:
+        with contextlib.suppress(OSError):
+            sizes[path] = os.stat(path).st_size
+    largest = sorted(sizes, key=sizes.get, reverse=True)[:files] or list(paths[:1])
+    return union_of([read_index_array(p, column) for p in largest])
+
+
+class InMemory:
+    """Where load tasks put their columns: a panel this interpreter holds (serial, threads)."""
+
+    def __init__(self, values: np.ndarray):
+        self.values = values
+
+    def columns(self, start: int, stop: int) -> np.ndarray:
+        return self.values[:, start:stop]
+
+
+class InFile:
+    """Where load tasks put their columns: a panel in a file every worker of a local
+    process pool maps, so no column travels back through the pool."""
+
+    def __init__(self, path: str, shape: tuple[int, int]):
+        self.path, self.shape = path, shape
+
+    def columns(self, start: int, stop: int) -> np.ndarray:
+        """Columns ``start:stop``, mapped (one ticker's history is contiguous, Fortran
+        order), their pages mapped at once rather than one fault at a time."""
+        rows = self.shape[0]
+        offset = 8 * rows * start
+        aligned = offset - offset % mmap.ALLOCATIONGRANULARITY
+        length = max(1, 8 * rows * (stop - start) + offset - aligned)
+        with open(self.path, "r+b") as file:
+            mapped = mmap.mmap(file.fileno(), length, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+                               offset=aligned)
+        return np.ndarray((rows, stop - start), np.float64, buffer=mapped, offset=offset - aligned, order="F")
+
+
+def place_chunk(paths: Sequence[str], column: str, index: np.ndarray, target, start: int):
+    """Task (first pass): read ``column`` of a few stored tickers and place their prices
+    on ``index`` in the columns ``start:`` of ``target`` (:class:`InMemory`,
+    :class:`InFile`, or None: a new array, returned).
+
+    A ticker with a timestamp ``index`` lacks is left out (its column all missing).
+    Returns ``(values or None, {column: timestamps} of the tickers left out)``.
     """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to do
+    values = np.empty((len(index), len(paths)), order="F") if target is None else \
+        target.columns(start, start + len(paths))
+    outside = {}
+    for k, path in enumerate(paths):
+        idx, col = read_column_arrays(path, column)
+        if not _place_column(values[:, k], index, idx, col):
+            outside[start + k] = idx
+    return (values if target is None else None), outside
+
+
+def _place_column(out: np.ndarray, index: np.ndarray, idx: np.ndarray, col: np.ndarray) -> bool:
+    """Put ``col`` (on ``idx``) in ``out`` (on ``index``), missing elsewhere; False (all
+    missing) when ``idx`` has a timestamp ``index`` lacks."""
+    if len(idx) == len(index) and np.array_equal(idx, index):
+        out[:] = col  # every timestamp of the index
+        return True
+    out[:] = np.nan
+    at = np.searchsorted(index, idx)
+    if len(idx) and (at[-1] >= len(index) or not np.array_equal(index[at], idx)):
+        return False
+    out[at] = col
+    return True
+
+
+@dataclass
+class Moved:
+    """A first pass's columns on a guess of the index that missed timestamps: where they
+    are (``source``, on ``index``), and the tickers left out, to read again."""
+
+    source: object  # InMemory or InFile; None when every ticker is read again
+    index: np.ndarray
+    column: str
+    left_out: dict[int, str]  # panel column -> stored file
+
+
+def finish_chunk(target, start: int, stop: int, on: str, index: np.ndarray, moved: Moved | None = None):
+    """Task (second pass): make the columns ``start:stop`` of ``target`` (on ``index``)
+    prices or log returns (:func:`finish`) and count them. With ``moved``, first move
+    them there from the first pass's panel, and read the tickers it left out again.
+
+    Returns ``(non-finite values made missing, values of each ticker, tickers with a
+    value at each timestamp)``.
+    """
+    values = target.columns(start, stop)
+    if moved is not None:
+        inside = [k for k in range(stop - start) if start + k not in moved.left_out]
+        if inside:
+            source = moved.source.columns(start, stop)
+            at = np.searchsorted(index, moved.index)
+        for k in range(stop - start):
+            path = moved.left_out.get(start + k)
+            if path is None:
+                values[:, k] = np.nan
+                values[at, k] = source[:, k]
+            elif not _place_column(values[:, k], index, *read_column_arrays(path, moved.column)):
+                raise PairscanError("the stored frame changed while the store was read; run again", path)
+    values, nonfinite = finish(values, on)
+    present = ~np.isnan(values)
+    return nonfinite, np.count_nonzero(present, axis=0), np.count_nonzero(present, axis=1).astype(np.int32)
 
 
 def load_panel(
@@ -183,7 +308,17 @@ def load_panel(
     Returns a DataFrame (timestamps x tickers, sorted by ticker) or, with
     ``as_frame=False``, a :class:`Panel`. With ``on="returns"`` the values are log
     returns on the union-aligned panel. ``allocate(shape)``, if given, makes the
-    Fortran-ordered float64 array the values go into (a memory map, say).
+    Fortran-ordered float64 array the values go into (a memory map, say; for a local
+    process pool, a ``np.memmap`` of a file its workers write into).
+
+    The store is read once, in tasks of a few tickers each, on a guess of the union of
+    their timestamps (:func:`guess_index`): each task writes its tickers' prices,
+    aligned, straight into the panel (in this process's memory, or the file a local
+    process pool maps); only on a cluster do the columns come back to this process. A
+    second round of tasks, over the panel alone, makes them returns and counts what the
+    correlation needs. When the guess lacks timestamps, that round moves the columns
+    onto the whole union (and reads the few tickers that have those timestamps again;
+    all of them where there is no room for the second panel beside the first).
     """
     if on not in ON:
         raise PairscanError(f"--on must be prices or returns, not {on!r}")
@@ -192,30 +327,72 @@ def load_panel(
         raise empty_store_error(store)
     names = list(files)
     paths = [str(p) for p in files.values()]
-    chunks = [
-        (names[i], (paths[i : i + TICKERS_PER_TASK], column))
-        for i in range(0, len(paths), TICKERS_PER_TASK)
-    ]
-    if pool is None:
-        with open_pool(executor, workers) as own:
-            results = dict(run_tasks(own, read_chunk, chunks, desc="load", quiet=quiet))
-    else:
-        results = dict(run_tasks(pool, read_chunk, chunks, desc="load", quiet=quiet))
-    ordered = [results.pop(label) for label, _ in chunks]
-    index = union_of([idx for idx, _ in ordered])
-    shape = (len(index), len(names))
-    values = np.empty(shape, order="F") if allocate is None else allocate(shape)
-    start = 0
-    for k, (idx, chunk) in enumerate(ordered):
-        stop = start + chunk.shape[1]
-        if len(idx) == len(index):
-            values[:, start:stop] = chunk
-        else:
-            values[:, start:stop] = np.nan
-            values[np.searchsorted(index, idx), start:stop] = chunk
-        ordered[k] = None  # free each chunk once it is placed: peak memory ~ one panel
-        start = stop
-    _return_freed_memory()
-    values, nonfinite = finish(values, on)
-    panel = Panel(names, index, values, column, on, nonfinite)
+    step = TICKERS_PER_TASK
+    starts = {names[i]: i for i in range(0, len(paths), step)}
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(open_pool(executor, workers))
+        local = isinstance(pool.executor, ProcessPoolExecutor)
+        own_file = allocate is None and local
+        if own_file:
+            allocate = panel_allocator(stack)  # the file goes when the load ends; the mapping stays
+
+        def panel_on(index: np.ndarray):
+            values = np.empty((len(index), len(names)), order="F") if allocate is None else \
+                allocate((len(index), len(names)))
+            filename = getattr(values, "filename", None)
+            if pool.in_process or not local or filename is None:
+                return values, InMemory(values)  # a cluster's columns come back to this process
+            return values, InFile(str(filename), values.shape)
+
+        ahead = None
+        if pool.in_process or local:
+            # Files not in the page cache come in while the first are parsed.
+            ahead = threading.Thread(target=will_read, args=(paths,), name="pairscan-read-ahead", daemon=True)
+            ahead.start()
+        guess = guess_index(paths, column, GUESS_FILES)
+        first, first_target = panel_on(guess)
+        shared = pool.in_process or isinstance(first_target, InFile)  # tasks write into the panel
+        target = first_target if shared else None
+        index_arg = guess if shared else share(pool, guess)
+        tasks = [(label, (paths[i : i + step], column, index_arg, target, i)) for label, i in starts.items()]
+        left_out: dict[int, np.ndarray] = {}
+        for label, (chunk, outside) in run_tasks(pool, place_chunk, tasks, desc="load", quiet=quiet):
+            if chunk is not None:
+                first[:, starts[label] : starts[label] + chunk.shape[1]] = chunk
+            left_out.update(outside)
+
+        index, values, final = guess, first, first_target
+        if left_out:  # the guess missed timestamps: the panel on the whole union
+            index = union_of([guess, *left_out.values()])
+            try:
+                values, final = panel_on(index)
+            except PairscanError:
+                if not isinstance(first, np.memmap):
+                    raise
+                # No room for it beside the first panel: that one goes, every ticker is read again.
+                discard(first)
+                first = first_target = None
+                left_out = dict.fromkeys(range(len(paths)))
+                values, final = panel_on(index)
+        # Over the panel alone: a few large tasks for each worker where they share it, else here.
+        wide = max(step, -(-len(paths) // (4 * pool.workers)))
+        spans = {names[i]: (i, min(i + wide, len(paths))) for i in range(0, len(paths), wide)}
+        tasks = [(label, (final, i, j, on, index, Moved(first_target, guess, column, {
+            k: paths[k] for k in left_out if i <= k < j}) if left_out else None)) for label, (i, j) in spans.items()]
+        nonfinite, counts, per_row = 0, np.empty(len(names), dtype=np.int64), np.zeros(len(index), np.int64)
+        done = run_tasks(pool, finish_chunk, tasks, desc="returns" if on == "returns" else "check", quiet=True) \
+            if shared else ((label, finish_chunk(*args)) for label, args in tasks)
+        for label, (bad, found, present) in done:
+            nonfinite += bad
+            counts[spans[label][0] : spans[label][1]] = found
+            per_row += present
+        if left_out and isinstance(first, np.memmap):
+            discard(first)  # the first pass's panel: its memory goes now
+        del first, first_target, tasks
+        if ahead is not None:
+            ahead.join()
+    if own_file:
+        values = values.view(np.ndarray)  # its file is gone: a plain array (of the mapping) now
+    panel = Panel(names, index, values, column, on, nonfinite, counts, every_or_none(per_row, len(names)))
     return panel.to_frame() if as_frame else panel

@@ -66,6 +66,18 @@ def panel_allocator(stack: contextlib.ExitStack):
     return allocate
 
 
+def discard(values: np.memmap) -> None:
+    """Free, and remove, the file of a panel from :func:`panel_allocator` that is no longer
+    wanted, before its run ends. Nothing may read or write ``values`` (or another mapping
+    of the file) afterwards. A file of another process, or not a panel's, is left alone."""
+    path = str(values.filename)
+    match = _NAME.fullmatch(os.path.basename(path))
+    if match and int(match[1]) == os.getpid():
+        with contextlib.suppress(FileNotFoundError):
+            os.truncate(path, 0)  # its space goes now, though the run still holds the file open
+        _unlink(path)
+
+
 def _reserve(stack: contextlib.ExitStack, folder: str, nbytes: int) -> str | None:
     """A new panel file of ``nbytes`` in ``folder``, its space reserved; None when it does not fit."""
     try:

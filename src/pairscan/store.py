@@ -352,6 +352,76 @@ def read_column_arrays(path: str | os.PathLike, column: str) -> tuple[np.ndarray
     return np.asarray(pd.DatetimeIndex(index).as_unit("ns").values), values
 
 
+def will_read(paths, limit: int | None = None) -> None:
+    """Ask the operating system to read ``paths`` ahead (``POSIX_FADV_WILLNEED``): on a
+    store not in the page cache, its files come in while the first ones are parsed,
+    instead of in many small synchronous reads each. Only the first ``limit`` bytes'
+    worth of files (a quarter of the machine's memory by default: more could push out
+    what was read ahead before it is used); nothing where there is no fadvise."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is None:
+        return
+    if limit is None:
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            limit = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4
+    total = 0
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue  # the reader names it
+        try:
+            total += os.fstat(fd).st_size
+            if limit is not None and total > limit:
+                return
+            advise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def read_index_array(path: str | os.PathLike, column: str) -> np.ndarray:
+    """The timestamps of a stored frame (``datetime64[ns]``), without its values where
+    the format allows (the index node of pandas' fixed layout, Parquet's timestamp
+    column). Anything else, a damaged file among it, is read, or named, as
+    :func:`read_column_arrays` does with ``column``."""
+    path = Path(path)
+    index = None
+    if path.suffix == FORMATS["parquet"]:
+        with contextlib.suppress(Exception):
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path, columns=["timestamp"])
+            index = np.asarray(pd.DatetimeIndex(table.column("timestamp").to_numpy()).as_unit("ns").values)
+    else:
+        index = _read_fixed_index(path)
+    return index if index is not None else read_column_arrays(path, column)[0]
+
+
+def _read_fixed_index(path: Path) -> np.ndarray | None:
+    """The index node of pandas' fixed layout through h5py's low level; None for anything else."""
+    try:
+        import h5py
+    except ImportError:
+        return None
+    try:
+        fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY)
+    except Exception:
+        return None
+    try:
+        axis = h5py.h5d.open(fid, f"/{HDF5_KEY}/axis1".encode())
+        kind = _h5_attr(axis, b"kind")
+        if not kind.startswith("datetime64["):
+            return None
+        index = _h5_read(axis).astype(kind)  # as _read_fixed_column reads it
+        return index if index.dtype == "datetime64[ns]" else index.astype("datetime64[ns]")
+    except Exception:
+        return None
+    finally:
+        fid.close()
+
+
 def _read_hdf5_column(path: Path, column: str) -> tuple[pd.DatetimeIndex | np.ndarray, np.ndarray]:
     found = _read_fixed_column(path, column)
     if found is not None:
