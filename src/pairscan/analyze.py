@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .correlate import correlate, pair_correlations
+from .engines.blocked import blas_threads
 from .errors import PairscanError
 from .executors import Pool, open_pool, preload, run_tasks
 from .pair_reader import read_pair
@@ -179,18 +180,10 @@ def _r_factor(design: np.ndarray) -> np.ndarray:
     return square
 
 
-_BLAS = None
-
-
 def _one_blas_thread():
     """One BLAS thread for the small products here: a pool of BLAS threads per task, on
     top of the executor's workers, makes them many times slower on a busy machine."""
-    global _BLAS
-    if _BLAS is None:
-        from threadpoolctl import ThreadpoolController
-
-        _BLAS = ThreadpoolController()  # inspecting the libraries once, not per call, is what keeps this cheap
-    return _BLAS.limit(limits=1, user_api="blas")
+    return blas_threads(1)
 
 
 def _mackinnonp(t: float) -> float:

@@ -61,12 +61,13 @@ import contextlib
 import functools
 import math
 import operator
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import scipy.sparse
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from . import Pairs, tally, top_k
 
@@ -598,8 +599,16 @@ def block_task(
 
 def blas_threads(n: int | None):
     """A context in which BLAS uses at most ``n`` threads (no limit for None)."""
-    # threadpoolctl inspects every loaded library each time: skip it when there is no limit.
-    return contextlib.nullcontext() if n is None else threadpool_limits(limits=n, user_api="blas")
+    if n is None:
+        return contextlib.nullcontext()
+    global _BLAS
+    if _BLAS is None or _BLAS[0] != os.getpid():
+        # Inspecting the loaded libraries takes milliseconds: once a process, not per call.
+        _BLAS = (os.getpid(), ThreadpoolController())
+    return _BLAS[1].limit(limits=n, user_api="blas")
+
+
+_BLAS = None
 
 
 def _drop_empty_rows(vi: np.ndarray, vj: np.ndarray | None):
