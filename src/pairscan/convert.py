@@ -35,7 +35,9 @@ from .store import (
 
 MANIFEST_VERSION = 2  # 2: entries record their stored file's size and mtime
 DEFAULT_LOCK_TIMEOUT = 600.0  # seconds a convert waits for another one writing the same store
-preload(__name__, "polars", fork_unsafe=polars_started)  # what its process workers need
+# What its process workers need; each parses one file at a time on a core of its own, where
+# polars' pool of threads would only spin against the other workers.
+preload(__name__, "polars", fork_unsafe=polars_started, environment={"POLARS_MAX_THREADS": "1"})
 
 
 class ConvertFailed(PairscanError):

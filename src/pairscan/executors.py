@@ -167,14 +167,21 @@ WORKER_MODULES: list[str] = []
 # Checks that say a fork of this process would not work (a library's threads that a
 # fork would lose); the stages that use such a library register them.
 FORK_UNSAFE: list[Callable[[], bool]] = []
+# Environment variables a process worker sets as it starts, unless they are set already.
+WORKER_ENVIRONMENT: dict[str, str] = {}
 
 
-def preload(*modules: str, fork_unsafe: Callable[[], bool] | None = None) -> None:
+def preload(*modules: str, fork_unsafe: Callable[[], bool] | None = None,
+            environment: dict[str, str] | None = None) -> None:
     """Have process workers import ``modules`` as they start; with ``fork_unsafe``, start
-    them from a clean fork server whenever it says this process may not fork."""
+    them from a clean fork server whenever it says this process may not fork;
+    ``environment``: variables each worker sets as it starts (where the user has not), such
+    as the size of a library's own thread pool, which in a worker (one task at a time, a
+    core each) only competes with the other workers."""
     WORKER_MODULES.extend(m for m in modules if m not in WORKER_MODULES)
     if fork_unsafe is not None and fork_unsafe not in FORK_UNSAFE:
         FORK_UNSAFE.append(fork_unsafe)
+    WORKER_ENVIRONMENT.update(environment or {})
 
 
 def _warm_up(modules: list[str]) -> int:
@@ -188,8 +195,9 @@ def _warm_up(modules: list[str]) -> int:
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _start_worker(owner: int) -> None:
-    """Initializer of our pool's workers: end when the pairscan process ends.
+def _start_worker(owner: int, environment: dict[str, str] | None = None) -> None:
+    """Initializer of our pool's workers: set ``environment`` (where not set), and end
+    when the pairscan process ends.
 
     A worker blocked in a task, or waiting for one, would otherwise outlive a parent
     killed with SIGKILL (or SIGTERM), holding its stdout open: a caller reading that
@@ -197,6 +205,8 @@ def _start_worker(owner: int) -> None:
     dies (for a fork server's workers, the fork server, which ends with the pairscan
     process); elsewhere a thread watches the parent's process id.
     """
+    for name, value in (environment or {}).items():
+        os.environ.setdefault(name, value)
     # A handler inherited through fork is the parent's business, not the worker's.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
@@ -254,7 +264,8 @@ def _process_pool(workers: int) -> ProcessPoolExecutor:
     context = multiprocessing.get_context(method)
     if method == "forkserver":
         context.set_forkserver_preload(WORKER_MODULES)
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),))
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                               initargs=(os.getpid(), dict(WORKER_ENVIRONMENT)))
     for future in [pool.submit(_warm_up, list(WORKER_MODULES)) for _ in range(workers)]:
         future.result()
     return pool
