@@ -29,7 +29,7 @@ from .engines.blocked import blas_threads, block_size_for, block_specs, block_ta
 from .engines.naive import correlate_naive, correlate_naive_store, pair_corr
 from .pair_reader import stored_series
 from .errors import PairscanError
-from .executors import Pool, SerialExecutor, open_pool, preload, reduce_tasks, run_tasks, share
+from .executors import Pool, open_pool, preload, reduce_tasks, run_tasks, share
 from .panel import Panel, align, finish, load_panel, read_chunk, union_of
 from .records import fisher_interval, kendall_p, pair_frame, pearson_p, records, spearman_p
 from .selection import METHODS, Selection
@@ -519,14 +519,7 @@ def _blocked(panel, files, index, tickers, column, on, method, min_periods, k, a
         with blas_threads(1 if streamed and pool.in_process and pool.workers > 1 else None):
             return _blocked_remote(panel, files, index, tickers, specs, column, on, method, min_periods, k,
                                    absolute, pool, quiet, retries)
-    runner = pool
-    if mapped is not None and len(specs) == 1:
-        # One block on a local process pool is computed here, where the panel already is,
-        # on as many threads as the pool has workers (see block_task): a worker would
-        # first map the panel and warm up, for no parallelism the threads do not give.
-        runner = Pool(SerialExecutor(), "serial", 1, in_process=True)
-        source = PanelBlocks(panel.values)
-    elif mapped is not None:
+    if mapped is not None:
         panel.values.flush()  # the workers map the file: it must hold the whole panel
         source = MappedBlocks(panel.values.filename, panel.values.shape)
     else:
@@ -540,7 +533,7 @@ def _blocked(panel, files, index, tickers, column, on, method, min_periods, k, a
     # With several tasks, parallelism comes from the executor: one BLAS thread per task
     # (see block_task). A single task uses every core itself: its rows split across threads.
     with blas_threads(1 if parallel and pool.in_process else None):
-        parts = [r for _, r in run_tasks(runner, block_task, tasks, desc="blocks", quiet=quiet, retries=retries)]
+        parts = [r for _, r in run_tasks(pool, block_task, tasks, desc="blocks", quiet=quiet, retries=retries)]
     return Pairs.concat(parts)
 
 
