@@ -106,6 +106,9 @@ def per_file_split(folder: str, out: str, files: int) -> dict[str, float]:
 
 def universe(tickers: int, days: int, repeat: int, workers: int | None, files: int) -> None:
     """The seed's loop against convert --executor processes on a daily universe, and the per-file split."""
+    # The split runs here, serially: polars on one thread, as in a pool's worker (its idle
+    # threads' spinning would count in the steps after each parse).
+    os.environ.setdefault("POLARS_MAX_THREADS", "1")
     source = universe_sources(tickers, days)
     size = sum(os.path.getsize(p) for p in glob.glob(os.path.join(source, "*.json")))
     os.makedirs(CACHE, exist_ok=True)
