@@ -160,15 +160,14 @@ def write_atomically(target: str | os.PathLike, data) -> None:
 
 
 # How Parquet files are written (none of it changes what pandas reads back). Measured
-# serially on twenty years of a ticker's daily bars (CPU time to build a file, mean size):
-# zstd 0.8 ms, 109 kB; LZ4 0.57 ms, 124 kB; snappy about LZ4's time, larger. Integer
-# columns and the times delta-encoded (DELTA_BINARY_PACKED: sorted times and volumes are
-# mostly small differences) with LZ4: 0.52 ms, 91 kB, smaller than zstd and the fastest of
-# these to read back. A convert writes thousands of such files, so: LZ4 (Parquet's LZ4_RAW
-# codec, which a reader older than 2021 may lack; pandas reads it with the pyarrow pairscan
-# needs), delta-encoded integers. No dictionaries: prices seldom repeat, so they cost time
-# and bytes.
-PARQUET_OPTIONS = {"compression": "lz4", "use_dictionary": False}
+# serially on twenty years of a ticker's daily bars (CPU time to build a file, mean size),
+# with integer columns and the times delta-encoded (DELTA_BINARY_PACKED: sorted times and
+# volumes are mostly small differences; a third smaller than plain): snappy 0.51 ms,
+# 105 kB; LZ4 0.55 ms, 92 kB; zstd 0.88 ms, 87 kB. A convert writes thousands of such
+# files, so a fast codec; snappy rather than LZ4 because every Parquet reader has it (LZ4
+# in Parquet is the LZ4_RAW codec, which Java's readers only gained in 2022). No
+# dictionaries: prices seldom repeat, so they cost time and bytes.
+PARQUET_OPTIONS = {"compression": "snappy", "use_dictionary": False}
 
 
 def _parquet_image(frame: pd.DataFrame | Columns):
