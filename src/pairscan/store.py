@@ -144,19 +144,9 @@ def write_frame(frame: pd.DataFrame | Columns, path: str | os.PathLike) -> None:
 
 
 def write_atomically(target: str | os.PathLike, data) -> None:
-    """Write ``data`` (bytes or a buffer) to ``target`` as :func:`atomic_path` does, in one
-    open of the temporary file."""
-    target = Path(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp", dir=target.parent)
-    try:
-        with open(fd, "wb") as f:
-            f.write(data)
-            os.fchmod(fd, FILE_MODE)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` (bytes or a buffer) to ``target`` through :func:`atomic_path`."""
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
 
 # How Parquet files are written (none of it changes what pandas reads back). Measured
@@ -400,25 +390,7 @@ def read_index_array(path: str | os.PathLike, column: str) -> np.ndarray:
 
 def _read_fixed_index(path: Path) -> np.ndarray | None:
     """The index node of pandas' fixed layout through h5py's low level; None for anything else."""
-    try:
-        import h5py
-    except ImportError:
-        return None
-    try:
-        fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY)
-    except Exception:
-        return None
-    try:
-        axis = h5py.h5d.open(fid, f"/{HDF5_KEY}/axis1".encode())
-        kind = _h5_attr(axis, b"kind")
-        if not kind.startswith("datetime64["):
-            return None
-        index = _h5_read(axis).astype(kind)  # as _read_fixed_column reads it
-        return index if index.dtype == "datetime64[ns]" else index.astype("datetime64[ns]")
-    except Exception:
-        return None
-    finally:
-        fid.close()
+    return _read_fixed(path, lambda fid, index: index())
 
 
 def _read_hdf5_column(path: Path, column: str) -> tuple[pd.DatetimeIndex | np.ndarray, np.ndarray]:
@@ -456,6 +428,27 @@ def _read_fixed_column(path: Path, column: str) -> tuple[np.ndarray, np.ndarray]
     a few times faster than PyTables' nodes for a small file; None for anything else
     (no h5py, another layout, a text column, a damaged file), which PyTables then reads
     or names."""
+
+    def read(fid, index):
+        import h5py
+
+        wanted = column.encode()
+        for block in itertools.count():
+            # A missing block raises: PyTables then names the missing column.
+            items = _h5_read(h5py.h5d.open(fid, f"/{HDF5_KEY}/block{block}_items".encode()))
+            if wanted in items:
+                values = h5py.h5d.open(fid, f"/{HDF5_KEY}/block{block}_values".encode())
+                if values.dtype.kind not in "fiu":
+                    return None  # text (an object block): pandas decodes it
+                return index(), _h5_read(values)[:, list(items).index(wanted)]
+
+    return _read_fixed(path, read)
+
+
+def _read_fixed(path: Path, read):
+    """``read(fid, index)`` on a file of pandas' fixed layout opened through h5py's low
+    level, ``index()`` reading its timestamps; None where h5py is missing, the layout is
+    another, or anything fails (the caller then takes the slower, naming way)."""
     try:
         import h5py
     except ImportError:
@@ -469,17 +462,12 @@ def _read_fixed_column(path: Path, column: str) -> tuple[np.ndarray, np.ndarray]
         kind = _h5_attr(axis, b"kind")
         if not kind.startswith("datetime64["):
             return None
-        wanted = column.encode()
-        for block in itertools.count():
-            # A missing block raises: PyTables then names the missing column.
-            items = _h5_read(h5py.h5d.open(fid, f"/{HDF5_KEY}/block{block}_items".encode()))
-            if wanted in items:
-                values = h5py.h5d.open(fid, f"/{HDF5_KEY}/block{block}_values".encode())
-                if values.dtype.kind not in "fiu":
-                    return None  # text (an object block): pandas decodes it
-                data = _h5_read(values)[:, list(items).index(wanted)]
-                index = _h5_read(axis).astype(kind)
-                return (index if index.dtype == "datetime64[ns]" else index.astype("datetime64[ns]")), data
+
+        def index() -> np.ndarray:
+            stamps = _h5_read(axis).astype(kind)
+            return stamps if stamps.dtype == "datetime64[ns]" else stamps.astype("datetime64[ns]")
+
+        return read(fid, index)
     except Exception:
         return None
     finally:
