@@ -59,6 +59,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import functools
+import itertools
 import math
 import operator
 import os
@@ -122,7 +123,7 @@ class Prepared:
     mask: np.ndarray | None = None  # float64 0/1 presence, where the products need it (see masks)
     count_mask: np.ndarray | None = None  # float32 0/1: counts in single precision are exact
     values: np.ndarray | None = None  # what x was made from (values or ranks), for pairs done again
-    life: "Lifetimes | None" = None  # the mask as lifetimes minus holes, where that is cheaper
+    life: Lifetimes | None = None  # the mask as lifetimes minus holes, where that is cheaper
     xx: np.ndarray | None = None  # with lifetimes: [x | x*x] side by side, x a view of its left half
     whole: np.ndarray | None = None  # each column's sum of x*x over the rows prepared
 
@@ -138,7 +139,7 @@ class Lifetimes:
     holes: scipy.sparse.csc_matrix
 
     @classmethod
-    def of(cls, present: np.ndarray) -> "Lifetimes | None":
+    def of(cls, present: np.ndarray) -> Lifetimes | None:
         """The lifetimes of a presence mask (rows x b, best column-major), or None where
         holes are too many."""
         rows, b = present.shape
@@ -189,7 +190,7 @@ class Lifetimes:
             out -= (self.holes @ y).T
         return out
 
-    def overlaps(self, other: "Lifetimes") -> np.ndarray:
+    def overlaps(self, other: Lifetimes) -> np.ndarray:
         """``M' M_other``, the overlap counts, exactly, from the lifetimes and holes alone:
         ``(L - H)' (L_o - H_o) = L' L_o - L' H_o - H' L_o + H' H_o``."""
         both = (np.minimum(self.stop[:, None], other.stop[None, :])
@@ -201,7 +202,7 @@ class Lifetimes:
             both += np.rint((self.holes @ other.holes.T).toarray()).astype(np.int64)
         return both
 
-    def _holes_inside(self, other: "Lifetimes") -> np.ndarray:
+    def _holes_inside(self, other: Lifetimes) -> np.ndarray:
         """``L' H_other``: how many of each ``other`` column's holes lie in each lifetime here."""
         if not other.holes.nnz:
             return np.zeros((len(self.start), len(other.start)), np.int64)
@@ -225,7 +226,7 @@ class Centring:
     constant: np.ndarray  # every present value equal: centred exactly to 0
 
     @classmethod
-    def of(cls, values: np.ndarray, present: np.ndarray, rank: bool = False) -> "Centring":
+    def of(cls, values: np.ndarray, present: np.ndarray, rank: bool = False) -> Centring:
         """The centring of a block's columns (rows x b) from all their rows; ranks are never scaled."""
         b = values.shape[1]
         parts = []
@@ -235,7 +236,7 @@ class Centring:
         return cls.concat(parts) if parts else cls(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool))
 
     @classmethod
-    def of_chunk(cls, part: np.ndarray, keep: np.ndarray, rank: bool) -> "Centring":
+    def of_chunk(cls, part: np.ndarray, keep: np.ndarray, rank: bool) -> Centring:
         """The centring of a few columns ``part`` (0 where not ``keep``)."""
         # A column whose values are all equal is constant on every overlap: its centred
         # values must be exactly 0, not the round-off of subtracting an inexact mean.
@@ -249,11 +250,11 @@ class Centring:
             means = _scaled(part, exponent).sum(axis=0) / counts
         return cls(exponent, np.where(constant | (counts == 0), 0.0, means), constant)
 
-    def columns(self, c0: int, c1: int) -> "Centring":
+    def columns(self, c0: int, c1: int) -> Centring:
         return Centring(self.exponent[c0:c1], self.shift[c0:c1], self.constant[c0:c1])
 
     @classmethod
-    def concat(cls, parts: list["Centring"]) -> "Centring":
+    def concat(cls, parts: list[Centring]) -> Centring:
         return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("exponent", "shift", "constant")))
 
 
@@ -345,7 +346,7 @@ class Sums:
     whole_b: np.ndarray
     prefix: bool = False
 
-    def __add__(self, other: "Sums") -> "Sums":
+    def __add__(self, other: Sums) -> Sums:
         fields = ("n", "sa", "sb", "qa", "qb", "sab", "whole_a", "whole_b")
         return Sums(*(getattr(self, f) + getattr(other, f) for f in fields), self.prefix or other.prefix)
 
@@ -460,7 +461,7 @@ def correlate_split(vi: np.ndarray, vj: np.ndarray | None, min_periods: int | No
 
 def _column_parts(values: np.ndarray, parts: int) -> list[np.ndarray]:
     edges = np.linspace(0, values.shape[1], parts + 1).astype(int)
-    return [values[:, c0:c1] for c0, c1 in zip(edges[:-1], edges[1:])]
+    return [values[:, c0:c1] for c0, c1 in itertools.pairwise(edges)]
 
 
 def _centring_of(values: np.ndarray) -> Centring:
