@@ -73,7 +73,7 @@ def test_the_command_line_names_every_bad_file_and_exits_2(tmp_path):
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
         f"pairscan: error: {folder / name}:{line}: {reason}" for name, (line, reason) in sorted(bad.items())
-    ] + ["pairscan: 3 bad file(s) not converted; the other 4 were"]
+    ] + ["pairscan: 3 bad files not converted; 4 others converted"]
     assert sorted(p.name for p in folder.glob("*.h5")) == ["aet.h5", "afl.h5", "aig.h5", "al.h5"]
 
 

@@ -254,8 +254,9 @@ def cmd_convert(args) -> int:
         for f in failed.failures:
             where = f["file"] + (f":{f['line']}" if f["line"] else "")
             print(f"pairscan: error: {where}: {f['reason']}", file=sys.stderr)
-        print(f"pairscan: {len(failed.failures)} bad file(s) not converted; the other "
-              f"{failed.summary['converted']} were", file=sys.stderr)
+        bad, good = len(failed.failures), failed.summary["converted"]
+        print(f"pairscan: {bad} bad file{'s' if bad != 1 else ''} not converted; "
+              f"{good} other{'s' if good != 1 else ''} converted", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2) if args.json else _convert_line(summary))
     return 0
