@@ -167,7 +167,9 @@ def _r_factor(design: np.ndarray) -> np.ndarray:
     factorisation): the regressors of an ADF regression are far from collinear. An
     exact fit (as many rows as regressors) has no Cholesky factor: QR then.
     """
-    with _one_blas_thread():
+    # One BLAS thread for the small products here: a pool of BLAS threads per task, on
+    # top of the executor's workers, makes them many times slower on a busy machine.
+    with blas_threads(1):
         try:
             factor = np.linalg.cholesky(design.T @ design).T
             if np.isfinite(factor).all():
@@ -178,12 +180,6 @@ def _r_factor(design: np.ndarray) -> np.ndarray:
     square = np.zeros((design.shape[1], design.shape[1]))
     square[: len(factor)] = factor  # fewer rows than columns: R has fewer rows
     return square
-
-
-def _one_blas_thread():
-    """One BLAS thread for the small products here: a pool of BLAS threads per task, on
-    top of the executor's workers, makes them many times slower on a busy machine."""
-    return blas_threads(1)
 
 
 def _mackinnonp(t: float) -> float:

@@ -258,17 +258,19 @@ class Centring:
         return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("exponent", "shift", "constant")))
 
 
-def prepare(values: np.ndarray, rank: bool = False, centring: Centring | None = None) -> Prepared:
+def prepare(values: np.ndarray, rank: bool = False, centring: Centring | None = None,
+            present: np.ndarray | None = None) -> Prepared:
     """Mask and centre a block of columns (rows x b, NaN or any non-finite value = missing).
 
     ``centring``: how to centre each column, when ``values`` are some of the rows it
-    was found on (:meth:`Centring.of`); by default found from ``values``. Each column
+    was found on (:meth:`Centring.of`); by default found from ``values``. ``present``:
+    ``np.isfinite(values)``, where the caller has it already. Each column
     is masked, scaled, centred and squared a few columns at a time, while they are in
     cache, and written into a row-major array: the sums over segments of rows and the
     sparse products of the mask products read rows; the dense products take either order.
     """
     rows, b = values.shape
-    present = np.isfinite(values)
+    present = np.isfinite(values) if present is None else present
     full = bool(present.all())
     # Lifetimes scan each column: from the mask as given (a column-major panel's
     # columns are contiguous), so that no mask needs transposing.
@@ -439,21 +441,24 @@ def correlate_block(bi: Prepared, bj: Prepared | None, min_periods: int | None) 
 
 
 def correlate_split(vi: np.ndarray, vj: np.ndarray | None, min_periods: int | None, threads: int,
-                    split_rows: int = SPLIT_ROWS):
+                    split_rows: int = SPLIT_ROWS, present: tuple | None = None):
     """:func:`correlate_block` of two blocks of values (``vj=None``: ``vi`` with itself)
     on ``threads`` threads: the columns' centring found on all rows, then each thread
     prepares some of the rows and sums over them, one BLAS thread each; the sums add up.
-    Pearson only (ranks need every row). Each part has at least ``split_rows`` rows."""
+    Pearson only (ranks need every row). Each part has at least ``split_rows`` rows;
+    ``present``: ``np.isfinite`` of ``vi`` and ``vj``, where the caller has them."""
+    blocks = [vi] if vj is None else [vi, vj]
+    found = [np.isfinite(v) for v in blocks] if present is None else list(present)[: len(blocks)]
     rows = len(vi)
     parts = max(1, min(threads, rows // split_rows))
     edges = np.linspace(0, rows, parts + 1).astype(int)
     with concurrent.futures.ThreadPoolExecutor(parts) as pool, blas_threads(1):
-        centring = [Centring.concat(list(pool.map(_centring_of, _column_parts(v, parts))))
-                    for v in ((vi,) if vj is None else (vi, vj))]
+        centring = [Centring.concat(list(pool.map(Centring.of, _column_parts(v, parts), _column_parts(m, parts))))
+                    for v, m in zip(blocks, found)]
 
         def part_sums(r0: int, r1: int) -> Sums:
-            bi = prepare(vi[r0:r1], centring=centring[0])
-            return partial_sums(bi, None if vj is None else prepare(vj[r0:r1], centring=centring[1]))
+            return partial_sums(*(prepare(v[r0:r1], centring=c, present=m[r0:r1])
+                                  for v, c, m in zip(blocks, centring, found)))
 
         total = functools.reduce(operator.add, pool.map(part_sums, edges[:-1], edges[1:]))
     return correlations(total, vi, vi if vj is None else vj, min_periods, vj is None)
@@ -462,10 +467,6 @@ def correlate_split(vi: np.ndarray, vj: np.ndarray | None, min_periods: int | No
 def _column_parts(values: np.ndarray, parts: int) -> list[np.ndarray]:
     edges = np.linspace(0, values.shape[1], parts + 1).astype(int)
     return [values[:, c0:c1] for c0, c1 in itertools.pairwise(edges)]
-
-
-def _centring_of(values: np.ndarray) -> Centring:
-    return Centring.of(values, np.isfinite(values))
 
 
 def _redo(corr: np.ndarray, again: np.ndarray, values_i: np.ndarray, values_j: np.ndarray) -> None:
@@ -583,12 +584,12 @@ def block_task(
     same = (i0, i1) == (j0, j1)
     vi = source.block(i0, i1)
     vj = None if same else source.block(j0, j1)
-    vi, vj = _drop_empty_rows(vi, vj)
+    vi, vj, pi, pj = _drop_empty_rows(vi, vj)
     if threads > 1 and not rank and len(vi) >= 2 * SPLIT_ROWS:
-        corr, n = correlate_split(vi, vj, min_periods, threads)
+        corr, n = correlate_split(vi, vj, min_periods, threads, present=(pi, pj))
     else:
-        bi = prepare(vi, rank)
-        bj = None if same else prepare(vj, rank)
+        bi = prepare(vi, rank, present=pi)
+        bj = None if same else prepare(vj, rank, present=pj)
         corr, n = correlate_block(bi, bj, min_periods)
     pairs = block_pairs(corr, n, i0, j0, same, k, absolute)
     if same and hasattr(source, "nonfinite"):
@@ -614,16 +615,18 @@ _BLAS = None
 
 def _drop_empty_rows(vi: np.ndarray, vj: np.ndarray | None):
     """Drop the timestamps no column of the two blocks has, when every other timestamp
-    has all of them: the pair of blocks then takes the one-product path."""
+    has all of them: the pair of blocks then takes the one-product path. Returns the
+    blocks and where they have values (``np.isfinite``)."""
+    pi = np.isfinite(vi)
+    pj = None if vj is None else np.isfinite(vj)
     some = every = None
-    for values in (vi,) if vj is None else (vi, vj):
-        present = np.isfinite(values)
+    for present in (pi,) if pj is None else (pi, pj):
         any_, all_ = present.any(axis=1), present.all(axis=1)
         some = any_ if some is None else some | any_
         every = all_ if every is None else every & all_
     if every.all() or not np.array_equal(some, every):
-        return vi, vj
-    return vi[every], (None if vj is None else vj[every])
+        return vi, vj, pi, pj
+    return vi[every], (None if vj is None else vj[every]), pi[every], (None if pj is None else pj[every])
 
 
 def full_overlap(values: np.ndarray) -> bool:
