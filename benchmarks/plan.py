@@ -33,9 +33,10 @@ import tracemalloc
 
 import numpy as np
 
-from pairscan.correlate import (PanelBlocks, StoreBlocks, cluster_block_width, index_chunk, parse_size,
+from pairscan.correlate import (StoreBlocks, cluster_block_width, index_chunk, parse_size,
                                 union_index)
 from pairscan.engines.blocked import blas_threads, block_size_for, block_task
+from pairscan.panel import InMemory
 from pairscan.store import store_files
 
 YEAR_OF_2_MINUTE_BARS = 365 * 195  # the sample's year, as the lesson's data
@@ -57,15 +58,15 @@ def measure(store: str, block: int | None, repeat: int) -> dict:
         # A token of its own: the worker's cache of blocks cannot answer, the store must.
         source = StoreBlocks(blocks, "close", "prices", index, f"read {attempt}")
         started = time.perf_counter()
-        source.block(0, b)
+        source.columns(0, b)
         return time.perf_counter() - started
 
     with blas_threads(1):
         read_s = min(read(attempt) for attempt in range(repeat))
         both = StoreBlocks(blocks, "close", "prices", index)
-        values = np.hstack([both.block(0, b), both.block(b, 2 * b)])
+        values = np.hstack([both.columns(0, b), both.columns(b, 2 * b)])
         ragged = bool(np.isnan(values).any())
-        in_memory = PanelBlocks(values)
+        in_memory = InMemory(values)
         compute_s = math.inf
         for _ in range(repeat):
             started = time.perf_counter()

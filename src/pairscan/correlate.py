@@ -30,7 +30,7 @@ from .engines.naive import correlate_naive, correlate_naive_store, pair_corr
 from .pair_reader import stored_series
 from .errors import PairscanError
 from .executors import Pool, open_pool, preload, reduce_tasks, run_tasks, share
-from .panel import Panel, align, finish, load_panel, read_chunk, union_of
+from .panel import InFile, InMemory, Panel, align, finish, load_panel, read_chunk, union_of
 from .records import fisher_interval, kendall_p, pair_frame, pearson_p, records, spearman_p
 from .selection import METHODS, Selection
 from .shm import panel_allocator
@@ -112,31 +112,6 @@ class Correlation:
         }
 
 
-class PanelBlocks:
-    """Block source over a panel in memory (serial and threads executors)."""
-
-    def __init__(self, values: np.ndarray):
-        self.values = values
-
-    def block(self, start: int, stop: int) -> np.ndarray:
-        return self.values[:, start:stop]
-
-
-class MappedBlocks:
-    """Block source over a panel in a memory-mapped file (a local process pool).
-
-    The parent writes the panel once; each worker maps it read-only, so a block task
-    carries only the file's name and the panel's shape.
-    """
-
-    def __init__(self, path: str, shape: tuple[int, int]):
-        self.path, self.shape = path, shape
-
-    def block(self, start: int, stop: int) -> np.ndarray:
-        values = np.memmap(self.path, dtype=np.float64, mode="r", shape=self.shape, order="F")
-        return values[:, start:stop]
-
-
 def _map_file(stack: contextlib.ExitStack):
     """An ``allocate(shape)`` for load_panel that puts the panel in a file workers can map.
 
@@ -160,7 +135,7 @@ class StoreBlocks:
         self.token = token if token is not None else index_token(index)
         self.counts: dict[tuple[int, int], int] = {}
 
-    def block(self, start: int, stop: int) -> np.ndarray:
+    def columns(self, start: int, stop: int) -> np.ndarray:
         paths = self.paths[start, stop]
         # Workers outlive a run: a rewritten file or another index must not hit the cache.
         key = (tuple(paths), tuple(_stamp(p) for p in paths), self.column, self.on, self.token)
@@ -212,7 +187,7 @@ def store_block_task(paths: dict, column: str, on: str, index: np.ndarray, token
 def panel_block_task(values: np.ndarray, spec, method: str, min_periods: int | None, k: int | None,
                      absolute: bool) -> Pairs:
     """Task: :func:`block_task` on a panel the worker holds (a caller's DataFrame on Dask)."""
-    return block_task(PanelBlocks(values), spec, method, min_periods, k, absolute)
+    return block_task(InMemory(values), spec, method, min_periods, k, absolute)
 
 
 def merge_top(*parts: Pairs, k: int, absolute: bool) -> Pairs:
@@ -521,9 +496,9 @@ def _blocked(panel, files, index, tickers, column, on, method, min_periods, k, a
                                    absolute, pool, quiet, retries)
     if mapped is not None:
         panel.values.flush()  # the workers map the file: it must hold the whole panel
-        source = MappedBlocks(panel.values.filename, panel.values.shape)
+        source = InFile(panel.values.filename, panel.values.shape)
     else:
-        source = PanelBlocks(panel.values)
+        source = InMemory(panel.values)
     tasks = []
     for spec in specs:
         i0, i1, j0, j1 = spec

@@ -193,7 +193,8 @@ def guess_index(paths: Sequence[str], column: str, files: int) -> np.ndarray:
 
 
 class InMemory:
-    """Where load tasks put their columns: a panel this interpreter holds (serial, threads)."""
+    """A panel this interpreter holds (serial, threads): where load tasks put their
+    columns, and where block tasks take theirs."""
 
     def __init__(self, values: np.ndarray):
         self.values = values
@@ -203,8 +204,9 @@ class InMemory:
 
 
 class InFile:
-    """Where load tasks put their columns: a panel in a file every worker of a local
-    process pool maps, so no column travels back through the pool."""
+    """A panel in a file every worker of a local process pool maps: where load tasks put
+    their columns and block tasks take theirs, so no column travels through the pool
+    (a task carries only the file's name and the panel's shape)."""
 
     def __init__(self, path: str, shape: tuple[int, int]):
         self.path, self.shape = path, shape

@@ -568,7 +568,7 @@ def block_task(
 ) -> Pairs:
     """Task: the pairs of one block pair ``spec = (i0, i1, j0, j1)``.
 
-    ``source.block(start, stop)`` gives the panel's columns ``start:stop``: a slice of
+    ``source.columns(start, stop)`` gives the panel's columns ``start:stop``: a slice of
     the panel in memory, or read from the store by the worker itself.
     ``one_blas_thread`` keeps BLAS to one thread in this task: the executor already
     runs a task per core, and BLAS threads competing for the same cores spin and
@@ -582,8 +582,8 @@ def block_task(
     i0, i1, j0, j1 = spec
     rank = method == "spearman"
     same = (i0, i1) == (j0, j1)
-    vi = source.block(i0, i1)
-    vj = None if same else source.block(j0, j1)
+    vi = source.columns(i0, i1)
+    vj = None if same else source.columns(j0, j1)
     vi, vj, pi, pj = _drop_empty_rows(vi, vj)
     if threads > 1 and not rank and len(vi) >= 2 * SPLIT_ROWS:
         corr, n = correlate_split(vi, vj, min_periods, threads, present=(pi, pj))
