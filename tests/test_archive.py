@@ -147,24 +147,33 @@ def test_the_data_filter_alone_would_silently_rewrite_an_absolute_member(layout)
     assert (target / str(outside / "evil.json").lstrip("/")).read_bytes() == GOOD
 
 
-def test_links_inside_the_target_are_extracted(tmp_path):
+def test_links_to_data_files_of_the_archive_are_extracted(tmp_path):
     members = [member("daily-stock/aet.json", data=GOOD),
                member("daily-stock/afl.json", tarfile.SYMTYPE, link="aet.json"),
                member("daily-stock/aig.json", tarfile.LNKTYPE, link="daily-stock/aet.json"),
-               member("daily-stock/sub", tarfile.DIRTYPE),
-               member("daily-stock/sub/up", tarfile.SYMTYPE, link="..")]
+               member("daily-stock/sub", tarfile.DIRTYPE)]
     assert check_members([info for info, _ in members]) is None
     folder = pairscan.extract(build(tmp_path / "ok.tgz", members), tmp_path / "t")
     assert folder == tmp_path / "t" / "daily-stock"
     assert os.readlink(folder / "afl.json") == "aet.json"
     assert [(folder / n).read_bytes() for n in ("aet.json", "afl.json", "aig.json")] == [GOOD] * 3
+    assert not (folder / "sub").exists()  # only data files are extracted
+
+
+def test_a_link_to_a_folder_is_refused_even_inside_the_target():
+    # It stayed inside, but a link to anything but a data file has no business in a source.
+    members = [member("daily-stock/aet.json", data=GOOD), member("daily-stock/sub", tarfile.DIRTYPE),
+               member("daily-stock/sub/up", tarfile.SYMTYPE, link="..")]
+    refused, why = check_members([info for info, _ in members])
+    assert refused.name == "daily-stock/sub/up"
+    assert why == "symbolic link to '..', which is not a regular data file of the archive (only links to those are extracted)"
 
 
 def test_the_sample_archive_round_trips(tmp_path):
     archive = pairscan.sample(tmp_path / "daily-stock", tickers=3, days=1, bars_per_day=5, archive=True)
     folder = pairscan.extract(archive, tmp_path / "out")
     assert folder == tmp_path / "out" / "daily-stock"
-    names = sorted(p.name for p in folder.iterdir())
+    names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
     assert names == ["aet.json", "afl.json", "aig.json"]
     for name in names:
         assert (folder / name).read_bytes() == (tmp_path / "daily-stock" / name).read_bytes()
@@ -181,7 +190,8 @@ def test_files_at_the_archive_root_and_dot_slash_names(tmp_path):
     archive = build(tmp_path / "a.tar", [member("./aet.json", data=GOOD), member("afl.json", data=GOOD)], "w")
     # Files at the top level unpack into a folder named after the archive, not among others.
     assert pairscan.extract(archive, tmp_path / "t") == tmp_path / "t" / "a"
-    assert sorted(p.name for p in (tmp_path / "t" / "a").iterdir()) == ["aet.json", "afl.json"]
+    assert sorted(p.name for p in (tmp_path / "t" / "a").iterdir()) == [".pairscan-extracted.json", "aet.json",
+                                                                       "afl.json"]
 
 
 def test_a_decompression_bomb_is_stopped_by_the_size_bound(tmp_path):

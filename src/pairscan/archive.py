@@ -11,7 +11,9 @@ described as tar members first, so the same rules judge them.
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import io
+import json
 import lzma
 import os
 import posixpath
@@ -19,6 +21,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -31,6 +34,9 @@ DEFAULT_MAX_BYTES = 20 * 2**30  # 20 GiB unpacked
 STAGING_PREFIX = ".pairscan-extract-"
 # What reading a damaged or truncated archive raises, for each compression.
 _READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, zlib.error, lzma.LZMAError)
+# ... and reading one member: zipfile raises RuntimeError for an encrypted member, and
+# NotImplementedError for a compression method it does not know.
+_MEMBER_ERRORS = (*_READ_ERRORS, KeyError, RuntimeError, NotImplementedError)
 
 
 def is_archive(path: str | os.PathLike) -> bool:
@@ -76,18 +82,29 @@ def check_member(member: tarfile.TarInfo) -> str | None:
 def check_members(members: list[tarfile.TarInfo]) -> tuple[tarfile.TarInfo, str] | None:
     """The first member that may not be extracted and why, or None if all may.
 
-    Besides :func:`check_member`'s rules, links are followed through the other links
-    of the archive as the file system would (a chain of links that each look harmless
-    can still end outside), a path may not run through a link, and a hard link must
-    name a regular file that comes before it.
+    Besides :func:`check_member`'s rules: a name may appear once (a second member of
+    the same name would be written over the first, or through it when the first is a
+    link); links are followed through the other links of the archive as the file
+    system would (a chain of links that each look harmless can still end outside); a
+    path may not run through a link; and a link, symbolic or hard, must end at a
+    regular data file of the archive (a hard link at one that comes before it), never
+    at a folder or at anything beside the archive.
     """
     for member in members:
         why = check_member(member)
         if why:
             return member, why
+    seen: dict[str, tarfile.TarInfo] = {}
+    for member in members:
+        key = _key(member.name)
+        first = seen.get(key)
+        if first is not None and not (first.isdir() and member.isdir()):
+            return member, "the archive holds two members of this name"
+        seen[key] = member
     symlinks = {_key(m.name): m.linkname.replace("\\", "/") for m in members if m.issym()}
     links = {_key(m.name) for m in members if m.issym() or m.islnk()}
     files_before: set[str] = set()
+    ends: list[tuple[tarfile.TarInfo, str]] = []  # each link, and the path it ends at
     for member in members:
         key = _key(member.name)
         parts = key.split("/")
@@ -97,17 +114,31 @@ def check_members(members: list[tarfile.TarInfo]) -> tuple[tarfile.TarInfo, str]
                 return member, f"path runs through the link {prefix!r}"
         try:
             if member.issym():
-                _resolve(parts[:-1] + member.linkname.replace("\\", "/").split("/"), symlinks)
+                ends.append((member, "/".join(_resolve(parts[:-1] + member.linkname.replace("\\", "/").split("/"),
+                                                       symlinks))))
             elif member.islnk():
-                target = _resolve(member.linkname.replace("\\", "/").split("/"), symlinks)
-                if "/".join(target) not in files_before:
+                target = "/".join(_resolve(member.linkname.replace("\\", "/").split("/"), symlinks))
+                if target not in files_before:
                     return member, f"hard link to {member.linkname!r}, which is not a file earlier in the archive"
+                ends.append((member, target))
         except _Escapes as escape:
             kind = "symbolic link" if member.issym() else "hard link"
             return member, f"{kind} {escape} ({member.linkname})"
         if member.isfile():
             files_before.add(key)
+    data_files = {_key(m.name) for m in members if _is_data_file(m)}
+    for member, end in ends:
+        if end not in data_files:
+            kind = "symbolic link" if member.issym() else "hard link"
+            return member, (f"{kind} to {member.linkname!r}, which is not a regular data file of the archive "
+                            "(only links to those are extracted)")
     return None
+
+
+def _is_data_file(member: tarfile.TarInfo) -> bool:
+    """A regular file a reader knows, not hidden: what becomes the source."""
+    name = posixpath.basename(_key(member.name))
+    return member.isfile() and bool(name) and not name.startswith(".") and reader_for(Path(name)) is not None
 
 
 class _Escapes(Exception):
@@ -159,14 +190,28 @@ def extract(
     to: str | os.PathLike | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Path:
-    """Extract ``archive`` into ``to`` (default: the archive's folder); return the data folder.
+    """Extract the data files of ``archive`` into a folder of their own in ``to``; return that folder.
 
-    The data folder is the one folder holding source files (``daily-stock`` for the
-    seed's archive); an archive whose files lie at its top level unpacks into a folder
-    named after it (``prices.zip`` -> ``prices/``), never among other files. Raises :class:`PairscanError` naming the member for anything
-    unsafe, and for archives that would unpack to more than ``max_bytes``; in that
-    case nothing is written. Files appear in ``to`` whole or not at all.
+    ``to`` defaults to the archive's folder. The data folder is the one folder of the
+    archive holding source files (``daily-stock`` for the seed's archive); only its
+    data files (the files a reader knows, and links to them) are extracted, into
+    ``to/<that folder>``; an archive whose files lie at its top level unpacks into a
+    folder named after it (``prices.zip`` -> ``prices/``). Nothing else of the archive
+    is written: no stored ``.h5``, no manifest or lock, no member of another folder.
+
+    The folder is made new, or refreshed when it is pairscan's own extraction (it
+    holds the marker :data:`MARKER`): then only the files pairscan extracted there are
+    replaced or removed, and everything else in it is kept. A folder that exists and
+    is not pairscan's is never written to: it is refused, unless its data files are
+    exactly the archive's already (the folder the archive was made from). Raises
+    :class:`PairscanError` naming the member for anything unsafe, and for archives that
+    unpack to more than ``max_bytes``; then nothing is written. Files appear whole or
+    not at all.
     """
+    if not isinstance(archive, (str, os.PathLike)):
+        raise PairscanError(f"archive must be a path, not {type(archive).__name__}")
+    if to is not None and not isinstance(to, (str, os.PathLike)):
+        raise PairscanError(f"to must be a path, not {type(to).__name__}")
     archive = Path(archive)
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
         raise PairscanError(f"--max-bytes must be a positive number of bytes, not {max_bytes!r}")
@@ -188,28 +233,34 @@ def extract(
             member, why = refused
             raise PairscanError(f"refusing the archive: member {member.name!r}: {why}", archive)
         folder = _data_folder(members, archive)
-        subfolder = "" if folder else _stem(archive)
-        created = _missing_parents(target)
+        dest = target / (folder or _stem(archive))
+        plan = _plan(members, folder)
+        stamp = _stamp(archive)
+        previous = _previous(dest, plan)
+        if previous is not None and _intact(dest, previous, stamp, plan):
+            return dest  # extracted from this very archive before, and untouched since
+        created = _missing_parents(dest.parent)
         try:
-            target.mkdir(parents=True, exist_ok=True)
+            dest.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise PairscanError(f"cannot create the folder ({exc.strerror})", target) from None
-        _remove_stale_staging(target)
-        # Unpack into a private folder inside the target, then move the results into
+            raise PairscanError(f"cannot create the folder ({exc.strerror})", dest.parent) from None
+        _remove_stale_staging(dest.parent)
+        # Unpack into a private folder beside the destination, then move the results into
         # place, so an interrupted extraction leaves no half-written files behind.
-        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target))
         try:
-            try:
-                tar.extractall(staging, members=members, filter="data")
-            except (*_READ_ERRORS, KeyError) as exc:
-                raise PairscanError(f"cannot extract ({_one_line(exc)})", archive) from None
-            try:
-                if subfolder:
-                    (target / subfolder).mkdir(exist_ok=True)
-                for entry in sorted(staging.iterdir()):
-                    _move(entry, target / subfolder / entry.name)
-            except OSError as exc:
-                raise PairscanError(f"cannot move the extracted files into place ({exc})", target) from None
+            staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest.parent))
+        except OSError as exc:
+            raise PairscanError(f"cannot create the folder ({exc.strerror})", dest.parent) from None
+        try:
+            record = _unpack(tar, plan, staging, archive, max_bytes)
+            marker = {**stamp, "complete": True, "files": record}
+            if previous is None:
+                _write_marker(staging, marker)
+                _move_new(staging, dest, archive)
+            elif previous is _FOREIGN:
+                _check_same(staging, dest, plan, archive)
+            else:
+                _refresh(staging, dest, previous, marker, archive)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             for folder_made in created:  # deepest first; only if still empty
@@ -217,7 +268,251 @@ def extract(
                     folder_made.rmdir()
             raise
         shutil.rmtree(staging, ignore_errors=True)
-    return target / (folder or subfolder)
+    return dest
+
+
+MARKER = ".pairscan-extracted.json"
+_MARKER_MAX_BYTES = 64 * 2**20
+_CHUNK = 2**20  # bytes copied at a time: the memory one member costs, however large it unpacks
+_FOREIGN = object()  # the destination exists and is not pairscan's extraction
+
+
+class _Item:
+    """One file to extract: its name in the data folder, and the member it comes from.
+
+    ``link``: for a symbolic link, the data file it names (in the same folder); for a
+    hard link, the data file whose content it shares.
+    """
+
+    def __init__(self, member: tarfile.TarInfo, name: str, link: str | None = None):
+        self.member, self.name, self.link = member, name, link
+
+
+def _plan(members: list[tarfile.TarInfo], folder: str) -> list[_Item]:
+    """What is extracted: the data files of ``folder`` and the links there to data files."""
+    symlinks = {_key(m.name): m.linkname.replace("\\", "/") for m in members if m.issym()}
+    items = []
+    for member in members:
+        key = _key(member.name)
+        name = posixpath.basename(key)
+        if posixpath.dirname(key) != folder or name.startswith(".") or reader_for(Path(name)) is None:
+            continue
+        if member.isfile():
+            items.append(_Item(member, name))
+        elif member.issym() or member.islnk():
+            base = key.split("/")[:-1] if member.issym() else []
+            end = _resolve(base + member.linkname.replace("\\", "/").split("/"), symlinks)
+            if "/".join(end[:-1]) == folder:  # check_members made it a regular data file
+                items.append(_Item(member, name, end[-1]))
+    return items
+
+
+def _stamp(archive: Path) -> dict:
+    info = archive.stat()
+    return {"archive": archive.name, "size": info.st_size, "mtime_ns": info.st_mtime_ns}
+
+
+def _previous(dest: Path, plan: list[_Item]) -> dict | object | None:
+    """The marker of pairscan's extraction at ``dest``; None if there is nothing; else :data:`_FOREIGN`.
+
+    Checked before anything is unpacked: a destination pairscan may not write to is
+    refused at once, naming the first member that would land on an entry that is not
+    pairscan's.
+    """
+    try:
+        info = os.lstat(dest)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise PairscanError(f"cannot extract here ({exc.strerror})", dest) from None
+    marker = _read_marker(dest) if stat.S_ISDIR(info.st_mode) else None
+    if marker is None:
+        _check_foreign_names(dest, info, plan)
+        return _FOREIGN
+    files = marker["files"]
+    for item in plan:
+        why = _not_ours(dest / item.name, files.get(item.name))
+        if why:
+            raise PairscanError(f"refusing to extract member {item.member.name!r}: {dest / item.name} {why}; "
+                                f"move it away or extract elsewhere{_ELSEWHERE}")
+    return marker
+
+
+_ELSEWHERE = " (extract or convert --to DIR, run --workdir DIR)"
+
+
+def _not_ours(path: Path, recorded: dict | None) -> str | None:
+    """Why pairscan may not replace ``path`` in its own extraction, or None if it may."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot be checked ({exc.strerror})"
+    if recorded is None:
+        return "exists and was not extracted by pairscan"
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        return "is no longer the file pairscan extracted"
+    return None
+
+
+def _check_foreign_names(dest: Path, info: os.stat_result, plan: list[_Item]) -> None:
+    """A foreign ``dest`` may stand only when its data files are named as the archive's; else refuse."""
+    refuse = PairscanError(f"{dest} exists and is not a folder pairscan extracted (it holds no {MARKER}); "
+                           f"pairscan never writes over it: move it away or extract elsewhere{_ELSEWHERE}")
+    if not stat.S_ISDIR(info.st_mode):
+        raise refuse
+    try:
+        present = {p.name for p in dest.iterdir() if not p.name.startswith(".") and reader_for(p) is not None}
+    except OSError:
+        raise refuse from None
+    if present != {item.name for item in plan}:
+        raise refuse
+
+
+def _check_same(staging: Path, dest: Path, plan: list[_Item], archive: Path) -> None:
+    """Leave a foreign ``dest`` as it is if its data files are byte for byte the archive's; else refuse."""
+    for item in plan:
+        theirs, ours = dest / item.name, staging / item.name
+        try:
+            same = stat.S_ISREG(os.stat(theirs).st_mode) and filecmp.cmp(theirs, ours, shallow=False)
+        except OSError:
+            same = False
+        if not same:
+            raise PairscanError(f"refusing to extract member {item.member.name!r}: {dest} exists and is not a "
+                                f"folder pairscan extracted (it holds no {MARKER}), and its {item.name} differs; "
+                                f"pairscan never writes over it: move it away or extract elsewhere{_ELSEWHERE}",
+                                archive)
+
+
+def _intact(dest: Path, marker: dict, stamp: dict, plan: list[_Item]) -> bool:
+    """Whether ``dest`` is a complete extraction of this archive whose files are as written."""
+    if marker is _FOREIGN or not marker.get("complete") or any(marker.get(k) != v for k, v in stamp.items()):
+        return False
+    files = marker["files"]
+    if set(files) != {item.name for item in plan}:
+        return False
+    for name, recorded in files.items():
+        try:
+            info = os.lstat(dest / name)
+            if recorded.get("link") is not None:
+                if not stat.S_ISLNK(info.st_mode) or os.readlink(dest / name) != recorded["link"]:
+                    return False
+            elif not stat.S_ISREG(info.st_mode) or [info.st_size, info.st_mtime_ns] != [
+                    recorded.get("size"), recorded.get("mtime_ns")]:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _unpack(tar, plan: list[_Item], staging: Path, archive: Path, max_bytes: int) -> dict[str, dict]:
+    """Write the planned files into ``staging``, streaming; return what the marker records of each."""
+    record: dict[str, dict] = {}
+    written = 0
+    for item in plan:  # in the archive's order: a compressed stream is read once, forwards
+        if item.link is not None:
+            continue
+        member, path = item.member, staging / item.name
+        try:
+            source = tar.extractfile(member)
+            if source is None:
+                raise tarfile.ExtractError("no data")
+            with source, open(path, "xb") as out:
+                while chunk := source.read(_CHUNK):
+                    written += len(chunk)
+                    if written > max_bytes:
+                        raise PairscanError(
+                            f"refusing the archive: it unpacks to more than {max_bytes} bytes "
+                            f"(at member {member.name!r}; raise --max-bytes if this is expected)", archive)
+                    out.write(chunk)
+            with contextlib.suppress(OSError, OverflowError, ValueError):
+                os.utime(path, ns=(int(member.mtime * 1e9),) * 2)
+            info = os.lstat(path)
+        except _MEMBER_ERRORS as exc:
+            raise PairscanError(f"cannot extract ({_why(exc)}; at member {member.name!r})", archive) from None
+        record[item.name] = {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
+    for item in plan:
+        if item.link is None:
+            continue
+        path = staging / item.name
+        try:
+            if item.member.issym():
+                os.symlink(item.link, path)
+                record[item.name] = {"link": item.link}
+            else:
+                os.link(staging / item.link, path, follow_symlinks=False)
+                info = os.lstat(path)
+                record[item.name] = {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
+        except OSError as exc:
+            raise PairscanError(f"cannot extract ({_why(exc)}; at member {item.member.name!r})", archive) from None
+    return record
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror  # not str(exc): that names the private staging folder
+    return _one_line(exc)
+
+
+def _read_marker(folder: Path) -> dict | None:
+    """``folder``'s extraction marker, or None if it has none that pairscan wrote (never through a link)."""
+    try:
+        fd = os.open(folder / MARKER, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
+            marker = json.loads(f.read(_MARKER_MAX_BYTES + 1)[:_MARKER_MAX_BYTES])
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(marker, dict) and isinstance(marker.get("files"), dict)
+            and all(isinstance(k, str) and "/" not in k and k not in ("", ".", "..") and isinstance(v, dict)
+                    for k, v in marker["files"].items())):
+        return None
+    return marker
+
+
+def _write_marker(folder: Path, marker: dict) -> None:
+    tmp = folder / (MARKER + f".{os.getpid()}.tmp")
+    with open(tmp, "x") as f:
+        json.dump(marker, f, indent=1, sort_keys=True)
+    os.replace(tmp, folder / MARKER)
+
+
+def _move_new(staging: Path, dest: Path, archive: Path) -> None:
+    """The staging folder becomes ``dest``, which must still not exist."""
+    if os.path.lexists(dest):  # made since it was checked: never replaced
+        raise PairscanError(f"{dest} appeared while extracting; pairscan never writes over it: "
+                            f"move it away or extract elsewhere{_ELSEWHERE}")
+    try:
+        os.rename(staging, dest)
+    except OSError as exc:
+        raise PairscanError(f"cannot move the extracted files into place ({exc.strerror})", dest) from None
+
+
+def _refresh(staging: Path, dest: Path, previous: dict, marker: dict, archive: Path) -> None:
+    """Refresh pairscan's own extraction ``dest``: replace and remove only the files it wrote there."""
+    old = previous["files"]
+    try:
+        # First record every name this may leave behind, so a run killed midway still
+        # knows them as its own next time.
+        _write_marker(dest, {**marker, "complete": False, "files": {**old, **marker["files"]}})
+        for name in marker["files"]:
+            why = _not_ours(dest / name, old.get(name))
+            if why:
+                raise PairscanError(f"refusing to extract into {dest}: {dest / name} {why}; "
+                                    f"move it away or extract elsewhere{_ELSEWHERE}")
+            os.replace(staging / name, dest / name)
+        for name in old:
+            if name not in marker["files"] and _not_ours(dest / name, old[name]) is None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(dest / name)
+        _write_marker(dest, marker)
+    except OSError as exc:
+        raise PairscanError(f"cannot move the extracted files into place ({exc.strerror or exc})", dest) from None
 
 
 def _stem(archive: Path) -> str:
@@ -260,11 +555,14 @@ class _ZipAsTar:
             mode = info.external_attr >> 16
             member.size = info.file_size
             member.mode = stat.S_IMODE(mode) or 0o644
+            with contextlib.suppress(OverflowError, ValueError):
+                member.mtime = time.mktime((*info.date_time, 0, 0, -1))
             if info.is_dir() or stat.S_ISDIR(mode):
                 member.type, member.size = tarfile.DIRTYPE, 0
             elif stat.S_ISLNK(mode):
                 member.type, member.size = tarfile.SYMTYPE, 0
-                member.linkname = self.zip.read(info)[:4096].decode("utf-8", "replace")
+                with self.zip.open(info) as link:  # a link's content is its target: a short path
+                    member.linkname = link.read(4096).decode("utf-8", "replace")
             elif stat.S_ISFIFO(mode):
                 member.type = tarfile.FIFOTYPE
             elif stat.S_ISCHR(mode):
@@ -276,18 +574,9 @@ class _ZipAsTar:
             self.infos[member.name] = info
             yield member
 
-    def extractall(self, staging: Path, members, filter=None):
-        for member in members:
-            dest = staging / _key(member.name)
-            if member.isdir():
-                dest.mkdir(parents=True, exist_ok=True)
-            elif member.issym():
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.symlink(member.linkname, dest)
-            else:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with self.zip.open(self.infos[member.name]) as src, open(dest, "wb") as out:
-                    shutil.copyfileobj(_Bounded(src, member.size), out)
+    def extractfile(self, member: tarfile.TarInfo):
+        """The member's bytes as a stream, never more than its recorded size."""
+        return _Bounded(self.zip.open(self.infos[member.name]), member.size)
 
 
 class _Bounded(io.RawIOBase):
@@ -298,6 +587,10 @@ class _Bounded(io.RawIOBase):
 
     def readable(self):
         return True
+
+    def close(self):
+        self.stream.close()
+        super().close()
 
     def readinto(self, buffer):
         data = self.stream.read(min(len(buffer), self.left + 1))
@@ -323,8 +616,9 @@ def _read_members(tar: tarfile.TarFile, archive: Path, max_bytes: int) -> list[t
                     f"refusing the archive: it unpacks to more than {max_bytes} bytes "
                     f"(at member {member.name!r}; raise --max-bytes if this is expected)", archive)
             members.append(member)
-    except _READ_ERRORS as exc:
-        raise PairscanError(f"damaged archive ({exc})", archive) from None
+    except _MEMBER_ERRORS as exc:
+        where = f" after member {members[-1].name!r}" if members else " at its first member"
+        raise PairscanError(f"damaged archive ({_one_line(exc)}){where}", archive) from None
     return members
 
 
@@ -344,25 +638,8 @@ def _remove_stale_staging(target: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def _move(entry: Path, dest: Path) -> None:
-    # A link is moved as the link it is, never followed: what it names may be anywhere.
-    entry_is_dir = entry.is_dir() and not entry.is_symlink()
-    dest_is_dir = dest.is_dir() and not dest.is_symlink()
-    if entry_is_dir and dest_is_dir:
-        for child in sorted(entry.iterdir()):
-            _move(child, dest / child.name)
-        return
-    if dest_is_dir:
-        shutil.rmtree(dest)
-    elif entry_is_dir and (dest.is_symlink() or dest.exists()):
-        dest.unlink()  # a folder cannot be renamed over a file
-    os.replace(entry, dest)
-
-
 def _data_folder(members: list[tarfile.TarInfo], archive: Path) -> str:
-    folders = {posixpath.dirname(_key(m.name)) for m in members
-               if m.isfile() and not posixpath.basename(m.name).startswith(".")
-               and reader_for(Path(posixpath.basename(m.name))) is not None}
+    folders = {posixpath.dirname(_key(m.name)) for m in members if _is_data_file(m)}
     if not folders:
         raise PairscanError("the archive holds no source files (<ticker>.json, .csv, .txt, .parquet)", archive)
     if len(folders) > 1:
