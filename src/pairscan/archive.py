@@ -237,6 +237,9 @@ def extract(
         plan = _plan(members, folder)
         stamp = _stamp(archive)
         previous = _previous(dest, plan)
+        if previous is _FOREIGN:
+            _check_same(tar, plan, dest, archive, max_bytes)
+            return dest  # the folder the archive was made from: nothing to write
         if previous is not None and _intact(dest, previous, stamp, plan):
             return dest  # extracted from this very archive before, and untouched since
         created = _missing_parents(dest.parent)
@@ -257,8 +260,6 @@ def extract(
             if previous is None:
                 _write_marker(staging, marker)
                 _move_new(staging, dest, archive)
-            elif previous is _FOREIGN:
-                _check_same(staging, dest, plan, archive)
             else:
                 _refresh(staging, dest, previous, marker, archive)
         except BaseException:
@@ -370,13 +371,37 @@ def _check_foreign_names(dest: Path, info: os.stat_result, plan: list[_Item]) ->
         raise refuse
 
 
-def _check_same(staging: Path, dest: Path, plan: list[_Item], archive: Path) -> None:
-    """Leave a foreign ``dest`` as it is if its data files are byte for byte the archive's; else refuse."""
-    for item in plan:
-        theirs, ours = dest / item.name, staging / item.name
+def _check_same(tar, plan: list[_Item], dest: Path, archive: Path, max_bytes: int) -> None:
+    """Leave a foreign ``dest`` as it is if its data files are byte for byte the archive's; else refuse.
+
+    Compared as the archive is read, a chunk at a time: nothing is written.
+    """
+    written = 0
+    for item in sorted(plan, key=lambda item: item.link is not None):  # files in the archive's order, then links
+        theirs = dest / item.name
         try:
-            same = stat.S_ISREG(os.stat(theirs).st_mode) and filecmp.cmp(theirs, ours, shallow=False)
-        except OSError:
+            if not stat.S_ISREG(os.stat(theirs).st_mode):
+                same = False
+            elif item.link is not None:
+                same = filecmp.cmp(theirs, dest / item.link, shallow=False)
+            else:
+                source = tar.extractfile(item.member)
+                if source is None:
+                    raise tarfile.ExtractError("no data")
+                with source, open(theirs, "rb") as f:
+                    while True:
+                        chunk = source.read(_CHUNK)
+                        written += len(chunk)
+                        if written > max_bytes:
+                            raise PairscanError(
+                                f"refusing the archive: it unpacks to more than {max_bytes} bytes "
+                                f"(at member {item.member.name!r}; raise --max-bytes if this is expected)", archive)
+                        if chunk != f.read(len(chunk)) or not chunk:
+                            same = not chunk and not f.read(1)
+                            break
+        except _MEMBER_ERRORS as exc:
+            if not isinstance(exc, OSError) or exc.filename is None or Path(exc.filename) != theirs:
+                raise PairscanError(f"cannot extract ({_why(exc)}; at member {item.member.name!r})", archive) from None
             same = False
         if not same:
             raise PairscanError(f"refusing to extract member {item.member.name!r}: {dest} exists and is not a "
