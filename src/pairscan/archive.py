@@ -236,7 +236,7 @@ def extract(
         dest = target / (folder or _stem(archive))
         plan = _plan(members, folder)
         stamp = _stamp(archive)
-        previous = _previous(dest, plan)
+        previous = _previous(dest, plan, archive)
         if previous is _FOREIGN:
             _check_same(tar, plan, dest, archive, max_bytes)
             return dest  # the folder the archive was made from: nothing to write
@@ -313,7 +313,7 @@ def _stamp(archive: Path) -> dict:
     return {"archive": archive.name, "size": info.st_size, "mtime_ns": info.st_mtime_ns}
 
 
-def _previous(dest: Path, plan: list[_Item]) -> dict | object | None:
+def _previous(dest: Path, plan: list[_Item], archive: Path) -> dict | object | None:
     """The marker of pairscan's extraction at ``dest``; None if there is nothing; else :data:`_FOREIGN`.
 
     Checked before anything is unpacked: a destination pairscan may not write to is
@@ -325,17 +325,19 @@ def _previous(dest: Path, plan: list[_Item]) -> dict | object | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise PairscanError(f"cannot extract here ({exc.strerror})", dest) from None
+        raise PairscanError(f"cannot extract member {plan[0].member.name!r} into {dest} ({exc.strerror})",
+                            archive) from None
     marker = _read_marker(dest) if stat.S_ISDIR(info.st_mode) else None
     if marker is None:
-        _check_foreign_names(dest, info, plan)
+        _check_foreign_names(dest, info, plan, archive)
         return _FOREIGN
     files = marker["files"]
     for item in plan:
         why = _not_ours(dest / item.name, files.get(item.name))
         if why:
             raise PairscanError(f"refusing to extract member {item.member.name!r}: {dest / item.name} {why}; "
-                                f"move it away or extract elsewhere{_ELSEWHERE}")
+                                f"pairscan never writes over it: move it away or extract elsewhere{_ELSEWHERE}",
+                                archive)
     return marker
 
 
@@ -357,18 +359,20 @@ def _not_ours(path: Path, recorded: dict | None) -> str | None:
     return None
 
 
-def _check_foreign_names(dest: Path, info: os.stat_result, plan: list[_Item]) -> None:
+def _check_foreign_names(dest: Path, info: os.stat_result, plan: list[_Item], archive: Path) -> None:
     """A foreign ``dest`` may stand only when its data files are named as the archive's; else refuse."""
-    refuse = PairscanError(f"{dest} exists and is not a folder pairscan extracted (it holds no {MARKER}); "
-                           f"pairscan never writes over it: move it away or extract elsewhere{_ELSEWHERE}")
-    if not stat.S_ISDIR(info.st_mode):
-        raise refuse
-    try:
-        present = {p.name for p in dest.iterdir() if not p.name.startswith(".") and reader_for(p) is not None}
-    except OSError:
-        raise refuse from None
-    if present != {item.name for item in plan}:
-        raise refuse
+    present: set[str] | None = None
+    if stat.S_ISDIR(info.st_mode):
+        with contextlib.suppress(OSError):
+            present = {p.name for p in dest.iterdir() if not p.name.startswith(".") and reader_for(p) is not None}
+    wanted = [item.name for item in plan]
+    if present == set(wanted):
+        return
+    # Name a member that would land on an entry of the user's, else the first member.
+    item = next((item for item in plan if present and item.name in present), plan[0])
+    raise PairscanError(f"refusing to extract member {item.member.name!r}: {dest} exists and is not a folder "
+                        f"pairscan extracted (it holds no {MARKER}); pairscan never writes over it: move it away "
+                        f"or extract elsewhere{_ELSEWHERE}", archive)
 
 
 def _check_same(tar, plan: list[_Item], dest: Path, archive: Path, max_bytes: int) -> None:
