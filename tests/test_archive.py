@@ -269,3 +269,12 @@ def test_a_staging_folder_left_by_a_killed_extraction_is_removed(tmp_path):
     (stale / "daily-stock" / "half.json").write_text('{"timest')
     pairscan.extract(archive, tmp_path / "t")
     assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["d"]
+
+
+def test_an_extracted_folder_has_the_usual_permissions(tmp_path):
+    # Unpacked in a staging folder that then becomes the folder: it must not stay private.
+    archive = build(tmp_path / "a.tgz", [member("daily-stock/aet.json", data=GOOD)])
+    mask = os.umask(0o022)
+    os.umask(mask)
+    folder = pairscan.extract(archive, tmp_path / "t")
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~mask

@@ -92,7 +92,8 @@ def test_run_extracts_no_planted_store_file_into_the_work_folder(tmp_path):
         assert out["series"] == 4
         assert sorted(p.name for p in (work / "store").iterdir() if p.suffix == ".h5") == \
             sorted(info.name.split("/")[1].replace(".json", ".h5") for info, _ in entries)
-        assert not (work / "daily-stock" / "zzy.h5").exists() and not (work / "daily-stock" / ".pairscan-manifest.json").exists()
+        assert not (work / "daily-stock" / "zzy.h5").exists()
+        assert not (work / "daily-stock" / ".pairscan-manifest.json").exists()
         assert sorted(p.name for p in (work / "daily-stock").iterdir() if not p.name.startswith(".")) == \
             sorted(info.name.split("/")[1] for info, _ in entries)
 

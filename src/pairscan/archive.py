@@ -20,8 +20,8 @@ import posixpath
 import shutil
 import stat
 import tarfile
-import tempfile
 import time
+import uuid
 import zipfile
 import zlib
 from pathlib import Path
@@ -251,7 +251,10 @@ def extract(
         # Unpack into a private folder beside the destination, then move the results into
         # place, so an interrupted extraction leaves no half-written files behind.
         try:
-            staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest.parent))
+            # Made as any new folder (the umask's permissions, not mkdtemp's private ones):
+            # a fresh extraction becomes the destination itself.
+            staging = dest.parent / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+            staging.mkdir()
         except OSError as exc:
             raise PairscanError(f"cannot create the folder ({exc.strerror})", dest.parent) from None
         try:
