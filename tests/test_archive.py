@@ -278,3 +278,13 @@ def test_an_extracted_folder_has_the_usual_permissions(tmp_path):
     os.umask(mask)
     folder = pairscan.extract(archive, tmp_path / "t")
     assert folder.stat().st_mode & 0o777 == 0o777 & ~mask
+
+
+def test_the_staging_folder_of_an_extraction_still_at_work_is_left_alone(tmp_path):
+    archive = build(tmp_path / "a.tgz", [member("daily-stock/aet.json", data=GOOD)])
+    running = tmp_path / "t" / f".pairscan-extract-{os.getpid()}-feed"  # this process is alive
+    dead = tmp_path / "t" / ".pairscan-extract-999999999-beef"
+    for folder in (running, dead):
+        (folder / "daily-stock").mkdir(parents=True)
+    pairscan.extract(archive, tmp_path / "t")
+    assert running.is_dir() and not dead.exists()

@@ -248,12 +248,12 @@ def extract(
         except OSError as exc:
             raise PairscanError(f"cannot create the folder ({exc.strerror})", dest.parent) from None
         _remove_stale_staging(dest.parent)
-        # Unpack into a private folder beside the destination, then move the results into
-        # place, so an interrupted extraction leaves no half-written files behind.
+        # Unpack into a folder of pairscan's own beside the destination, then move the
+        # results into place, so an interrupted extraction leaves no half-written files.
         try:
             # Made as any new folder (the umask's permissions, not mkdtemp's private ones):
             # a fresh extraction becomes the destination itself.
-            staging = dest.parent / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+            staging = dest.parent / _staging_name()
             staging.mkdir()
         except OSError as exc:
             raise PairscanError(f"cannot create the folder ({exc.strerror})", dest.parent) from None
@@ -373,9 +373,11 @@ def _check_foreign_names(dest: Path, info: os.stat_result, plan: list[_Item], ar
         return
     # Name a member that would land on an entry of the user's, else the first member.
     item = next((item for item in plan if present and item.name in present), plan[0])
+    extra = sorted((present or set()) - set(wanted))
+    differs = f", and holds {extra[0]!r}, which the archive does not" if extra else ""
     raise PairscanError(f"refusing to extract member {item.member.name!r}: {dest} exists and is not a folder "
-                        f"pairscan extracted (it holds no {MARKER}); pairscan never writes over it: move it away "
-                        f"or extract elsewhere{_ELSEWHERE}", archive)
+                        f"pairscan extracted (it holds no {MARKER}){differs}; pairscan never writes over it: "
+                        f"move it away or extract elsewhere{_ELSEWHERE}", archive)
 
 
 def _check_same(tar, plan: list[_Item], dest: Path, archive: Path, max_bytes: int) -> None:
@@ -459,7 +461,7 @@ def _unpack(tar, plan: list[_Item], staging: Path, archive: Path, max_bytes: int
                             f"(at member {member.name!r}; raise --max-bytes if this is expected)", archive)
                     out.write(chunk)
             with contextlib.suppress(OSError, OverflowError, ValueError):
-                os.utime(path, ns=(int(member.mtime * 1e9),) * 2)
+                os.utime(path, ns=(round(member.mtime * 10**6) * 1000,) * 2)  # to the microsecond
             info = os.lstat(path)
         except _MEMBER_ERRORS as exc:
             raise PairscanError(f"cannot extract ({_why(exc)}; at member {member.name!r})", archive) from None
@@ -508,10 +510,15 @@ def _read_marker(folder: Path) -> dict | None:
 
 
 def _write_marker(folder: Path, marker: dict) -> None:
-    tmp = folder / (MARKER + f".{os.getpid()}.tmp")
-    with open(tmp, "x") as f:
-        json.dump(marker, f, indent=1, sort_keys=True)
-    os.replace(tmp, folder / MARKER)
+    tmp = folder / f"{_staging_name()}.tmp"  # a killed run's is removed by the next
+    try:
+        with open(tmp, "x") as f:
+            json.dump(marker, f, indent=1, sort_keys=True)
+        os.replace(tmp, folder / MARKER)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _move_new(staging: Path, dest: Path, archive: Path) -> None:
@@ -528,6 +535,7 @@ def _move_new(staging: Path, dest: Path, archive: Path) -> None:
 def _refresh(staging: Path, dest: Path, previous: dict, marker: dict, archive: Path) -> None:
     """Refresh pairscan's own extraction ``dest``: replace and remove only the files it wrote there."""
     old = previous["files"]
+    _remove_stale_staging(dest)  # a marker being written when a run was killed
     try:
         # First record every name this may leave behind, so a run killed midway still
         # knows them as its own next time.
@@ -664,10 +672,32 @@ def _missing_parents(target: Path) -> list[Path]:
     return missing
 
 
+def _staging_name() -> str:
+    return f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
+
+
 def _remove_stale_staging(target: Path) -> None:
-    # Left behind only by an extraction that was killed; never holds the only copy.
+    # Left behind only by an extraction that was killed (never the only copy of anything);
+    # one whose process still runs is another extraction at work beside this one.
     for stale in target.glob(STAGING_PREFIX + "*"):
-        shutil.rmtree(stale, ignore_errors=True)
+        pid = stale.name[len(STAGING_PREFIX):].split("-")[0]
+        if pid.isdigit() and _running(int(pid)):
+            continue
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        elif stale.is_file() and not stale.is_symlink() and stale.name.endswith(".tmp"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0
+    return True
 
 
 def _data_folder(members: list[tarfile.TarInfo], archive: Path) -> str:
