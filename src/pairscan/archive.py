@@ -1,11 +1,17 @@
 """Archive: extract a tarball or zip of per-ticker files, refusing anything hostile.
 
 Every member is checked before anything is written: absolute paths, ``..``, links
-that point outside the target, device files, FIFOs and other special files make the
-whole archive refused, naming the member. Only then is it extracted, through the
-standard library's ``data`` filter (PEP 706) as a second line of defence, with a
-bound on the total size to stop decompression bombs. A zip archive's members are
-described as tar members first, so the same rules judge them.
+that do not end at a regular data file of the archive, duplicate names, device
+files, FIFOs and other special files make the whole archive refused, naming the
+member, as does an archive whose sizes add up to more than the bound. Then only what
+becomes the source is extracted: the data files of the one data folder (and links
+among them), streamed a chunk at a time and counted against the bound as they
+unpack, into a folder of their own that pairscan marks as its extraction. A folder
+that is not pairscan's is never written to, and in pairscan's own only the files it
+extracted are ever replaced or removed. Files are written by this module alone, as
+plain files with the usual permissions, never through the standard library's
+extraction. A zip archive's members are described as tar members first, so the same
+rules judge them.
 """
 
 from __future__ import annotations
