@@ -23,7 +23,7 @@ import pandas as pd
 
 from .engines import ENGINES, Pairs, top_k
 from .engines.blocked.tasks import EveryPair, TopPairs, correlate_blocked
-from .engines.naive import correlate_naive, correlate_naive_store, pair_corr
+from .engines.naive import correlate_naive, pair_corr
 from .errors import PairscanError
 from .executors import Pool, open_pool, preload
 from .pair_reader import stored_series
@@ -206,14 +206,12 @@ def _plan(source, selection: Selection, pool: Pool, limit: int) -> Plan:
 
 def _run_engine(chosen: str, plan: Plan, layout: Layout, pool: Pool, method: str, periods: int, reducer, *,
                 block_size: int | None, quiet: bool, retries: int) -> Pairs:
-    """Every pair's correlation on the chosen engine: the reducer's (blocked), or all (naive)."""
+    """Every pair's correlation on the chosen engine: the reducer's part (blocked), or all
+    of them (naive; the caller keeps the top ``k``)."""
     if chosen == "blocked":
         return correlate_blocked(plan, layout, pool, method=method, min_periods=periods, reducer=reducer,
                                  block_size=block_size, quiet=quiet, retries=retries)
-    if layout.panel is None:
-        return correlate_naive_store(layout.paths, layout.tickers, layout.column, layout.on, layout.index,
-                                     index_token(layout.index), pool, method, periods, quiet, retries)
-    return correlate_naive(layout.panel, pool, method, periods, quiet, retries)
+    return correlate_naive(layout, pool, method=method, min_periods=periods, quiet=quiet, retries=retries)
 
 
 @dataclass
