@@ -10,7 +10,7 @@ Run: ``python benchmarks/plan.py STORE [--memory-limit 4GB] [--repeat 3]``
 Measured here, in one process with one BLAS thread (what a Dask worker runs with):
 
 - read: the seconds a block task spends reading one block of ``b`` tickers from the
-  store and aligning it on the union index (``StoreBlocks.block``);
+  store and aligning it on the union index (``StoreBlocks.columns``);
 - compute: the seconds of one off-diagonal block task on two blocks already read,
   and so the GFLOP/s of its products;
 - memory: the peak of one whole task (reading both blocks, then the products), with
@@ -33,10 +33,11 @@ import tracemalloc
 
 import numpy as np
 
-from pairscan.correlate import (StoreBlocks, cluster_block_width, index_chunk, parse_size,
-                                union_index)
-from pairscan.engines.blocked import blas_threads, block_size_for, block_task
+from pairscan.correlate import parse_size
+from pairscan.engines.blocked import BlockJob, StoreBlocks, TopPairs, blas_threads, block_size_for, block_task
+from pairscan.engines.blocked.tasks import cluster_block_width
 from pairscan.panel import InMemory
+from pairscan.placement import index_chunk, union_index
 from pairscan.store import store_files
 
 YEAR_OF_2_MINUTE_BARS = 365 * 195  # the sample's year, as the lesson's data
@@ -53,6 +54,7 @@ def measure(store: str, block: int | None, repeat: int) -> dict:
         raise SystemExit(f"the store needs at least {2 * b} tickers for two blocks of {b}")
     blocks = {(0, b): paths[:b], (b, 2 * b): paths[b:2 * b]}
     spec = (0, b, b, 2 * b)
+    job = BlockJob("pearson", None, TopPairs(10))
 
     def read(attempt: int) -> float:
         # A token of its own: the worker's cache of blocks cannot answer, the store must.
@@ -70,10 +72,10 @@ def measure(store: str, block: int | None, repeat: int) -> dict:
         compute_s = math.inf
         for _ in range(repeat):
             started = time.perf_counter()
-            block_task(in_memory, spec, "pearson", None, 10, False)
+            block_task(in_memory, spec, job)
             compute_s = min(compute_s, time.perf_counter() - started)
         tracemalloc.start()
-        block_task(StoreBlocks(blocks, "close", "prices", index, "peak"), spec, "pearson", None, 10, False)
+        block_task(StoreBlocks(blocks, "close", "prices", index, "peak"), spec, job)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     products = 6 if ragged else 1  # GEMMs of rows x b x b per off-diagonal task

@@ -1,7 +1,7 @@
 """Analyze: beyond correlation, does the spread of a pair revert?
 
-For each pair, on the log prices over the pair's common timestamps (DESIGN.md, "Pair
-analysis"): the hedge ratio (``beta``, ``alpha``: OLS of log A on log B with an
+For each pair, on the log prices over the pair's common timestamps
+(docs/semantics.md, "Pair analysis"): the hedge ratio (``beta``, ``alpha``: OLS of log A on log B with an
 intercept), the Engle-Granger cointegration test (``coint_t``, ``coint_p``: equal to
 ``statsmodels.tsa.stattools.coint(log_a, log_b)`` with its defaults), the half-life
 of the spread, its current z-score and the range of the rolling correlation of the

@@ -1,23 +1,20 @@
 """Correlate: the store (or a panel) -> the top pairs, on the chosen engine and executor.
 
-Executors that share this interpreter's memory (serial, threads) load the panel once
-and hand the engine slices of it; a local process pool maps one copy of it from a
-file. Workers elsewhere (a Dask cluster) get tasks that carry file paths and block
-specs; each reads the columns it needs from the store itself, so the panel never
-travels through the scheduler, and the blocks' top lists are merged on the cluster.
+:func:`correlate` resolves the selection, has :mod:`pairscan.placement` decide where
+the panel lives (in memory, a file a local process pool maps, streamed from the store,
+on a cluster) and load it, runs the engine (the blocked engine's tasks are
+:mod:`pairscan.engines.blocked.tasks`, the naive engine's :mod:`pairscan.engines.naive`)
+with a reducer for what is wanted (the top ``k``, or every pair for ``--matrix``), and
+builds the records.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
 import os
 import re
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,16 +22,16 @@ import numpy as np
 import pandas as pd
 
 from .engines import ENGINES, Pairs, top_k
-from .engines.blocked import blas_threads, block_size_for, block_specs, block_task
-from .engines.naive import correlate_naive, correlate_naive_store, pair_corr
-from .pair_reader import stored_series
+from .engines.blocked.tasks import EveryPair, TopPairs, correlate_blocked
+from .engines.naive import correlate_naive, pair_corr
 from .errors import PairscanError
-from .executors import Pool, open_pool, preload, reduce_tasks, run_tasks, share
-from .panel import InFile, InMemory, Panel, align, finish, load_panel, read_chunk, union_of
+from .executors import Pool, open_pool, preload
+from .pair_reader import stored_series
+from .placement import (Layout, Plan, index_token, is_frame, load, panel_fits, plan_placement, return_counts,
+                        store_index)
 from .records import fisher_interval, kendall_p, pair_frame, pearson_p, records, spearman_p
 from .selection import METHODS, Selection
-from .shm import panel_allocator
-from .store import atomic_path, empty_store_error, read_column_arrays, store_files, ticker_file
+from .store import atomic_path, empty_store_error, store_files, ticker_file
 
 DEFAULT_MEMORY_LIMIT = "1GB"
 preload(__name__)  # what its process workers need
@@ -112,123 +109,6 @@ class Correlation:
         }
 
 
-def _map_file(stack: contextlib.ExitStack):
-    """An ``allocate(shape)`` for load_panel that puts the panel in a file workers can map.
-
-    The file lives in shared memory where it fits, else on disk (see :mod:`pairscan.shm`),
-    and is removed when ``stack`` closes.
-    """
-    return True, panel_allocator(stack)
-
-
-class StoreBlocks:
-    """Block source that reads the store where the task runs (a Dask cluster).
-
-    Carries only the paths of the blocks its task needs and the union index (named
-    by ``token``); the worker aligns each column on that index (and takes returns)
-    itself.
-    """
-
-    def __init__(self, paths: dict[tuple[int, int], list[str]], column: str, on: str, index: np.ndarray,
-                 token: str | None = None):
-        self.paths, self.column, self.on, self.index = paths, column, on, index
-        self.token = token if token is not None else index_token(index)
-        self.counts: dict[tuple[int, int], int] = {}
-
-    def columns(self, start: int, stop: int) -> np.ndarray:
-        paths = self.paths[start, stop]
-        # Workers outlive a run: a rewritten file or another index must not hit the cache.
-        key = (tuple(paths), tuple(_stamp(p) for p in paths), self.column, self.on, self.token)
-        with _CACHE_LOCK:
-            cached = _BLOCK_CACHE.get(key)
-        if cached is None:
-            series = [read_column_arrays(p, self.column) for p in paths]
-            _, values = align([i for i, _ in series], [v for _, v in series], self.index)
-            cached = finish(values, self.on)
-            with _CACHE_LOCK:
-                _BLOCK_CACHE[key] = cached
-                while len(_BLOCK_CACHE) > 2:  # a worker keeps the last blocks it read
-                    _BLOCK_CACHE.popitem(last=False)
-        self.counts[start, stop] = cached[1]
-        return cached[0]
-
-    def nonfinite(self, start: int, stop: int) -> int:
-        """How many non-finite values (prices or returns) block ``start:stop`` made missing."""
-        return self.counts[start, stop]
-
-
-_BLOCK_CACHE: OrderedDict = OrderedDict()
-_CACHE_LOCK = threading.Lock()
-
-
-def _stamp(path: str) -> tuple[int, int] | None:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None  # read_column_arrays names the problem
-    return stat.st_mtime_ns, stat.st_size
-
-
-def index_token(index: np.ndarray) -> str:
-    """A short name for a union index, so workers can tell one index from another."""
-    return hashlib.blake2b(np.ascontiguousarray(index).view(np.uint8), digest_size=16).hexdigest()
-
-
-def store_block_task(paths: dict, column: str, on: str, index: np.ndarray, token: str,
-                     spec, method: str, min_periods: int | None, k: int | None, absolute: bool) -> Pairs:
-    """Task: :func:`block_task` on blocks the worker reads from the store itself.
-
-    The index is an argument of its own (not inside the block source) so that on Dask
-    it can be a reference to the copy every worker already holds.
-    """
-    return block_task(StoreBlocks(paths, column, on, index, token), spec, method, min_periods, k, absolute)
-
-
-def panel_block_task(values: np.ndarray, spec, method: str, min_periods: int | None, k: int | None,
-                     absolute: bool) -> Pairs:
-    """Task: :func:`block_task` on a panel the worker holds (a caller's DataFrame on Dask)."""
-    return block_task(InMemory(values), spec, method, min_periods, k, absolute)
-
-
-def merge_top(*parts: Pairs, k: int, absolute: bool) -> Pairs:
-    """Task: the top ``k`` of some blocks' (or merges') top ``k``: one step of the reduction."""
-    return top_k(Pairs.concat(list(parts)), k, absolute)
-
-
-def index_chunk(paths: list[str], column: str, on: str = "prices") -> tuple[np.ndarray, bool, dict[str, int]]:
-    """Task: the union index of a few tickers, whether all have every timestamp (with a
-    finite value there, and for returns a positive one), and how many finite values
-    each has (by path)."""
-    index, values = read_chunk(paths, column)
-    with np.errstate(invalid="ignore"):
-        usable = np.isfinite(values) & (values > 0 if on == "returns" else True)
-    counts = np.count_nonzero(np.isfinite(values), axis=0)
-    return index, bool(usable.all()), dict(zip(paths, counts.tolist()))
-
-
-def union_index(*parts: tuple[np.ndarray, bool, dict]) -> tuple[np.ndarray, bool, dict[str, int]]:
-    """Task: merge :func:`index_chunk` results, in any order. Complete when every part
-    is complete and all have the same timestamps."""
-    if not parts:
-        return np.empty(0, "datetime64[ns]"), True, {}
-    first = parts[0][0]
-    complete = all(full and np.array_equal(idx, first) for idx, full, _ in parts)
-    index = first if complete else union_of([idx for idx, _, _ in parts])
-    return index, complete, {path: n for _, _, counts in parts for path, n in counts.items()}
-
-
-def returns_chunk(paths: list[str], column: str, index: np.ndarray) -> np.ndarray:
-    """Task: how many log returns each of a few tickers has on the union ``index``."""
-    series = [read_column_arrays(p, column) for p in paths]
-    _, values = align([i for i, _ in series], [v for _, v in series], index)
-    return observations(finish(values, "returns")[0])
-
-
-def observations(values: np.ndarray) -> np.ndarray:
-    """The number of values (not missing) in each column of a panel."""
-    return np.count_nonzero(~np.isnan(values), axis=0)
-
-
 def choose_engine(engine: str, method: str, complete: bool) -> str:
     """``auto`` -> blocked wherever it is exact, else naive."""
     if engine not in ENGINES:
@@ -269,19 +149,22 @@ def correlate(
 
     What is correlated is a :class:`~pairscan.selection.Selection`: pass one as
     ``selection=``, or its fields (``column``, ``on``, ``method``, ``min_periods``,
-    ``absolute``) as keywords. Semantics are the oracle's (DESIGN.md):
+    ``absolute``) as keywords. Semantics are the oracle's (docs/semantics.md):
     ``corr(a, b) == A.corr(B, method, min_periods)`` on the stored series aligned on
     timestamp, or on log returns of the union-aligned panel, with ``min_periods="auto"``
     fixed from the data first. ``matrix`` writes the full correlation matrix
     (``.parquet`` or ``.csv``).
+
+    The steps: the selection resolved, the panel placed (:mod:`pairscan.placement`),
+    the engine run with a reducer (the top ``k``, or every pair for ``matrix``), the
+    records built.
     """
     selection = Selection.of(selection, column=column, on=on, method=method, min_periods=min_periods,
                              absolute=absolute)
-    column, on, method = selection.column, selection.on, selection.method
     if k < 1:
         raise PairscanError(f"--top must be at least 1, not {k}")
     limit = parse_size(memory_limit)
-    choose_engine(engine, method, True)  # check the names before any work
+    choose_engine(engine, selection.method, True)  # check the names before any work
     if matrix is not None:
         _check_writable(Path(matrix))
     with contextlib.ExitStack() as stack:
@@ -290,89 +173,45 @@ def correlate(
             pool = stack.enter_context(open_pool(executor, workers, **extra))
         # The work starts once the executor is up: a Dask cluster's start-up is not it.
         started = time.perf_counter()
-        local = isinstance(pool.executor, ProcessPoolExecutor)
-        mapped = None
-        files = None
-        streamed = (local or pool.in_process) and not isinstance(source, pd.DataFrame) and \
-            not panel_fits(source, column, limit)
-        if isinstance(source, pd.DataFrame):
-            panel = Panel.from_frame(source, column, on)
-            panel.values, panel.nonfinite = finish(panel.values.copy(order="F"), on)
-            tickers, loaded = panel.tickers, panel
-        elif (local or pool.in_process) and not streamed:
-            allocate = None
-            if local:
-                # The workers share this machine: read the store in parallel once, into a
-                # file they map, instead of each block task reading it again.
-                mapped, allocate = _map_file(stack)
-            loaded = load_panel(source, column, on, executor=None, pool=pool, quiet=quiet, as_frame=False,
-                                allocate=allocate)
-            tickers = loaded.tickers
-        else:
-            # Workers elsewhere (or a panel too large for the limit) read the store
-            # themselves: tasks carry paths they can open, and hold only their blocks.
-            loaded = None
-            files = {t: Path(os.path.abspath(p)) for t, p in store_files(source).items()}
-            tickers = list(files)
-        if len(tickers) < 2:
-            where = None if isinstance(source, pd.DataFrame) else source
-            raise PairscanError(f"need at least two tickers to correlate, found {len(tickers)}", where)
-
-        if loaded is not None:
-            complete = loaded.full_overlap()  # counted as the panel was loaded
-            index = loaded.index
-            counts = loaded.observations() if selection.auto else None
-        else:
-            # Full prices give returns that miss only the first row: still complete.
-            index, complete, counts = _remote_index(files, column, on, pool, quiet)
-            if selection.auto and on == "returns":
-                counts = _remote_returns(files, column, index, pool, quiet)
-        periods = selection.resolve(counts)
-        chosen = choose_engine(engine, method, complete)
+        plan = _plan(source, selection, pool, limit)
+        layout = load(plan, source, column=selection.column, on=selection.on, auto=selection.auto, pool=pool,
+                      stack=stack, quiet=quiet)
+        periods = selection.resolve(layout.counts)
+        chosen = choose_engine(engine, selection.method, layout.complete)
         load_seconds = time.perf_counter() - started
-        want = None if matrix is not None else k
-
-        if chosen == "naive" and loaded is None:
-            pairs = correlate_naive_store([str(p) for p in files.values()], tickers, column, on, index,
-                                          index_token(index), pool, method, periods, quiet, retries)
-        elif chosen == "naive":
-            pairs = correlate_naive(loaded, pool, method, periods, quiet, retries)
-        else:
-            pairs = _blocked(loaded, files, index, tickers, column, on, method, periods, want,
-                             selection.absolute, limit, block_size, pool, quiet, retries, mapped, streamed)
+        reducer = EveryPair() if matrix is not None else TopPairs(k, selection.absolute)
+        pairs = _run_engine(chosen, plan, layout, pool, selection.method, periods, reducer,
+                            block_size=block_size, quiet=quiet, retries=retries)
         pairs = pairs.tallied()  # the naive engine's pairs are all there: count them here
-        best = top_k(pairs, k, selection.absolute)
-        top = _top_frame(best, tickers, method, _PairValues(loaded, files, column, on, index))
+        top = _top_frame(top_k(pairs, k, selection.absolute), layout.tickers, selection.method,
+                         _PairValues(layout))
         full = None
         if matrix is not None:
-            full = _matrix(pairs, tickers)
+            full = _matrix(pairs, layout.tickers)
             _write_matrix(full, Path(matrix))
         seconds = time.perf_counter() - started  # before the executor shuts down
-    nonfinite = loaded.nonfinite if loaded is not None else pairs.nonfinite
-    return Correlation(top, len(tickers), selection, periods, pairs.ranked, chosen, pool.name, pool.workers,
+    nonfinite = layout.nonfinite if layout.panel is not None else pairs.nonfinite
+    return Correlation(top, len(layout.tickers), selection, periods, pairs.ranked, chosen, pool.name, pool.workers,
                        seconds, {"load": load_seconds, "correlate": seconds - load_seconds}, full, pairs.histogram,
-                       nonfinite, streamed)
+                       nonfinite, plan.streamed)
 
 
-def panel_fits(store, column: str, limit: int) -> bool:
-    """Whether the panel of ``store`` may fit in ``limit`` bytes.
+def _plan(source, selection: Selection, pool: Pool, limit: int) -> Plan:
+    """Where ``source``'s panel lives for ``pool``."""
+    return plan_placement(
+        given=is_frame(source), shares_memory=pool.in_process,
+        shares_files=isinstance(pool.executor, ProcessPoolExecutor), remote=pool.client is not None,
+        workers=pool.workers, memory_limit=limit, fits=lambda: panel_fits(source, selection.column, limit))
 
-    The panel has at least as many rows as the longest history, which the largest file
-    holds: read that one file. False means it certainly does not fit (``tickers x
-    rows x 8`` bytes is more than the limit), and then the blocks are read from the
-    store by the tasks that need them instead (see :class:`StoreBlocks`).
-    """
-    files = store_files(store)
-    if len(files) < 2:
-        return True  # too few tickers to correlate: load_panel says so
-    sizes = {}
-    for path in files.values():
-        with contextlib.suppress(OSError):
-            sizes[path] = os.stat(path).st_size
-    if not sizes:
-        return True
-    rows = len(read_column_arrays(max(sizes, key=sizes.get), column)[1])
-    return len(files) * rows * 8 <= limit
+
+def _run_engine(chosen: str, plan: Plan, layout: Layout, pool: Pool, method: str, periods: int, reducer, *,
+                block_size: int | None, quiet: bool, retries: int) -> Pairs:
+    """Every pair's correlation on the chosen engine: the reducer's part (blocked), or all
+    of them (naive; the caller keeps the top ``k``)."""
+    if chosen == "blocked":
+        return correlate_blocked(plan, layout, pool, method=method, min_periods=periods, reducer=reducer,
+                                 block_size=block_size, quiet=quiet, retries=retries)
+    return correlate_naive(layout, pool, method=method, min_periods=periods, quiet=quiet, retries=retries)
 
 
 @dataclass
@@ -403,10 +242,10 @@ def pair_correlations(store, pairs, *, selection: Selection | None = None, execu
         with contextlib.ExitStack() as stack:
             if pool is None:
                 pool = stack.enter_context(open_pool(executor, workers))
-            absolute = {t: Path(os.path.abspath(p)) for t, p in files.items()}
-            index, _, counts = _remote_index(absolute, selection.column, selection.on, pool, quiet)
+            absolute = [os.path.abspath(p) for p in files.values()]
+            index, _, counts = store_index(absolute, selection.column, selection.on, pool, quiet)
             if selection.auto and selection.on == "returns":
-                counts = _remote_returns(absolute, selection.column, index, pool, quiet)
+                counts = return_counts(absolute, selection.column, index, pool, quiet)
     periods = selection.resolve(counts)
     token = index_token(index) if index is not None else None
     found = []
@@ -435,15 +274,16 @@ class _PairValues:
     """The two series of a reported pair, for the statistics that need the data
     (Kendall's p-value): from the panel in memory, or read from the store."""
 
-    def __init__(self, panel: Panel | None, files: dict | None, column: str, on: str, index: np.ndarray):
-        self.panel, self.files, self.column, self.on, self.index = panel, files, column, on, index
+    def __init__(self, layout: Layout):
+        self.layout = layout
 
     def __call__(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.panel is not None:
-            return np.asarray(self.panel.values[:, i]), np.asarray(self.panel.values[:, j])
-        paths = list(self.files.values())
-        token = index_token(self.index)
-        return _aligned(*(stored_series(str(paths[t]), self.column, self.on, self.index, token) for t in (i, j)))
+        layout = self.layout
+        if layout.panel is not None:
+            return np.asarray(layout.panel.values[:, i]), np.asarray(layout.panel.values[:, j])
+        token = index_token(layout.index)
+        return _aligned(*(stored_series(layout.paths[t], layout.column, layout.on, layout.index, token)
+                          for t in (i, j)))
 
 
 def _top_frame(best: Pairs, tickers: list[str], method: str, values: _PairValues) -> pd.DataFrame:
@@ -456,106 +296,6 @@ def _top_frame(best: Pairs, tickers: list[str], method: str, values: _PairValues
         p = np.array([kendall_p(*values(i, j)) for i, j in zip(best.a, best.b)], dtype=float)
     return pair_frame([tickers[i] for i in best.a], [tickers[j] for j in best.b], best.corr, best.n, p,
                       fisher_interval(best.corr, best.n, method))
-
-
-def _remote_index(files: dict[str, Path], column: str, on: str, pool: Pool, quiet: bool):
-    """The union index of the store, whether it is complete, and each ticker's count of
-    values (in ``files``' order), read where the tasks run."""
-    paths = [str(p) for p in files.values()]
-    tasks = [(f"index {paths[i]}", (paths[i : i + _STEP], column, on)) for i in range(0, len(paths), _STEP)]
-    # On Dask the chunks' indexes are merged on the cluster; one index comes back.
-    index, complete, counts = reduce_tasks(pool, index_chunk, tasks, union_index, desc="index", quiet=quiet)
-    return index, complete, np.array([counts[p] for p in paths], dtype=np.int64)
-
-
-def _remote_returns(files: dict[str, Path], column: str, index: np.ndarray, pool: Pool, quiet: bool) -> np.ndarray:
-    """Each ticker's number of log returns on the union index, counted where it is read."""
-    paths = [str(p) for p in files.values()]
-    shared = share(pool, index)
-    tasks = [(f"count {paths[i]}", (paths[i : i + _STEP], column, shared)) for i in range(0, len(paths), _STEP)]
-    parts = dict(run_tasks(pool, returns_chunk, tasks, desc="count", quiet=quiet))
-    return np.concatenate([parts[label] for label, _ in tasks])
-
-
-_STEP = 64  # tickers per index task
-
-
-def _blocked(panel, files, index, tickers, column, on, method, min_periods, k, absolute,
-             limit, block_size, pool, quiet, retries, mapped=None, streamed=False) -> Pairs:
-    rows, n = len(index), len(tickers)
-    concurrent = pool.workers if pool.in_process or mapped or streamed else 1
-    size = block_size or block_size_for(rows, n, limit, concurrent, reads_store=panel is None)
-    if not pool.in_process and mapped is None and block_size is None:
-        size = min(size, cluster_block_width(n, pool.workers))
-    specs = block_specs(n, size)
-    parallel = len(specs) > 1 and pool.workers > 1
-    if files is not None or (pool.client is not None and mapped is None):
-        # Threads reading the store share this process's BLAS: one thread each.
-        with blas_threads(1 if streamed and pool.in_process and pool.workers > 1 else None):
-            return _blocked_remote(panel, files, index, tickers, specs, column, on, method, min_periods, k,
-                                   absolute, pool, quiet, retries)
-    if mapped is not None:
-        panel.values.flush()  # the workers map the file: it must hold the whole panel
-        source = InFile(panel.values.filename, panel.values.shape)
-    else:
-        source = InMemory(panel.values)
-    tasks = []
-    for spec in specs:
-        i0, i1, j0, j1 = spec
-        label = f"block {tickers[i0]}..{tickers[i1 - 1]} x {tickers[j0]}..{tickers[j1 - 1]}"
-        tasks.append((label, (source, spec, method, min_periods, k, absolute, parallel and not pool.in_process,
-                              1 if parallel else pool.workers)))
-    # With several tasks, parallelism comes from the executor: one BLAS thread per task
-    # (see block_task). A single task uses every core itself: its rows split across threads.
-    with blas_threads(1 if parallel and pool.in_process else None):
-        parts = [r for _, r in run_tasks(pool, block_task, tasks, desc="blocks", quiet=quiet, retries=retries)]
-    return Pairs.concat(parts)
-
-
-def cluster_block_width(n: int, workers: int, tasks_per_worker: int = 4) -> int:
-    """The widest blocks that still give each of ``workers`` about ``tasks_per_worker`` tasks.
-
-    A block is read from the store once for each task that holds it, so fewer, wider
-    blocks read less; a few tasks per worker keep every worker busy to the end.
-    """
-    blocks = 1
-    while blocks * (blocks + 1) // 2 < tasks_per_worker * workers:
-        blocks += 1
-    return max(16, -(-n // blocks))
-
-
-def _blocked_remote(panel, files, index, tickers, specs, column, on, method, min_periods, k, absolute,
-                    pool, quiet, retries) -> Pairs:
-    """Block tasks for workers that do not share this interpreter (a Dask cluster).
-
-    A task carries the paths of its two blocks and a reference to the union index, so
-    the workers read the store themselves; a caller's panel (a DataFrame) goes to each
-    worker once. With ``k``, the blocks' top lists are merged on the cluster and only
-    the final top ``k`` comes back; without (``--matrix``) every block's pairs do.
-    """
-    if panel is None:
-        paths = [str(p) for p in files.values()]
-        shared, token = share(pool, index), index_token(index)
-        fn = store_block_task
-
-        def source(i0, i1, j0, j1):
-            return ({(i0, i1): paths[i0:i1], (j0, j1): paths[j0:j1]}, column, on, shared, token)
-    else:
-        shared = share(pool, panel.values)
-        fn = panel_block_task
-
-        def source(i0, i1, j0, j1):
-            return (shared,)
-    tasks = [
-        (f"block {tickers[i0]}..{tickers[i1 - 1]} x {tickers[j0]}..{tickers[j1 - 1]}",
-         (*source(*spec), spec, method, min_periods, k, absolute))
-        for spec in specs
-        for i0, i1, j0, j1 in [spec]
-    ]
-    if k is None:
-        return Pairs.concat([r for _, r in run_tasks(pool, fn, tasks, desc="blocks", quiet=quiet, retries=retries)])
-    merge = functools.partial(merge_top, k=k, absolute=absolute)
-    return reduce_tasks(pool, fn, tasks, merge, desc="blocks", quiet=quiet, retries=retries)
 
 
 def _matrix(pairs: Pairs, tickers: list[str]) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 The panel is the union of every ticker's timestamps, NaN where a ticker has no bar.
 With ``on="returns"`` it holds log returns on that union index,
-``np.log(panel).diff()`` with no filling, as the oracle in DESIGN.md defines them.
+``np.log(panel).diff()`` with no filling, as docs/semantics.md defines them.
 A non-finite value (an infinite price; the log return of a zero or negative price)
 is missing, as ``DataFrame.corr`` treats it, and counted (``Panel.nonfinite``).
 Loading is split into tasks of a few tickers each, so it runs in parallel on the
@@ -118,16 +118,9 @@ def align(indexes: Sequence[np.ndarray], columns: Sequence[np.ndarray], union: n
     return union, out
 
 
-def to_returns(values: np.ndarray) -> np.ndarray:
-    """Log returns down the rows, ``np.log(panel).diff()`` with no filling, in place.
-
-    Non-finite returns are made missing (see :func:`log_returns`).
-    """
-    return log_returns(values)[0]
-
-
 def log_returns(values: np.ndarray) -> tuple[np.ndarray, int]:
-    """:func:`to_returns`, and how many returns of two present prices were not finite.
+    """Log returns down the rows, ``np.log(panel).diff()`` with no filling, in place, and
+    how many returns of two present prices were not finite.
 
     A zero price gives -inf and +inf returns, a negative one NaN: a bad tick, not a
     reason to lose the ticker's pairs, so those returns become missing, and are counted.
@@ -202,6 +195,9 @@ class InMemory:
     def columns(self, start: int, stop: int) -> np.ndarray:
         return self.values[:, start:stop]
 
+    def nonfinite(self, start: int, stop: int) -> int:
+        return 0  # the load counted them (Panel.nonfinite)
+
 
 class InFile:
     """A panel in a file every worker of a local process pool maps: where load tasks put
@@ -222,6 +218,9 @@ class InFile:
             mapped = mmap.mmap(file.fileno(), length, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
                                offset=aligned)
         return np.ndarray((rows, stop - start), np.float64, buffer=mapped, offset=offset - aligned, order="F")
+
+    def nonfinite(self, start: int, stop: int) -> int:
+        return 0  # the load counted them (Panel.nonfinite)
 
 
 def place_chunk(paths: Sequence[str], column: str, index: np.ndarray, target, start: int):

@@ -87,10 +87,6 @@ class Selection:
         ``observations`` (the count of values of each ticker's series)."""
         return auto_min_periods(observations) if self.auto else int(self.min_periods)
 
-    def describe(self) -> str:
-        """``"close prices"`` or ``"log returns of close"``."""
-        return f"log returns of {self.column}" if self.on == "returns" else f"{self.column} prices"
-
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
         """The selection options, the same on every command that correlates."""

@@ -20,6 +20,7 @@ import pandas as pd
 from ..executors import Pool, run_tasks, share
 from ..pair_reader import stored_series_counted
 from ..panel import Panel
+from ..placement import Layout, index_token
 from . import Pairs
 
 
@@ -68,41 +69,37 @@ def panel_pair_corr(frame: pd.DataFrame, i: int, j: int, method: str, min_period
     return pair_corr(frame.iloc[:, i].dropna(), frame.iloc[:, j].dropna(), method, min_periods)
 
 
-def correlate_naive_store(
-    paths: list[str],
-    tickers: list[str],
-    column: str,
-    on: str,
-    index: np.ndarray,
-    token: str,
-    pool: Pool,
-    method: str = "pearson",
-    min_periods: int | None = None,
-    quiet: bool = True,
-    retries: int = 0,
-) -> Pairs:
+def correlate_naive(layout: Layout, pool: Pool, *, method: str = "pearson", min_periods: int | None = None,
+                    quiet: bool = True, retries: int = 0) -> Pairs:
+    """Every pair of ``layout``'s columns, one ``Series.corr`` task each: on the panel
+    held here, or, where it is not (Dask, a panel too large for the limit), on the
+    two stored tickers the task reads itself."""
+    if layout.panel is None:
+        return _store_pairs(layout, pool, method, min_periods, quiet, retries)
+    return _panel_pairs(layout.panel, pool, method, min_periods, quiet, retries)
+
+
+def _store_pairs(layout: Layout, pool: Pool, method: str, min_periods: int | None, quiet: bool,
+                 retries: int) -> Pairs:
     """Every pair of stored tickers, one task each that reads its two tickers itself.
 
     For executors whose workers do not share this interpreter's memory (Dask): a task
     carries two paths (and, for returns, a reference to the union index), never data.
     """
-    union = share(pool, index) if on == "returns" else None
+    paths, column, on = layout.paths, layout.column, layout.on
+    returns = on == "returns"
+    union = share(pool, layout.index) if returns else None
+    token = index_token(layout.index) if returns else None
     return _run_pairs(
-        tickers, pool, stored_pair_corr,
-        lambda i, j: (paths[i], paths[j], column, on, union, token if on == "returns" else None,
+        layout.tickers, pool, stored_pair_corr,
+        lambda i, j: (paths[i], paths[j], column, on, union, token,
                       method, min_periods, (j == i + 1, j == i + 1 == len(paths) - 1)),
         quiet, retries,
     )
 
 
-def correlate_naive(
-    panel: Panel,
-    pool: Pool,
-    method: str = "pearson",
-    min_periods: int | None = None,
-    quiet: bool = True,
-    retries: int = 0,
-) -> Pairs:
+def _panel_pairs(panel: Panel, pool: Pool, method: str, min_periods: int | None, quiet: bool,
+                 retries: int) -> Pairs:
     """Every pair of the panel's columns, one ``Series.corr`` task each."""
     frame = panel.to_frame()
     if pool.client is not None:

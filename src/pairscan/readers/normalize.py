@@ -91,7 +91,7 @@ _UNITS = {9: "s", 10: "s", 12: "ms", 13: "ms", 15: "us", 16: "us", 18: "ns", 19:
 def parse_times(values, clock=None) -> tuple[pd.DatetimeIndex, np.ndarray]:
     """Raw time values -> (naive UTC index, mask of the values that are not times).
 
-    The DESIGN rule: ISO 8601 text (an offset converts to UTC); ``YYYYMMDD`` dates
+    The rule of docs/formats.md: ISO 8601 text (an offset converts to UTC); ``YYYYMMDD`` dates
     (number or text); epoch numbers by their digits: 9-10 seconds, 12-13 milliseconds,
     15-16 microseconds, 18-19 nanoseconds. ``clock`` (HHMMSS, Stooq's <TIME>) is added
     to each date. Anything else, and anything outside 1677-2262, is bad (NaT).
@@ -182,7 +182,7 @@ def _timestamps(column: pa.ChunkedArray, clock: pa.ChunkedArray | None) -> pd.Da
     if text and clock is None:
         # Plain ISO 8601 without an offset first, at compiled speed (arrow's cast is
         # strict: no 30 February, nothing outside what a nanosecond index holds, and
-        # never text of digits alone, which the DESIGN rule reads as a number);
+        # never text of digits alone, which docs/formats.md reads as a number);
         # anything else takes the general parser.
         try:
             return pd.DatetimeIndex(column.cast(pa.timestamp("ns")).to_numpy())

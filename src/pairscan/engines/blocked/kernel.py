@@ -21,8 +21,9 @@ holes, ``M_J = L_J - H_J``, and every product with a mask is cheap: ``Y' L_J`` i
 difference of prefix sums of ``Y`` at the lifetimes' ends (summed in extended
 precision), ``Y' H_J`` a sparse product, and the counts ``M_I' M_J`` are exact
 integers from the intervals' overlaps and the holes alone. Only ``X_I' X_J`` remains a
-dense product. Each pair of blocks is one task that returns its own top-k (or its
-whole block for ``--matrix``); the caller merges them.
+dense product. This module is the maths alone, on arrays it is given; the tasks that
+read each pair of blocks and reduce its matrices (to a top-k, or every pair for
+``--matrix``) are :mod:`pairscan.engines.blocked.tasks`.
 
 Every one of these sums is a sum over rows: with the columns centred on their means
 over all rows, the sums over parts of the rows add up to the sums over all of them.
@@ -70,7 +71,7 @@ import pandas as pd
 import scipy.sparse
 from threadpoolctl import ThreadpoolController
 
-from . import Pairs, tally, top_k
+from .. import Pairs, tally, top_k
 
 # A pair whose variance on the overlap is below this fraction of its sum of squares
 # about the column mean has lost more than ~1e-13 of its precision to cancellation in
@@ -562,41 +563,19 @@ def block_pairs(
     return top_k(Pairs(ii + i0, jj + j0, flat[pick], n.ravel()[pick], ranked, histogram), k, absolute)
 
 
-def block_task(
-    source, spec, method: str, min_periods: int | None, k: int | None, absolute: bool, one_blas_thread: bool = False,
-    threads: int = 1,
-) -> Pairs:
-    """Task: the pairs of one block pair ``spec = (i0, i1, j0, j1)``.
-
-    ``source.columns(start, stop)`` gives the panel's columns ``start:stop``: a slice of
-    the panel in memory, or read from the store by the worker itself.
-    ``one_blas_thread`` keeps BLAS to one thread in this task: the executor already
-    runs a task per core, and BLAS threads competing for the same cores spin and
-    slow everything down many times over. ``threads``: the cores this task may use
-    itself (a task alone on the machine): its rows are split across as many threads
-    (:func:`correlate_split`).
-    """
-    if one_blas_thread:
-        with blas_threads(1):
-            return block_task(source, spec, method, min_periods, k, absolute, threads=threads)
-    i0, i1, j0, j1 = spec
+def correlate_blocks(vi: np.ndarray, vj: np.ndarray | None, method: str, min_periods: int | None,
+                     threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Correlations and overlap counts of every column of ``vi`` with every column of
+    ``vj`` (``vj=None``: ``vi`` with itself, upper triangle meaningful), Pearson or
+    Spearman. ``threads``: the cores this pair of blocks may use itself (alone on the
+    machine): its rows are split across as many threads (:func:`correlate_split`)."""
     rank = method == "spearman"
-    same = (i0, i1) == (j0, j1)
-    vi = source.columns(i0, i1)
-    vj = None if same else source.columns(j0, j1)
     vi, vj, pi, pj = _drop_empty_rows(vi, vj)
     if threads > 1 and not rank and len(vi) >= 2 * SPLIT_ROWS:
-        corr, n = correlate_split(vi, vj, min_periods, threads, present=(pi, pj))
-    else:
-        bi = prepare(vi, rank, present=pi)
-        bj = None if same else prepare(vj, rank, present=pj)
-        corr, n = correlate_block(bi, bj, min_periods)
-    pairs = block_pairs(corr, n, i0, j0, same, k, absolute)
-    if same and hasattr(source, "nonfinite"):
-        # A source that reads the store itself counts the non-finite values it made
-        # missing; each block is the diagonal of exactly one task, which reports them.
-        pairs.nonfinite = source.nonfinite(i0, i1)
-    return pairs
+        return correlate_split(vi, vj, min_periods, threads, present=(pi, pj))
+    bi = prepare(vi, rank, present=pi)
+    bj = None if vj is None else prepare(vj, rank, present=pj)
+    return correlate_block(bi, bj, min_periods)
 
 
 def blas_threads(n: int | None):
@@ -627,10 +606,3 @@ def _drop_empty_rows(vi: np.ndarray, vj: np.ndarray | None):
     if every.all() or not np.array_equal(some, every):
         return vi, vj, pi, pj
     return vi[every], (None if vj is None else vj[every]), pi[every], (None if pj is None else pj[every])
-
-
-def full_overlap(values: np.ndarray) -> bool:
-    """True when every timestamp has either every ticker's value or none."""
-    present = np.isfinite(values)
-    per_row = present.sum(axis=1)
-    return bool(np.all((per_row == 0) | (per_row == values.shape[1])))
