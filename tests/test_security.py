@@ -354,3 +354,327 @@ def test_extraction_streams_each_member(tmp_path):
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) < 64 * 2**10  # KiB: well under the member's 256 MiB
     assert (tmp_path / "t" / "d" / "big.json").stat().st_size == 256 * 2**20
+
+
+# --- outputs ------------------------------------------------------------------------------------
+# Named outputs, CSV cells, plot labels, terminal text: an output that is not a regular file is
+# refused and left as it was; CSV text cells never start a formula; tickers are drawn and printed
+# literally.
+
+import csv
+import errno
+import os
+import resource
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import pairscan
+from pairscan.cli import main
+from pairscan.errors import PairscanError
+from pairscan.outputs import csv_cell, csv_safe, printable, write_error
+from pairscan.records import text_table
+
+from conftest import make_store
+
+FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _outputs_tree(root: Path) -> dict[str, tuple]:
+    """Every entry under ``root`` (links not followed): its kind, and a regular file's bytes."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        if stat.S_ISREG(st.st_mode):
+            out[str(path.relative_to(root))] = ("file", path.read_bytes())
+        elif stat.S_ISLNK(st.st_mode):
+            out[str(path.relative_to(root))] = ("link", os.readlink(path))
+        else:
+            out[str(path.relative_to(root))] = (stat.S_IFMT(st.st_mode),)
+    return out
+
+
+@pytest.fixture(scope="module")
+def outputs_store(tmp_path_factory) -> Path:
+    return make_store(tmp_path_factory.mktemp("outputs"), ragged=False)
+
+
+def _special(kind: str, path: Path, root: Path) -> None:
+    """Make ``path`` a ``kind`` of thing that is not a regular file."""
+    if kind == "symlink":
+        (root / "target.txt").write_bytes(b"the user's notes\n")
+        path.symlink_to(root / "target.txt")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+        (path / "inside.txt").write_text("kept")
+    elif kind == "socket":
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(path.name)  # relative: the test runs in root (socket paths are short)
+        server.close()  # the socket file stays
+
+
+OUTPUT_COMMANDS = {
+    "correlate --out": ["correlate", "{store}", "--out", "{target}", "--executor", "serial"],
+    "correlate --matrix": ["correlate", "{store}", "--matrix", "{target}", "--executor", "serial"],
+    "analyze --out": ["analyze", "{store}", "--out", "{target}", "--executor", "serial"],
+    "plot --out": ["plot", "{store}", "aet", "afl", "--out", "{target}"],
+    "plot --heatmap --out": ["plot", "{store}", "--heatmap", "--out", "{target}"],
+    "plot --spread --out": ["plot", "{store}", "aet", "afl", "--spread", "--out", "{target}"],
+    "run --report": ["run", "{store}", "--workdir", "{root}/work", "--report", "{target}", "--executor", "serial"],
+    "bench --plot": ["bench", "--quick", "--plot", "{target}"],
+}
+SUFFIX = {"correlate --matrix": ".csv", "run --report": ".html"}
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "folder", "socket"])
+@pytest.mark.parametrize("command", list(OUTPUT_COMMANDS))
+def test_outputs_refuse_what_is_not_a_regular_file(tmp_path, monkeypatch, capsys, outputs_store, command, kind):
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / ("o" + SUFFIX.get(command, ".png" if "plot" in command else ".csv"))
+    _special(kind, target, tmp_path)
+    (tmp_path / "work").mkdir()
+    before = _outputs_tree(tmp_path)
+    args = [a.format(store=outputs_store, target=target, root=tmp_path) for a in OUTPUT_COMMANDS[command]]
+    assert main(args + ["--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"pairscan: error: {target}: ") and "pairscan replaces only regular files" in err
+    assert _outputs_tree(tmp_path) == before  # the special file, a link's target, the work folder: all as they were
+
+
+def test_outputs_never_replace_a_device(tmp_path, capsys, outputs_store):
+    before = os.stat("/dev/null")
+    for args in (["correlate", str(outputs_store), "--out", "/dev/null"],
+                 ["correlate", str(outputs_store), "--matrix", "/dev/null"],
+                 ["plot", str(outputs_store), "aet", "afl", "--out", "/dev/null"]):
+        assert main(args + ["--executor", "serial"] if args[0] == "correlate" else args) == 2
+    after = os.stat("/dev/null")
+    assert stat.S_ISCHR(after.st_mode) and (after.st_rdev, after.st_ino) == (before.st_rdev, before.st_ino)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == ("pairscan: error: /dev/null: --out is a character device; pairscan replaces only regular "
+                      "files: remove it or name another file")
+    assert err[1] == "pairscan: error: /dev/null: --matrix must end in .parquet or .csv"
+
+
+def test_run_refuses_a_link_among_its_plots(tmp_path, capsys, outputs_store):
+    work = tmp_path / "work"
+    work.mkdir()
+    (tmp_path / "notes.txt").write_bytes(b"mine")
+    (work / "heatmap.png").symlink_to(tmp_path / "notes.txt")
+    before = _outputs_tree(tmp_path)
+    assert main(["run", str(outputs_store), "--workdir", str(work), "--executor", "serial", "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        f"pairscan: error: {work / 'heatmap.png'}: the work folder's heatmap.png is a symbolic link; "
+        "pairscan replaces only regular files: remove it or name another file\n")
+    assert _outputs_tree(tmp_path) == before
+
+
+def test_outputs_api_names_its_keywords(tmp_path, outputs_store):
+    (tmp_path / "p.png").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(PairscanError, match="out is a symbolic link"):
+        pairscan.plot_pair(outputs_store, "aet", "afl", tmp_path / "p.png")
+    with pytest.raises(PairscanError, match=r"out must end in \.png, not '\.jpg'"):
+        pairscan.plot_heatmap(outputs_store, tmp_path / "h.jpg")
+    with pytest.raises(PairscanError, match="a pair needs two different tickers, not 'aet' twice"):
+        pairscan.plot_pair(outputs_store, "aet", "aet", tmp_path / "q.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["plot", "{store}", "aet", "aet"], "plot needs two different tickers, not 'aet' twice"),
+    (["plot", "{store}", "--heatmap", "--out", "{tmp}/h.txt"], "{tmp}/h.txt: --out must end in .png, not '.txt'"),
+    (["plot", "{store}", "aet", "afl", "--out", "{tmp}/p.jpg"], "{tmp}/p.jpg: --out must end in .png, not '.jpg'"),
+    (["plot", "{store}", "aet", "afl", "--spread", "--out", "{tmp}/p"], "{tmp}/p: --out must end in .png\n"),
+    (["bench", "--quick", "--plot", "{tmp}/b.svg"], "{tmp}/b.svg: --plot must end in .png, not '.svg'"),
+    (["correlate", "{store}", "--out", "{tmp}"], "{tmp}: --out is a folder; pairscan replaces only regular files"),
+    (["correlate", "{store}", "--matrix", "{tmp}/no/m.csv"], "{tmp}/no/m.csv: cannot write here (no such folder"),
+])
+def test_outputs_bad_names_are_one_line(tmp_path, monkeypatch, capsys, outputs_store, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main([a.format(store=outputs_store, tmp=tmp_path) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert ("pairscan: error: " + message.format(tmp=tmp_path)) in err and err.count("\n") == 1
+    assert err.startswith("pairscan: error: " + message.format(tmp=tmp_path).rstrip("\n"))
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even in the current folder
+
+
+def _limited(nbytes: int):
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+    return limit
+
+
+def _cli_limited(nbytes: int, *args, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(pairscan.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "pairscan", *map(str, args), "--quiet"], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300, preexec_fn=_limited(nbytes))
+
+
+@pytest.mark.parametrize("option, name", [("--out", "p.csv"), ("--matrix", "m.csv"), ("--matrix", "m.parquet")])
+def test_file_size_limit_writing_correlate_outputs(tmp_path, outputs_store, option, name):
+    target = tmp_path / name
+    target.write_bytes(b"the previous output\n")
+    done = _cli_limited(300, "correlate", outputs_store, option, target, "--executor", "serial", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"pairscan: error: {target}: file too large (over the file-size limit) writing this file; " \
+                          "nothing was written\n"
+    assert target.read_bytes() == b"the previous output\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no temporary file left
+
+
+def test_file_size_limit_writing_plots_and_the_report(tmp_path, outputs_store):
+    # A first run measures what run writes; the second is limited to just above its
+    # largest plot, so that only the report (which embeds them all) is over the limit.
+    first = tmp_path / "first"
+    done = _cli_limited(resource.RLIM_INFINITY, "run", outputs_store, "--workdir", first, "--report",
+                        first / "r.html", "--executor", "serial", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    largest = max(p.stat().st_size for p in first.iterdir() if p.name != "r.html")
+    assert (first / "r.html").stat().st_size > largest + 1
+    work = tmp_path / "work"
+    done = _cli_limited(largest + 1, "run", outputs_store, "--workdir", work, "--report", work / "r.html",
+                        "--executor", "serial", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == (f"pairscan: error: {work / 'r.html'}: file too large (over the file-size limit) "
+                           "writing this file; nothing was written\n")
+    assert sorted(p.name for p in work.iterdir()) == sorted(p.name for p in first.iterdir() if p.name != "r.html")
+    # Under a smaller limit the first plot fails, the same way.
+    done = _cli_limited(2000, "plot", outputs_store, "aet", "afl", "--out", tmp_path / "p.png", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (2, f"pairscan: error: {tmp_path / 'p.png'}: file too large (over the "
+                                                 "file-size limit) writing this file; nothing was written\n")
+    assert not (tmp_path / "p.png").exists() and not list(tmp_path.glob(".*"))
+
+
+def test_write_errors_are_one_line_naming_the_file():
+    for code, words in ((errno.ENOSPC, "no space left on device"), (errno.EDQUOT, "disk quota exceeded"),
+                        (errno.EFBIG, "file too large")):
+        err = write_error(OSError(code, os.strerror(code)), "out.csv")
+        assert str(err).startswith(f"out.csv: {words}")
+    # pyarrow says so only in its text.
+    assert str(write_error(OSError("IOError: [Errno 28] No space left on device"), "m.parquet")).startswith(
+        "m.parquet: no space left on device")
+    assert str(write_error(PermissionError(errno.EACCES, "Permission denied"), "x")) == \
+        "x: cannot write (Permission denied)"
+
+
+def _hostile_long_table(path: Path) -> Path:
+    """A long table whose tickers a spreadsheet would run, and matplotlib would parse as TeX."""
+    rng = np.random.default_rng(7)
+    dates = pd.date_range("2024-01-01", periods=60, freq="D")
+    base = np.cumsum(rng.normal(size=60)) + 100
+    walks = {
+        "=SUM(1,2)": base + rng.normal(scale=0.3, size=60),
+        "+plus": base + rng.normal(scale=0.5, size=60),
+        "-minus": 250 - base + rng.normal(scale=0.2, size=60),  # negatively correlated with the others
+        "@SUM(A1)": np.cumsum(rng.normal(size=60)) + 100,
+        "$\\foo$": base + rng.normal(scale=0.4, size=60),
+        "$x^2$": np.cumsum(rng.normal(size=60)) + 80,
+    }
+    frame = pd.concat([pd.DataFrame({"ticker": t, "date": dates, "close": v}) for t, v in walks.items()])
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def hostile_store(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hostile")
+    table = _hostile_long_table(root / "long.csv")
+    pairscan.convert(table, to=root / "store", executor="serial")
+    return root / "store"
+
+
+def _assert_no_formula(path: Path) -> list[list[str]]:
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    for row in rows:
+        for cell in row:
+            if cell.startswith(FORMULA):
+                float(cell)  # a negative number is a number; anything else would be a formula
+    return rows
+
+
+def test_csv_outputs_escape_formula_cells(tmp_path, capsys, hostile_store):
+    top, matrix, analysis = tmp_path / "p.csv", tmp_path / "m.csv", tmp_path / "a.csv"
+    assert main(["correlate", str(hostile_store), "--top", "15", "--out", str(top), "--matrix", str(matrix),
+                 "--executor", "serial", "--quiet"]) == 0
+    assert main(["analyze", str(hostile_store), "--top", "3", "--out", str(analysis), "--executor", "serial",
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    rows = _assert_no_formula(top)
+    assert {r[0] for r in rows[1:]} | {r[1] for r in rows[1:]} == {
+        "'=SUM(1,2)", "'+plus", "'-minus", "'@SUM(A1)", "$\\foo$", "$x^2$"}
+    assert any(float(r[2]) < 0 and r[2].startswith("-") for r in rows[1:])  # negative correlations stay numbers
+    m = _assert_no_formula(matrix)
+    assert m[0][1:] == [row[0] for row in m[1:]] and "'-minus" in m[0]
+    _assert_no_formula(analysis)
+    # What is read back is what was written, with the escape: the frame's values are unchanged.
+    expected = pairscan.top_pairs(hostile_store, k=15, executor="serial")
+    back = pd.read_csv(top)
+    assert back["a"].tolist() == [csv_cell(t) for t in expected["a"]]
+    assert back["corr"].tolist() == expected["corr"].tolist()
+
+
+def test_csv_cells():
+    assert [csv_cell(v) for v in ("=1+1", "+1", "-1", "@x", "\tx", "\rx", "a=b", "", -0.5, 3)] == [
+        "'=1+1", "'+1", "'-1", "'@x", "'\tx", "'\rx", "a=b", "", -0.5, 3]
+    frame = pd.DataFrame({"=a": [-1.0, 2.0], "b": ["-x", "y"]}, index=pd.Index(["@i", "j"], name="+n"))
+    safe = csv_safe(frame)
+    assert list(safe.columns) == ["'=a", "b"] and list(safe.index) == ["'@i", "j"] and safe.index.name == "'+n"
+    assert safe["'=a"].tolist() == [-1.0, 2.0] and safe["b"].tolist() == ["'-x", "y"]
+    assert list(frame.columns) == ["=a", "b"] and frame["b"].tolist() == ["-x", "y"]  # the caller's frame unchanged
+
+
+def test_plots_draw_tickers_literally(tmp_path, capsys, hostile_store):
+    a, b = "$\\foo$", "$x^2$"
+    for args in (["plot", str(hostile_store), a, b, "--out", str(tmp_path / "pair.png")],
+                 ["plot", str(hostile_store), a, "+plus", "--spread", "--out", str(tmp_path / "spread.png")],
+                 ["plot", str(hostile_store), "--heatmap", "--out", str(tmp_path / "heat.png")]):
+        assert main(args + ["--quiet"]) == 0, capsys.readouterr().err
+    for name in ("pair.png", "spread.png", "heat.png"):
+        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    out = pairscan.run(hostile_store, tmp_path / "work", k=3, report=tmp_path / "r.html", executor="serial")
+    assert set(out["plots"]) >= {"pair", "heatmap"} and (tmp_path / "r.html").stat().st_size > 0
+
+
+def test_default_plot_names_stay_in_the_current_folder(tmp_path, monkeypatch, capsys, hostile_store):
+    monkeypatch.chdir(tmp_path)
+    assert main(["plot", str(hostile_store), "$\\foo$", "@SUM(A1)", "--quiet"]) == 0
+    assert capsys.readouterr().out == "__foo_-@SUM_A1_.png\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["__foo_-@SUM_A1_.png"]
+
+
+def test_terminal_text_is_escaped():
+    assert printable("\x1b[31mred\x1b[0m") == "\\x1b[31mred\\x1b[0m"
+    assert printable("a\nb\rc\td\x7f\x9b") == "a\\nb\\rc\\td\\x7f\\x9b"
+    assert printable("evil\u202etxt.exe\u2028") == "evil\\u202etxt.exe\\u2028"
+    assert printable("bad\udcff") == "bad\\udcff"  # an undecodable byte of a file name
+    assert printable("x\\y\n") == "x\\\\y\\n"  # escaped text keeps its backslashes apart
+    for plain in ("BRK.B", "C:\\data", "Zürich AG", "Spearman \u03c1", "$\\foo$"):
+        assert printable(plain) == plain
+    table = text_table([{"a": "\x1b[2J", "b": "x\ny", "corr": 0.5, "n": 10, "p": 0.1, "ci_low": 0.1, "ci_high": 0.8}])
+    assert "\x1b" not in table and len(table.splitlines()) == 2 and "\\x1b[2J" in table and "x\\ny" in table
+
+
+def test_errors_print_file_names_escaped(tmp_path, capsys):
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("ok.csv", "\x1b[2J\x1b[31mevil\nforged line.csv"):
+        (source / name).write_text("date,close\n2024-01-01,1\n2024-01-02,2\n")
+    (source / "\x1b]0;title\x07bad.csv").write_text("date,close\nnot a date,1\n")
+    before = _outputs_tree(source)
+    assert main(["convert", str(source), "--to", str(tmp_path / "store"), "--executor", "serial", "--quiet"]) == 2
+    captured = capsys.readouterr()
+    for text in (captured.out, captured.err):
+        assert not any(c in text for c in "\x1b\x07\r") and all(line.startswith("pairscan: ")
+                                                                 for line in captured.err.splitlines())
+    assert "\\x1b" in captured.err
+    assert _outputs_tree(source) == before

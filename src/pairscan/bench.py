@@ -33,6 +33,7 @@ from pathlib import Path
 from .convert import convert
 from .correlate import correlate
 from .executors import NAMES, Pool, cpu_count, open_pool, parse_workers
+from .outputs import check_output, printable
 from .sample import sample
 
 SLEEP_TASKS = 8
@@ -159,6 +160,8 @@ def bench(
     worker each. ``plot`` writes the bar chart there.
     """
     n = parse_workers(workers) or cpu_count()
+    if plot is not None:
+        check_output(plot, "plot", (".png",))  # before minutes of timing
     sizes = QUICK if quick else FULL
     if "serial" not in executors:
         executors = ("serial", *executors)
@@ -240,7 +243,7 @@ def bench(
     if echo:
         print(table(out, caption))
         if plot is not None:
-            print(f"\nbar chart: {plot}")
+            print(f"\nbar chart: {printable(plot)}")
     return out
 
 

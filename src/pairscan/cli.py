@@ -10,12 +10,10 @@ import argparse
 import json
 import math
 import logging
-import os
 import signal
 import sys
 import threading
 import warnings
-from pathlib import Path
 
 from . import pipeline
 from .version import __version__
@@ -25,10 +23,10 @@ from .correlate import DEFAULT_MEMORY_LIMIT, correlate, parse_size
 from .engines import ENGINES
 from .errors import PairscanError
 from .executors import DEFAULT_CONNECT_TIMEOUT, ClusterLost, TaskFailed, Terminated, parse_workers
-from .records import text_table, write_csv
+from .outputs import check_output, default_name, printable, write_csv
+from .records import text_table
 from .sample import BAR_MINUTES, sample
 from .selection import Selection
-from .store import atomic_path
 
 
 def _exec_options(parser: argparse.ArgumentParser) -> None:
@@ -197,12 +195,12 @@ def ranked_line(r: dict) -> str:
 
 def _convert_line(s: dict) -> str:
     line = (f"converted {s['converted']} of {_count(s['files'], 'file')} ({s['up_to_date']} up to date) to "
-            f"{s['format']} in {s['store']}: {_count(s['rows'], 'row')}")
+            f"{s['format']} in {printable(s['store'])}: {_count(s['rows'], 'row')}")
     if s.get("removed"):
         line += f"; removed {_count(s['removed'], 'ticker')} whose source{'' if s['removed'] == 1 else 's'} "
         line += "is gone" if s["removed"] == 1 else "are gone"
     if s["bad_lines_skipped"]:
-        per_file = ", ".join(f"{f}: {n}" for f, n in s["skipped_by_file"].items())
+        per_file = ", ".join(f"{printable(f)}: {n}" for f, n in s["skipped_by_file"].items())
         line += f"; skipped {_count(s['bad_lines_skipped'], 'bad line')} ({per_file})"
     if s["duplicates_dropped"]:
         line += f"; dropped {_count(s['duplicates_dropped'], 'duplicate timestamp')}"
@@ -220,7 +218,7 @@ def cmd_sample(args) -> int:
                      ragged=args.ragged, seed=args.seed, archive=args.archive, daily=args.daily)
     except OSError as exc:
         raise PairscanError(f"cannot write the sample here ({exc.strerror})", args.dir) from None
-    print(out)
+    print(printable(out))
     return 0
 
 
@@ -234,7 +232,7 @@ def _max_bytes(args) -> dict:
 
 
 def cmd_extract(args) -> int:
-    print(extract(args.archive, args.to, **_max_bytes(args)))
+    print(printable(extract(args.archive, args.to, **_max_bytes(args))))
     return 0
 
 
@@ -253,7 +251,7 @@ def cmd_convert(args) -> int:
             _print_json(failed.summary)
         for f in failed.failures:
             where = f["file"] + (f":{f['line']}" if f["line"] else "")
-            print(f"pairscan: error: {where}: {f['reason']}", file=sys.stderr)
+            print(f"pairscan: error: {printable(where)}: {printable(f['reason'])}", file=sys.stderr)
         bad, good = len(failed.failures), failed.summary["converted"]
         print(f"pairscan: {bad} bad file{'s' if bad != 1 else ''} not converted; "
               f"{good} other{'s' if good != 1 else ''} converted", file=sys.stderr)
@@ -264,13 +262,12 @@ def cmd_convert(args) -> int:
 
 def cmd_correlate(args) -> int:
     if args.out:
-        _check_output(Path(args.out))
+        check_output(args.out, "--out")
     result = correlate(args.store, k=args.top, selection=Selection.from_args(args), engine=args.engine,
                        memory_limit=args.memory_limit, matrix=args.matrix, **_exec_kwargs(args))
     out = result.to_dict()
     if args.out:
-        with atomic_path(args.out) as tmp:
-            write_csv(result.top, tmp)
+        write_csv(result.top, args.out, "--out")
     if args.json:
         _print_json(out)
     else:
@@ -287,33 +284,38 @@ def cmd_correlate(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    if args.out:
-        _check_output(Path(args.out))
     selection = Selection.from_args(args)
     if args.heatmap:
         if args.tickers:
             raise PairscanError("plot --heatmap takes no tickers")
-        out = pipeline.plot_heatmap(args.store, args.out or "heatmap.png", selection=selection, quiet=args.quiet)
-        print(out)
+        out = check_output(args.out or "heatmap.png", "--out", PNG)
+        out = pipeline.plot_heatmap(args.store, out, selection=selection, quiet=args.quiet)
+        print(printable(out))
         return 0
     if len(args.tickers) != 2:
         raise PairscanError("plot needs two tickers (plot STORE A B), or --heatmap")
     a, b = args.tickers
+    if a == b:
+        raise PairscanError(f"plot needs two different tickers, not {a!r} twice")
     if args.spread:
-        out, fields = pipeline.plot_store_spread(args.store, a, b, args.out or f"{a}-{b}-spread.png",
-                                                 selection.column, args.window)
-        print(f"{out} (beta = {fields['beta']:.4f}, coint p = {fields['coint_p']:.4g})")
+        out = check_output(args.out or default_name(a, b, "spread"), "--out", PNG)
+        out, fields = pipeline.plot_store_spread(args.store, a, b, out, selection.column, args.window)
+        print(f"{printable(out)} (beta = {fields['beta']:.4f}, coint p = {fields['coint_p']:.4g})")
         return 0
-    out = pipeline.plot_pair(args.store, a, b, args.out or f"{a}-{b}.png", selection=selection, quiet=args.quiet)
-    print(out)
+    out = check_output(args.out or default_name(a, b), "--out", PNG)
+    out = pipeline.plot_pair(args.store, a, b, out, selection=selection, quiet=args.quiet)
+    print(printable(out))
     return 0
+
+
+PNG = (".png",)
 
 
 def cmd_analyze(args) -> int:
     from .analyze import analysis_dict, analyze
 
     if args.out:
-        _check_output(Path(args.out))
+        check_output(args.out, "--out")
     if len(args.tickers) not in (0, 2):
         raise PairscanError("analyze takes two tickers (analyze STORE A B), or none for the top pairs")
     if args.top < 1:
@@ -322,8 +324,7 @@ def cmd_analyze(args) -> int:
                     selection=Selection.from_args(args), **_exec_kwargs(args))
     out = analysis_dict(frame)
     if args.out:
-        with atomic_path(args.out) as tmp:
-            write_csv(frame, tmp)
+        write_csv(frame, args.out, "--out")
     if args.json:
         _print_json(out)
     else:
@@ -340,6 +341,7 @@ def _analysis_table(pairs: list[dict]) -> str:
     def num(value, spec: str) -> str:
         return "nan" if value is None else format(value, spec)
 
+    pairs = [{**p, "a": printable(p["a"]), "b": printable(p["b"])} for p in pairs]
     wa = max(4, *(len(p["a"]) for p in pairs))
     wb = max(4, *(len(p["b"]) for p in pairs))
     lines = [f"{'rank':>4}  {'a':<{wa}}  {'b':<{wb}}  {'corr':>9}  {'n':>7}  {'beta':>8}  {'alpha':>8}  "
@@ -354,7 +356,7 @@ def _analysis_table(pairs: list[dict]) -> str:
             f"{num(p['half_life'], '.1f'):>9}  {num(p['zscore'], '.2f'):>7}  "
             f"{num(rc['min'], '.2f'):>7} {num(rc['median'], '.2f'):>7} {num(rc['max'], '.2f'):>7}     ")
         if p.get("reason"):
-            notes.append(f"{rank:>4}  {p['a']}~{p['b']}: {p['reason']}")
+            notes.append(f"{rank:>4}  {p['a']}~{p['b']}: {printable(p['reason'])}")
     lines = [line.rstrip() for line in lines]
     lines.append("half_life in observations; coint_p screens candidates, it is not a trading signal")
     return "\n".join(lines + (["", "notes:", *notes] if notes else []))
@@ -370,9 +372,9 @@ def cmd_run(args) -> int:
         return 0
     c = out["convert"]
     if c is None:
-        print(f"store: {out['store']} (converted before: nothing to convert)")
+        print(f"store: {printable(out['store'])} (converted before: nothing to convert)")
     else:
-        print(f"data: {out['source']} -> {out['data']}")
+        print(f"data: {printable(out['source'])} -> {printable(out['data'])}")
         print(_convert_line(c))
     print(_summary_line(out))
     print(ranked_line(out))
@@ -385,9 +387,9 @@ def cmd_run(args) -> int:
         print(_analysis_table(analysis["pairs"]))
     print()
     for name, path in out["plots"].items():
-        print(f"{name} plot: {path}")
+        print(f"{name} plot: {printable(path)}")
     if out.get("report"):
-        print(f"report: {out['report']}")
+        print(f"report: {printable(out['report'])}")
     stages = ", ".join(f"{k} {v:.2f} s" for k, v in out["stages"].items())
     print(f"stages: {stages}")
     return 0
@@ -398,17 +400,11 @@ def cmd_bench(args) -> int:
 
     parse_workers(args.workers)
     if args.plot:
-        _check_output(Path(args.plot))
+        check_output(args.plot, "--plot", PNG)
     result = bench(quick=args.quick, workers=args.workers, quiet=args.quiet, plot=args.plot, echo=not args.json)
     if args.json:
         _print_json(result)
     return 0
-
-
-def _check_output(path: Path) -> None:
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise PairscanError("cannot write here (no such folder, or not writable)", path)
 
 
 MAX_BARS_PER_DAY = 24 * 60 // BAR_MINUTES
@@ -419,7 +415,7 @@ COMMANDS = {"sample": cmd_sample, "extract": cmd_extract, "convert": cmd_convert
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    print(f"pairscan: warning: {message}", file=sys.stderr)
+    print(f"pairscan: warning: {printable(message)}", file=sys.stderr)
 
 
 def _terminate(signum, frame):
@@ -435,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    # Over the file-size limit (ulimit -f) a write fails with EFBIG, reported in one
+    # line naming the file, rather than the signal killing the process mid-write.
+    size_limit = signal.signal(signal.SIGXFSZ, signal.SIG_IGN) if in_main_thread else None
     # Dask's, tornado's and asyncio's loggers print tracebacks when a cluster goes away
     # (and set their own levels when first imported); pairscan says what happened itself,
     # in one line, and logs nothing of its own.
@@ -443,10 +442,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except PairscanError as err:
-        print(f"pairscan: error: {err}", file=sys.stderr)
+        # One line, whatever the file names and tickers in it hold.
+        print(f"pairscan: error: {printable(err)}", file=sys.stderr)
         return 2
     except (TaskFailed, ClusterLost) as err:
-        print(f"pairscan: {err}", file=sys.stderr)
+        print(f"pairscan: {printable(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("pairscan: interrupted", file=sys.stderr)
@@ -457,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if size_limit is not None:
+            signal.signal(signal.SIGXFSZ, size_limit)
         logging.disable(silenced)
 
 

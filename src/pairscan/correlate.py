@@ -26,12 +26,13 @@ from .engines.blocked.tasks import EveryPair, TopPairs, correlate_blocked
 from .engines.naive import correlate_naive, pair_corr
 from .errors import PairscanError
 from .executors import Pool, open_pool, preload
+from .outputs import check_output, output_path, write_csv
 from .pair_reader import stored_series
 from .placement import (Layout, Plan, index_token, is_frame, load, panel_fits, plan_placement, return_counts,
                         store_index)
 from .records import fisher_interval, kendall_p, pair_frame, pearson_p, records, spearman_p
 from .selection import METHODS, Selection
-from .store import atomic_path, empty_store_error, store_files, ticker_file
+from .store import empty_store_error, store_files, ticker_file
 
 DEFAULT_MEMORY_LIMIT = "1GB"
 preload(__name__)  # what its process workers need
@@ -308,15 +309,12 @@ def _matrix(pairs: Pairs, tickers: list[str]) -> pd.DataFrame:
 
 
 def _check_writable(path: Path) -> None:
-    if path.suffix.lower() not in (".parquet", ".csv"):
-        raise PairscanError("--matrix must end in .parquet or .csv", path)
-    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
-        raise PairscanError("cannot write here (no such folder, or not writable)", path)
+    check_output(path, "--matrix", suffixes=(".parquet", ".csv"))
 
 
 def _write_matrix(frame: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        if path.suffix.lower() == ".csv":
-            frame.to_csv(tmp, float_format="%.17g")
-        else:
-            frame.to_parquet(tmp)
+    if path.suffix.lower() == ".csv":
+        write_csv(frame, path, "--matrix", index=True)
+        return
+    with output_path(path, "--matrix") as tmp:
+        frame.to_parquet(tmp)

@@ -20,6 +20,7 @@ from .convert import DEFAULT_LOCK_TIMEOUT, convert, source_files
 from .correlate import Correlation, correlate, pair_correlation
 from .errors import PairscanError
 from .executors import open_pool
+from .outputs import check_output
 from .readers import holds_sources
 from .sample import sample
 from .selection import Selection
@@ -34,9 +35,12 @@ def plot_pair(store, a: str, b: str, out: str | os.PathLike = "pair.png", *, sel
     """Plot two stored tickers over time; the legend carries their correlation as
     :func:`correlate` computes it with the same selection (``column``, ``on``,
     ``method``, ``min_periods``, ``absolute``), their common observations and period."""
-    from .plot import plot_pair as draw
+    from .plot import PNG, plot_pair as draw
 
     selection = Selection.of(selection, **options)
+    if a == b:
+        raise PairscanError(f"a pair needs two different tickers, not {a!r} twice")
+    check_output(out, "out", PNG)
     pair = pair_correlation(store, a, b, selection=selection, executor=executor, workers=workers, quiet=quiet)
     prices = [store_series(store, t, selection.column) for t in (a, b)]
     return draw(*prices, out, **_pair_stats(pair.record, selection, pair.min_periods))
@@ -76,8 +80,9 @@ def plot_store_spread(store, a: str, b: str, out="spread.png", column: str = "cl
     """Analyse two stored tickers and plot their spread; return the plot's path and the analysis."""
     from .analyze import analyze_pair, check_window, rolling_corr
     from .pair_reader import read_pair
-    from .plot import plot_spread
+    from .plot import PNG, plot_spread
 
+    check_output(out, "out", PNG)
     files = store_files(store)
     if not files:
         raise empty_store_error(store)
@@ -109,8 +114,9 @@ def plot_heatmap(store_or_matrix, out: str | os.PathLike = "heatmap.png", *, sel
     """The clustered heatmap of a store's correlation matrix (or of a matrix from
     :func:`correlation_matrix`), with the selection in its title and the pairs below
     min-periods in grey."""
-    from .plot import plot_heatmap as draw
+    from .plot import PNG, plot_heatmap as draw
 
+    check_output(out, "out", PNG)
     if isinstance(store_or_matrix, pd.DataFrame) and store_or_matrix.shape[0] == store_or_matrix.shape[1] \
             and list(store_or_matrix.index) == list(store_or_matrix.columns):
         matrix = store_or_matrix
@@ -140,10 +146,9 @@ def heatmap_title(facts: dict, tickers: int, left_out: int = 0) -> str:
     return title
 
 
-def _check_report(path: Path) -> None:
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise PairscanError("cannot write here (no such folder, or not writable)", path)
+# What run writes in its work folder besides the store: checked before any work, like
+# the outputs a user names, so that none replaces a link or a special file.
+WORKDIR_OUTPUTS = ("matrix.parquet", "pair.png", "spread.png", "heatmap.png")
 
 
 def run(
@@ -182,9 +187,11 @@ def run(
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PairscanError(f"cannot create the work folder ({exc.strerror})", workdir) from None
+    for name in WORKDIR_OUTPUTS:
+        check_output(workdir / name, "the work folder's " + name)
     if report is not None:
         # Checked once the work folder exists: a report inside it is the natural choice.
-        _check_report(Path(report))
+        check_output(report, "the report")
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
     store = workdir / "store"

@@ -7,6 +7,7 @@ write it to a file atomically and close it; :func:`figure_png` renders it to byt
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from pathlib import Path
@@ -16,31 +17,59 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no screen needed
 
 import matplotlib.dates as mdates  # noqa: E402
+import matplotlib.text  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .store import atomic_path  # noqa: E402
+from .outputs import check_output, output_path  # noqa: E402
 
 DPI = 110
 SYMBOL = {"pearson": "Pearson r", "spearman": "Spearman \u03c1", "kendall": "Kendall \u03c4"}
 MISSING_COLOUR = "#b0b0b0"  # a pair without a correlation: neither red nor blue, nor the white of r = 0
 
 
+PNG = (".png",)
+
+# Tickers and column names come from data: drawn as they are, never as mathtext
+# (a ticker like "$\foo$" would otherwise be parsed as TeX, and fail the plot).
+_PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
+
+
+def _plain_text(figure_function):
+    """Build the figure with every text drawn literally (no mathtext, no TeX)."""
+
+    @functools.wraps(figure_function)
+    def build(*args, **kwargs):
+        with plt.rc_context(_PLAIN_TEXT):
+            fig = figure_function(*args, **kwargs)
+        for text in fig.findobj(matplotlib.text.Text):
+            text.set_parse_math(False)
+            text.set_usetex(False)
+        return fig
+
+    return build
+
+
 def _save(fig, out: str | os.PathLike) -> Path:
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
-    plt.close(fig)
+    try:
+        out = check_output(out, "out", PNG)
+        with output_path(out, "out") as tmp, plt.rc_context(_PLAIN_TEXT):
+            fig.savefig(tmp, format="png", dpi=DPI)
+    finally:
+        plt.close(fig)
     return out
 
 
 def figure_png(fig, dpi: int = DPI) -> bytes:
     """Render ``fig`` to PNG bytes and close it."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    plt.close(fig)
+    try:
+        with plt.rc_context(_PLAIN_TEXT):
+            fig.savefig(buffer, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
     return buffer.getvalue()
 
 
@@ -49,6 +78,7 @@ def correlation_symbol(method: str = "pearson") -> str:
     return SYMBOL.get(method, f"{method} correlation")
 
 
+@_plain_text
 def pair_figure(
     a: pd.Series,
     b: pd.Series,
@@ -220,6 +250,7 @@ def label_step(n: int, inches: float, points_per_label: float) -> int:
     return max(1, -(-n // fits))
 
 
+@_plain_text
 def heatmap_figure(
     matrix: pd.DataFrame,
     title: str | None = None,
@@ -271,6 +302,7 @@ def plot_heatmap(
     return _save(heatmap_figure(matrix, title, method), out)
 
 
+@_plain_text
 def histogram_figure(counts: np.ndarray, edges: np.ndarray, what: str = "Pearson r"):
     """Bars of how many pairs have a correlation in each bin of ``edges``."""
     fig, ax = plt.subplots(figsize=(9, 3.2), layout="constrained")
@@ -289,6 +321,7 @@ def histogram_figure(counts: np.ndarray, edges: np.ndarray, what: str = "Pearson
 EXECUTOR_COLOURS = {"serial": "tab:gray", "threads": "tab:blue", "processes": "tab:orange", "dask": "tab:green"}
 
 
+@_plain_text
 def bench_figure(rows: list[dict], title: str = "pairscan bench"):
     """Bench results as bars of speed-up over serial: one panel per workload.
 
@@ -334,6 +367,7 @@ def plot_bench(rows: list[dict], out: str | os.PathLike, title: str = "pairscan 
     return _save(bench_figure(rows, title), out)
 
 
+@_plain_text
 def spread_figure(
     index: pd.DatetimeIndex,
     spread: np.ndarray,

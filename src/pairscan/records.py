@@ -21,6 +21,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from .outputs import printable
+
 PAIR_FIELDS = ("a", "b", "corr", "n", "p", "ci_low", "ci_high")
 Z95 = 1.959963984540054  # the 97.5 % point of the standard normal
 
@@ -113,11 +115,6 @@ def _plain(value):
     return value
 
 
-def write_csv(frame: pd.DataFrame, path) -> None:
-    """One CSV row per pair, full precision (the caller makes ``path`` atomic)."""
-    frame.to_csv(path, index=False, float_format="%.17g")
-
-
 def format_p(p) -> str:
     """A p-value for a table: ``0.0123``, ``3.1e-05``, ``<1e-300`` for an underflow to 0."""
     if p is None or (isinstance(p, float) and math.isnan(p)):
@@ -131,8 +128,10 @@ def text_table(rows: list[dict], extra: tuple[str, ...] = ()) -> str:
     """The pairs as an aligned text table: rank, a, b, corr, n, p, 95 % interval."""
     if not rows:
         return "no pair has a correlation (too little overlap, or constant series)"
-    wa = max(4, *(len(str(r["a"])) for r in rows))
-    wb = max(4, *(len(str(r["b"])) for r in rows))
+    # Tickers come from data: shown escaped, so that none can move the cursor or break a line.
+    rows = [{**r, "a": printable(r["a"]), "b": printable(r["b"])} for r in rows]
+    wa = max(4, *(len(r["a"]) for r in rows))
+    wb = max(4, *(len(r["b"]) for r in rows))
     header = f"{'rank':>4}  {'a':<{wa}}  {'b':<{wb}}  {'corr':>9}  {'n':>8}  {'p':>8}  {'95% interval':>19}"
     header += "".join(f"  {name:>10}" for name in extra)
     lines = [header]
@@ -151,4 +150,4 @@ def _cell(value) -> str:
         return "nan"
     if isinstance(value, float):
         return f"{value:.4g}"
-    return str(value)
+    return printable(value)

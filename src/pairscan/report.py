@@ -23,7 +23,8 @@ from .version import __version__ as VERSION
 from .engines import HISTOGRAM_BINS
 from .plot import correlation_symbol, figure_png, heatmap_figure, histogram_figure
 from .records import format_p
-from .store import HDF5_KEY, HDF5_LOCK, atomic_path, read_column, read_manifest, store_files
+from .outputs import check_output, write_bytes
+from .store import HDF5_KEY, HDF5_LOCK, read_column, read_manifest, store_files
 
 STAGE_WORDS = {
     "sample": "the built-in sample, written unless already there",
@@ -42,11 +43,9 @@ def write_report(path: str | os.PathLike, out: dict, result, store: str | os.Pat
     ``plots``, ``top``...), ``result`` the run's :class:`~pairscan.correlate.Correlation`
     and ``store`` the store folder, from which the data-set facts are read.
     """
-    path = Path(path)
+    path = check_output(path, "the report")
     page = render(out, result, dataset_facts(store, out.get("column", "close")))
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(page, encoding="utf-8")
-    return path
+    return write_bytes(path, page, "the report")
 
 
 def dataset_facts(store: str | os.PathLike, column: str = "close") -> dict:

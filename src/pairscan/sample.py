@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .store import atomic_path
+from .outputs import output_path
 
 SEED_TICKERS = (
     "aet afl aig al amgn avy b bwa ge hal hp hpq ibm jbl jpm luv met pcg tgt usb xom".split()
@@ -164,7 +164,7 @@ def write_jsonl(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     out = frame.reset_index()
     daily = bool((frame.index == frame.index.normalize()).all())
     out["timestamp"] = out["timestamp"].dt.strftime("%Y-%m-%d" if daily else "%Y-%m-%d %H:%M:%S")
-    with atomic_path(path) as tmp:
+    with output_path(path, "the sample") as tmp:
         out.to_json(tmp, orient="records", lines=True, double_precision=10)
 
 
@@ -195,7 +195,7 @@ def sample(
     if not archive:
         return directory
     target = directory.with_name(directory.name + ".tgz")
-    with atomic_path(target) as tmp, tarfile.open(tmp, "w:gz", compresslevel=1) as tar:
+    with output_path(target, "the sample archive") as tmp, tarfile.open(tmp, "w:gz", compresslevel=1) as tar:
         for name in names:
             tar.add(directory / f"{name}.json", arcname=f"{directory.name}/{name}.json")
     return target
