@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .errors import PairscanError
 from .executors import Pool, open_pool, preload, run_tasks
+from .outputs import printable
 from .readers import BAD_LINE_MODES, DEFAULT_MAX_BYTES, READERS, Found, discover, polars_started
 from .store import (
     FORMATS,
@@ -173,7 +174,7 @@ def convert(
 
     def waiting(holder: str) -> None:
         if not quiet:
-            print(f"pairscan: waiting for another pairscan process ({holder}) writing {store} "
+            print(f"pairscan: waiting for another pairscan process ({printable(holder)}) writing {printable(store)} "
                   f"(up to {lock_timeout:g} s)", file=sys.stderr, flush=True)
 
     suffix = FORMATS[format]
