@@ -681,3 +681,21 @@ def test_errors_print_file_names_escaped(tmp_path, capsys):
                                                                  for line in captured.err.splitlines())
     assert "\\x1b" in captured.err
     assert _outputs_tree(source) == before
+
+
+def test_outputs_never_land_in_the_store_as_data(tmp_path, capsys, outputs_store):
+    before = _outputs_tree(outputs_store)
+    for args, option in ((["correlate", "{store}", "--matrix", "{store}/m.parquet"], "--matrix"),
+                         (["correlate", "{store}", "--out", "{store}/aet.h5"], "--out"),
+                         (["analyze", "{store}", "--out", "{store}/.pairscan-manifest.json"], "--out"),
+                         (["run", "{store}", "--workdir", "{tmp}/w", "--report", "{store}/r.parquet"], None)):
+        assert main([a.format(store=outputs_store, tmp=tmp_path) for a in args] + ["--executor", "serial"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        if option:
+            assert f"{option} would be taken for part of the store" in err
+        else:
+            assert "the report must end in .html or .htm, not '.parquet'" in err
+    with pytest.raises(PairscanError, match="would be taken for part of the store"):
+        pairscan.correlate(outputs_store, matrix=outputs_store / "m.csv.parquet", executor="serial")
+    assert _outputs_tree(outputs_store) == before

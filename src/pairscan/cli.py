@@ -23,7 +23,7 @@ from .correlate import DEFAULT_MEMORY_LIMIT, correlate, parse_size
 from .engines import ENGINES
 from .errors import PairscanError
 from .executors import DEFAULT_CONNECT_TIMEOUT, ClusterLost, TaskFailed, Terminated, parse_workers
-from .outputs import check_output, default_name, printable, write_csv
+from .outputs import check_not_in_store, check_output, default_name, printable, write_csv
 from .records import text_table
 from .sample import BAR_MINUTES, sample
 from .selection import Selection
@@ -261,6 +261,9 @@ def cmd_convert(args) -> int:
 
 
 def cmd_correlate(args) -> int:
+    for option in ("out", "matrix"):
+        if getattr(args, option):
+            check_not_in_store(getattr(args, option), args.store, f"--{option}")
     if args.out:
         check_output(args.out, "--out")
     result = correlate(args.store, k=args.top, selection=Selection.from_args(args), engine=args.engine,
@@ -315,6 +318,7 @@ def cmd_analyze(args) -> int:
     from .analyze import analysis_dict, analyze
 
     if args.out:
+        check_not_in_store(args.out, args.store, "--out")
         check_output(args.out, "--out")
     if len(args.tickers) not in (0, 2):
         raise PairscanError("analyze takes two tickers (analyze STORE A B), or none for the top pairs")

@@ -26,7 +26,7 @@ from .engines.blocked.tasks import EveryPair, TopPairs, correlate_blocked
 from .engines.naive import correlate_naive, pair_corr
 from .errors import PairscanError
 from .executors import Pool, open_pool, preload
-from .outputs import check_output, output_path, write_csv
+from .outputs import check_not_in_store, check_output, output_path, write_csv
 from .pair_reader import stored_series
 from .placement import (Layout, Plan, index_token, is_frame, load, panel_fits, plan_placement, return_counts,
                         store_index)
@@ -168,6 +168,8 @@ def correlate(
     choose_engine(engine, selection.method, True)  # check the names before any work
     if matrix is not None:
         _check_writable(Path(matrix))
+        if isinstance(source, (str, os.PathLike)):
+            check_not_in_store(matrix, source, "--matrix")
     with contextlib.ExitStack() as stack:
         if pool is None:
             extra = {} if connect_timeout is None else {"connect_timeout": connect_timeout}

@@ -35,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import PairscanError
-from .store import atomic_path
+from .store import FORMATS, atomic_path
 
 # What a file a user names may already be, and how to say what it is instead.
 _KINDS = (
@@ -73,6 +73,24 @@ def check_output(path: str | os.PathLike, what: str = "the output", suffixes: tu
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise PairscanError("cannot write here (no such folder, or not writable)", path)
     return path
+
+
+def check_not_in_store(path: str | os.PathLike, store: str | os.PathLike, what: str = "the output") -> None:
+    """Refuse an output that would be taken for part of ``store``: a stored ticker's
+    file (``STORE/x.h5``, ``STORE/x.parquet``) or one of the store's own dotfiles.
+
+    Writing one would replace a ticker's data, or add a ticker that is not one.
+    """
+    path, store = Path(path), Path(store)
+    if not store.is_dir():
+        return
+    try:
+        inside = path.parent.resolve() == store.resolve()
+    except OSError:
+        return
+    if inside and (path.suffix.lower() in FORMATS.values() or path.name.startswith(".pairscan-")):
+        raise PairscanError(f"{what} would be taken for part of the store {store}: name a file outside it, "
+                            "or one that is not a stored format", path)
 
 
 def _check_existing(path: Path, what: str) -> None:

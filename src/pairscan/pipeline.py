@@ -191,7 +191,7 @@ def run(
         check_output(workdir / name, "the work folder's " + name)
     if report is not None:
         # Checked once the work folder exists: a report inside it is the natural choice.
-        check_output(report, "the report")
+        check_output(report, "the report", (".html", ".htm"))
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
     store = workdir / "store"
