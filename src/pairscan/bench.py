@@ -33,7 +33,7 @@ from pathlib import Path
 from .convert import convert
 from .correlate import correlate
 from .executors import NAMES, Pool, cpu_count, open_pool, parse_workers
-from .outputs import check_output, printable
+from .outputs import PNG, check_output, printable
 from .sample import sample
 
 SLEEP_TASKS = 8
@@ -161,7 +161,7 @@ def bench(
     """
     n = parse_workers(workers) or cpu_count()
     if plot is not None:
-        check_output(plot, "plot", (".png",))  # before minutes of timing
+        check_output(plot, "plot", PNG)  # before minutes of timing
     sizes = QUICK if quick else FULL
     if "serial" not in executors:
         executors = ("serial", *executors)

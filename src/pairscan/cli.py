@@ -23,7 +23,7 @@ from .correlate import DEFAULT_MEMORY_LIMIT, correlate, parse_size
 from .engines import ENGINES
 from .errors import PairscanError
 from .executors import DEFAULT_CONNECT_TIMEOUT, ClusterLost, TaskFailed, Terminated, parse_workers
-from .outputs import check_not_in_store, check_output, default_name, printable, write_csv
+from .outputs import PNG, check_not_in_store, check_output, default_name, printable, write_csv
 from .records import text_table
 from .sample import BAR_MINUTES, sample
 from .selection import Selection
@@ -309,9 +309,6 @@ def cmd_plot(args) -> int:
     out = pipeline.plot_pair(args.store, a, b, out, selection=selection, quiet=args.quiet)
     print(printable(out))
     return 0
-
-
-PNG = (".png",)
 
 
 def cmd_analyze(args) -> int:

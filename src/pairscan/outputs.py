@@ -37,6 +37,8 @@ import pandas as pd
 from .errors import PairscanError
 from .store import FORMATS, atomic_path
 
+PNG = (".png",)  # what every picture pairscan writes must end in
+
 # What a file a user names may already be, and how to say what it is instead.
 _KINDS = (
     (stat.S_ISLNK, "a symbolic link"),

@@ -20,7 +20,7 @@ from .convert import DEFAULT_LOCK_TIMEOUT, convert, source_files
 from .correlate import Correlation, correlate, pair_correlation
 from .errors import PairscanError
 from .executors import open_pool
-from .outputs import check_output
+from .outputs import PNG, check_output
 from .readers import holds_sources
 from .sample import sample
 from .selection import Selection
@@ -35,7 +35,7 @@ def plot_pair(store, a: str, b: str, out: str | os.PathLike = "pair.png", *, sel
     """Plot two stored tickers over time; the legend carries their correlation as
     :func:`correlate` computes it with the same selection (``column``, ``on``,
     ``method``, ``min_periods``, ``absolute``), their common observations and period."""
-    from .plot import PNG, plot_pair as draw
+    from .plot import plot_pair as draw
 
     selection = Selection.of(selection, **options)
     if a == b:
@@ -80,7 +80,7 @@ def plot_store_spread(store, a: str, b: str, out="spread.png", column: str = "cl
     """Analyse two stored tickers and plot their spread; return the plot's path and the analysis."""
     from .analyze import analyze_pair, check_window, rolling_corr
     from .pair_reader import read_pair
-    from .plot import PNG, plot_spread
+    from .plot import plot_spread
 
     check_output(out, "out", PNG)
     files = store_files(store)
@@ -114,7 +114,7 @@ def plot_heatmap(store_or_matrix, out: str | os.PathLike = "heatmap.png", *, sel
     """The clustered heatmap of a store's correlation matrix (or of a matrix from
     :func:`correlation_matrix`), with the selection in its title and the pairs below
     min-periods in grey."""
-    from .plot import PNG, plot_heatmap as draw
+    from .plot import plot_heatmap as draw
 
     check_output(out, "out", PNG)
     if isinstance(store_or_matrix, pd.DataFrame) and store_or_matrix.shape[0] == store_or_matrix.shape[1] \

@@ -23,14 +23,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .outputs import check_output, output_path  # noqa: E402
+from .outputs import PNG, check_output, output_path  # noqa: E402
 
 DPI = 110
 SYMBOL = {"pearson": "Pearson r", "spearman": "Spearman \u03c1", "kendall": "Kendall \u03c4"}
 MISSING_COLOUR = "#b0b0b0"  # a pair without a correlation: neither red nor blue, nor the white of r = 0
 
-
-PNG = (".png",)
 
 # Tickers and column names come from data: drawn as they are, never as mathtext
 # (a ticker like "$\foo$" would otherwise be parsed as TeX, and fail the plot).
