@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import tables
 
-from pairscan.hdf5file import frame_image
+from pairscan.store.formats.hdf5 import frame_image
 from pairscan.sample import sample_frames
 from pairscan.store import read_column, write_frame
 

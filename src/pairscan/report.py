@@ -24,7 +24,7 @@ from .engines import HISTOGRAM_BINS
 from .plot import correlation_symbol, figure_png, heatmap_figure, histogram_figure
 from .records import format_p
 from .outputs import check_output, write_bytes
-from .store import HDF5_KEY, HDF5_LOCK, read_column, read_manifest, store_files
+from .store import read_manifest, store_files, store_format, stored_span
 
 STAGE_WORDS = {
     "sample": "the built-in sample, written unless already there",
@@ -68,7 +68,7 @@ def dataset_facts(store: str | os.PathLike, column: str = "close") -> dict:
         if bad:
             skipped += bad
             skipped_by_ticker[ticker] = (bad, entry.get("first_bad_line"))
-    spans = [span for span in (_first_last(p, column) for p in files.values()) if span is not None]
+    spans = [span for span in (stored_span(p, column) for p in files.values()) if span is not None]
     return {
         "tickers": len(files),
         "rows": rows,
@@ -77,46 +77,8 @@ def dataset_facts(store: str | os.PathLike, column: str = "close") -> dict:
         "bad_lines_skipped": skipped,
         "skipped_by_ticker": skipped_by_ticker,
         "duplicates_dropped": duplicates,
-        "format": manifest.get("format") or ("hdf5" if any(p.suffix == ".h5" for p in files.values()) else "parquet"),
+        "format": manifest.get("format") or store_format(files),
     }
-
-
-def _first_last(path: Path, column: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
-    try:
-        span = _parquet_span(path) if path.suffix == ".parquet" else _hdf5_span(path)
-    except Exception:  # noqa: BLE001 - a layout this does not know: read the column instead
-        span = None
-    if span is None:
-        index = read_column(path, column).index
-        span = (index[0], index[-1]) if len(index) else None
-    return span
-
-
-def _hdf5_span(path: Path):
-    import tables
-
-    with HDF5_LOCK, tables.open_file(path, mode="r") as h5:
-        axis = h5.get_node(f"/{HDF5_KEY}/axis1")  # the row index of a fixed-format frame
-        kind = str(getattr(axis.attrs, "kind", ""))
-        if not kind.startswith("datetime64") or axis.nrows == 0:
-            return None
-        unit = kind[len("datetime64["):-1] if "[" in kind else "ns"
-        return tuple(pd.Timestamp(np.datetime64(int(axis[i]), unit)) for i in (0, -1))
-
-
-def _parquet_span(path: Path):
-    import pyarrow.parquet as pq
-
-    metadata = pq.ParquetFile(path).metadata
-    where = metadata.schema.names.index("timestamp")
-    lows, highs = [], []
-    for g in range(metadata.num_row_groups):
-        stats = metadata.row_group(g).column(where).statistics
-        if stats is None or not stats.has_min_max:
-            return None
-        lows.append(pd.Timestamp(stats.min))
-        highs.append(pd.Timestamp(stats.max))
-    return (min(lows), max(highs)) if lows else None
 
 
 # -- the page ---------------------------------------------------------------------------

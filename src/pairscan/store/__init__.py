@@ -1,0 +1,37 @@
+"""The store: one file per ticker (HDF5 or Parquet), a manifest, atomic writes.
+
+- :mod:`.files`: atomic writes, temporary files, the write lock;
+- :mod:`.formats`: the registry of formats (``hdf5``, ``parquet``) and their readers and writers;
+- :mod:`.frames`: a ticker's frame written to or read from its file;
+- :mod:`.manifest`: what convert recorded, and how far it is trusted;
+- :mod:`.tickers`: the store's tickers and their files.
+"""
+
+from .files import (
+    FILE_MODE,
+    LOCK,
+    MANIFEST,
+    atomic_path,
+    remove_stale_temporaries,
+    store_lock,
+    write_atomically,
+)
+from .formats import FORMATS
+from .frames import (
+    read_column,
+    read_column_arrays,
+    read_frame,
+    read_index_array,
+    stored_span,
+    will_read,
+    write_frame,
+)
+from .manifest import read_manifest, stamp_entry, stored_file_intact, write_manifest
+from .tickers import empty_store_error, remove_tickers, store_files, store_format, ticker_file
+
+__all__ = [
+    "FILE_MODE", "FORMATS", "LOCK", "MANIFEST", "atomic_path", "empty_store_error", "read_column",
+    "read_column_arrays", "read_frame", "read_index_array", "read_manifest", "remove_stale_temporaries",
+    "remove_tickers", "stamp_entry", "store_files", "store_format", "store_lock", "stored_file_intact", "stored_span",
+    "ticker_file", "will_read", "write_atomically", "write_frame", "write_manifest",
+]

@@ -1,0 +1,138 @@
+"""Stored frames: one ticker's frame written to, or read from, its file in the store.
+
+A stored frame is indexed by a sorted, unique ``DatetimeIndex`` named ``timestamp``
+with float64 price columns; ``pd.read_hdf(path, "/data")`` or ``pd.read_parquet(path)``
+returns it. The format is the file's (see :mod:`.formats`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import PairscanError
+from ..readers.base import Columns
+from . import formats
+from .files import no_space_is_bad_input, write_atomically
+from .formats.hdf5 import damaged
+
+
+def _format(path: Path):
+    # A file of no store format is read as HDF5, as it always was; its reader names it.
+    return formats.for_path(path) or formats.by_name("hdf5")
+
+
+def write_frame(frame: pd.DataFrame | Columns, path: str | os.PathLike) -> None:
+    """Store one ticker's frame (or its :class:`~pairscan.readers.base.Columns`) at ``path``
+    (format by suffix), atomically.
+
+    The file is built in memory and written by Python, so a full disk always raises:
+    :class:`PairscanError` ("no space left on device writing PATH"), with nothing left
+    behind; other failures to write raise as they are.
+    """
+    path = Path(path)
+    with no_space_is_bad_input(path):
+        write_atomically(path, _format(path).image(frame, path.name))
+
+
+def read_frame(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a whole stored frame."""
+    path = Path(path)
+    try:
+        return _format(path).read_frame(path)
+    except (OSError, ValueError, KeyError, *damaged()) as exc:
+        raise PairscanError(f"cannot read stored frame ({_last_line(exc)})", path) from None
+
+
+def _last_line(exc: BaseException) -> str:
+    """HDF5 errors carry a whole back trace; the last line says what is wrong."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def read_column(path: str | os.PathLike, column: str) -> pd.Series:
+    """Read one column of a stored frame as a float64 Series indexed by timestamp.
+
+    Reads only that column where the format allows: Parquet by column, HDF5 straight
+    from the array that holds it.
+    """
+    index, values = read_column_arrays(path, column)
+    return pd.Series(values, index=pd.DatetimeIndex(index, name="timestamp"), name=Path(path).stem)
+
+
+def read_column_arrays(path: str | os.PathLike, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`read_column` as two arrays, ``(timestamps as datetime64[ns], float64 values)``,
+    without a pandas object per file (thousands of small files are read this way)."""
+    path = Path(path)
+    try:
+        index, values = _format(path).read_column(path, column)
+    except KeyError:
+        raise PairscanError(f"no column {column!r} in the stored frame", path) from None
+    except (OSError, ValueError, *damaged()) as exc:
+        if "column" in str(exc) and column in str(exc):
+            raise PairscanError(f"no column {column!r} in the stored frame", path) from None
+        raise PairscanError(f"cannot read stored frame ({_last_line(exc)})", path) from None
+    try:
+        values = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise PairscanError(f"column {column!r} is not numeric", path) from None
+    if isinstance(index, np.ndarray) and index.dtype == "datetime64[ns]":
+        return index, values
+    return np.asarray(pd.DatetimeIndex(index).as_unit("ns").values), values
+
+
+def read_index_array(path: str | os.PathLike, column: str) -> np.ndarray:
+    """The timestamps of a stored frame (``datetime64[ns]``), without its values where
+    the format allows (the index node of pandas' fixed layout, Parquet's timestamp
+    column). Anything else, a damaged file among it, is read, or named, as
+    :func:`read_column_arrays` does with ``column``."""
+    path = Path(path)
+    index = _format(path).read_index(path)
+    return index if index is not None else read_column_arrays(path, column)[0]
+
+
+def stored_span(path: str | os.PathLike, column: str = "close") -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """The first and last timestamps of a stored frame (its index is sorted), without
+    loading its data where the format allows; None for an empty frame."""
+    path = Path(path)
+    try:
+        span = _format(path).span(path)
+    except Exception:  # noqa: BLE001 - a layout this does not know: read the column instead
+        span = None
+    if span is None:
+        index = read_column(path, column).index
+        span = (index[0], index[-1]) if len(index) else None
+    return span
+
+
+def will_read(paths, limit: int | None = None) -> None:
+    """Ask the operating system to read ``paths`` ahead (``POSIX_FADV_WILLNEED``): on a
+    store not in the page cache, its files come in while the first ones are parsed,
+    instead of in many small synchronous reads each. Only the first ``limit`` bytes'
+    worth of files (a quarter of the machine's memory by default: more could push out
+    what was read ahead before it is used); nothing where there is no fadvise."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is None:
+        return
+    if limit is None:
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            limit = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4
+    total = 0
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue  # the reader names it
+        try:
+            total += os.fstat(fd).st_size
+            if limit is not None and total > limit:
+                return
+            advise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)

@@ -1,0 +1,151 @@
+"""The store's manifest: what convert wrote, read back only as far as it can be trusted.
+
+``{"version", "format", "tickers", "tables"}``: one entry per ticker (its source's size
+and mtime, the bad-line mode, counts, and the stored file with its size and mtime), one
+record per long table. A rerun skips a ticker whose entry is sound, whose source is
+unchanged and whose stored file is the one written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+from pathlib import Path
+
+from ..errors import PairscanError
+from .files import MANIFEST, atomic_path, no_space_is_bad_input
+from .formats import FORMATS
+
+# The fields of a ticker's manifest entry a rerun relies on, and their types. Other
+# fields may be there; an entry without one of these, or with the wrong type, is not
+# trusted: its ticker is converted again.
+_ENTRY_FIELDS: dict[str, tuple[type, ...]] = {
+    "source": (str,),
+    "size": (int,),
+    "mtime_ns": (int,),
+    "on_bad_lines": (str,),
+    "rows": (int,),
+    "bad_lines_skipped": (int,),
+    "duplicates_dropped": (int,),
+    "first_bad_line": (str, type(None)),
+    "file": (str, type(None)),
+    "file_size": (int, type(None)),  # the stored file as written: size and mtime
+    "file_mtime_ns": (int, type(None)),
+}
+_COUNTS = ("size", "rows", "bad_lines_skipped", "duplicates_dropped", "file_size")
+
+def read_manifest(store: str | os.PathLike) -> dict:
+    """The store's manifest, checked: ``{"version", "format", "tickers", "tables"}``, or ``{}``.
+
+    A manifest that is missing, not JSON, or not of that shape counts as empty. An
+    entry of the wrong shape (a field missing or of the wrong type, a file name that
+    is not the ticker's) is left out of ``"tickers"`` and its ticker listed under
+    ``"damaged"``: what it says is not trusted, so that ticker is converted again.
+    """
+    path = Path(store) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not (
+        isinstance(manifest, dict)
+        and _is_int(manifest.get("version"))
+        and manifest.get("format") in FORMATS
+        and isinstance(manifest.get("tickers"), dict)
+    ):
+        return {}
+    suffix = FORMATS[manifest["format"]]
+    tickers, damaged = {}, []
+    for ticker, entry in manifest["tickers"].items():
+        if _valid_entry(ticker, entry, suffix):
+            tickers[ticker] = entry
+        elif _is_ticker_name(ticker):
+            damaged.append(ticker)
+    tables = manifest.get("tables")
+    tables = {name: record for name, record in tables.items() if _valid_table(name, record)} \
+        if isinstance(tables, dict) else {}
+    return {"version": manifest["version"], "format": manifest["format"], "tickers": tickers,
+            "tables": tables, "damaged": sorted(damaged)}
+
+
+def _valid_table(name, record) -> bool:
+    """A long table's record: its size, mtime, mode, ticker column and tickers."""
+    return (_is_ticker_name(name) and isinstance(record, dict)
+            and all(_is_int(record.get(k)) for k in ("size", "mtime_ns"))
+            and all(isinstance(record.get(k), str) for k in ("on_bad_lines", "ticker_column"))
+            and isinstance(record.get("tickers"), list) and all(_is_ticker_name(t) for t in record["tickers"]))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_ticker_name(name) -> bool:
+    # A plain file name: never a path out of the store, never a dotfile.
+    return (isinstance(name, str) and name != "" and not name.startswith(".")
+            and not any(c in name for c in ("/", os.sep, "\0")))
+
+
+def _valid_entry(ticker: str, entry, suffix: str) -> bool:
+    if not (_is_ticker_name(ticker) and isinstance(entry, dict)):
+        return False
+    for field, types in _ENTRY_FIELDS.items():
+        value = entry.get(field, ...)
+        if isinstance(value, bool) or not isinstance(value, types):
+            return False
+    if any(entry[field] is not None and entry[field] < 0 for field in _COUNTS):
+        return False
+    if entry["file"] is None:
+        return entry["rows"] == 0 and entry["file_size"] is None and entry["file_mtime_ns"] is None
+    return entry["file"] == ticker + suffix and entry["file_size"] is not None and entry["file_mtime_ns"] is not None
+
+
+def stamp_entry(store: str | os.PathLike, entry: dict) -> dict | None:
+    """``entry`` with the size and mtime of its stored file as it is now.
+
+    None if the file it names is not there (then nothing about it can be trusted).
+    """
+    if entry.get("file") is None:
+        return {**entry, "file_size": None, "file_mtime_ns": None}
+    try:
+        st = os.stat(Path(store) / entry["file"])
+    except OSError:
+        return None
+    return {**entry, "file_size": st.st_size, "file_mtime_ns": st.st_mtime_ns}
+
+
+def stored_file_intact(store: str | os.PathLike, entry: dict) -> bool:
+    """Whether the stored file of a (checked) manifest entry is the one that was written.
+
+    A regular file with the size and mtime recorded: a file truncated, replaced by a
+    folder or swapped for another is not. A ticker without data has no file to check.
+    """
+    if entry["file"] is None:
+        return True
+    try:
+        st = os.stat(Path(store) / entry["file"])
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) == (entry["file_size"], entry["file_mtime_ns"])
+
+
+def write_manifest(store: str | os.PathLike, manifest: dict) -> None:
+    """Write the manifest atomically, unless it already says exactly this.
+
+    Not rewriting an unchanged manifest lets a rerun with nothing to do finish on a
+    full disk. Failures raise :class:`PairscanError` naming the manifest.
+    """
+    path = Path(store) / MANIFEST
+    # One line: json's compiled encoder (indenting takes the pure-Python one, four times
+    # slower), and a convert saves the manifest every second or so as tickers finish.
+    text = json.dumps(manifest, sort_keys=True) + "\n"
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        if path.read_text() == text:
+            return
+    try:
+        with no_space_is_bad_input(path), atomic_path(path) as tmp:
+            Path(tmp).write_text(text)
+    except OSError as exc:
+        raise PairscanError(f"cannot write the manifest ({exc.strerror or exc})", path) from None
