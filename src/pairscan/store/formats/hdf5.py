@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ...errors import PairscanError
 from ...readers.base import Columns
 
 NAME = "hdf5"
@@ -158,118 +159,166 @@ def _silence_hdf5() -> None:
 
 
 def damaged() -> tuple[type[Exception], ...]:
-    """What PyTables raises for a damaged file (not an OSError)."""
-    import tables
+    """What reading a damaged file may raise besides OSError and ValueError (h5py names a
+    missing node with KeyError, which the caller must not take for a missing column)."""
+    return (_Damaged,)
 
-    return (tables.HDF5ExtError, tables.NoSuchNodeError)
+
+class _Damaged(Exception):
+    """A node of pandas' fixed layout is missing or unreadable."""
+
+
+# -- reading ----------------------------------------------------------------------------
+#
+# Only through HDF5's own calls (h5py), never PyTables or pandas: both unpickle what a
+# file holds (an object block, a string attribute that looks like a pickle), so a stored
+# file from elsewhere could run code. What is read is pandas' fixed layout as pairscan
+# writes it (a datetime index and blocks of numbers); anything else is refused, naming
+# the file. h5py's low level, because opening nodes and their attributes is most of the
+# cost of reading a small file, and a store has thousands.
+
+_NONE = b"N."  # how PyTables stores None in a string attribute (a pickle, never unpickled here)
+
+
+def foreign(path: Path, why: str) -> PairscanError:
+    """The error for a file that is not of the layout pairscan writes."""
+    return PairscanError(f"not a store file pairscan wrote ({why}); convert the source again", path)
+
+
+class _Fixed:
+    """An open file of pandas' fixed layout: its index checked, its blocks read when asked for."""
+
+    def __init__(self, path: Path):
+        import h5py
+
+        self.path = path
+        self.fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY)  # OSError if not HDF5
+        try:
+            self.axis = self._node("axis1")
+            kind = _attr(self.axis, b"kind")
+            self.kind = kind.decode() if isinstance(kind, bytes) else ""
+            if (self.axis.dtype != np.dtype(np.int64) or len(self.axis.shape) != 1
+                    or self.kind not in _TIME_KINDS):
+                raise foreign(self.path, "its index is not of timestamps")
+        except BaseException:
+            self.fid.close()
+            raise
+
+    def blocks(self):
+        """``(names, values node)`` of each block in turn."""
+        for b in itertools.count():
+            try:
+                items = self._node(f"block{b}_items")
+            except PairscanError:
+                return  # the last block was the one before
+            if items.dtype.kind != "S" or len(items.shape) != 1:
+                raise foreign(self.path, f"block {b} has no column names")
+            yield [n.decode("utf-8", "replace") for n in _read(items)], self._node(f"block{b}_values")
+
+    def values(self, names: list[str], values, wanted: str | None = None) -> np.ndarray:
+        """A block's values (rows x columns), checked to be numbers or timestamps (errors name
+        ``wanted``, or the block's first column)."""
+        import h5py
+
+        wanted = names[0] if wanted is None else wanted
+        if values.dtype.kind == "O":
+            # Pickled objects. Extra text columns are written this way too (pandas' fixed
+            # layout has no other), but never a column pairscan reads for numbers.
+            raise foreign(self.path, f"object column {wanted!r}")
+        if values.dtype.kind not in "fiu" or values.shape != (self.axis.shape[0], len(names)):
+            raise foreign(self.path, f"{values.dtype} column {wanted!r} of another shape")
+        data = _read(values)
+        if values.get_type().get_class() == h5py.h5t.BITFIELD:  # how PyTables stores booleans
+            return data.view(bool)
+        kind = _attr(values, b"value_type")  # pandas stores a block of datetimes as int64 marked so
+        if kind is None:
+            return data
+        kind = kind.decode() if isinstance(kind, bytes) else ""
+        if values.dtype != np.dtype(np.int64) or kind not in _TIME_KINDS:
+            raise foreign(self.path, f"{kind or 'unknown'} column {wanted!r}")
+        return data.view(kind)
+
+    def _node(self, name: str):
+        import h5py
+
+        try:
+            return h5py.h5d.open(self.fid, f"/{HDF5_KEY}/{name}".encode())
+        except (KeyError, ValueError):
+            raise foreign(self.path, f"no node /{HDF5_KEY}/{name}") from None
+
+    def index(self) -> np.ndarray:
+        """The timestamps, ``datetime64[ns]``."""
+        stamps = _read(self.axis).view(self.kind)
+        return stamps if stamps.dtype == "datetime64[ns]" else stamps.astype("datetime64[ns]")
+
+    def index_name(self):
+        name = _attr(self.axis, b"name")
+        return None if name in (None, _NONE) else name.decode("utf-8", "replace") if isinstance(name, bytes) else None
+
+    def column(self, column: str) -> np.ndarray:
+        """One column's values; KeyError if there is none of that name."""
+        for names, values in self.blocks():
+            if column in names:
+                return self.values(names, values, column)[:, names.index(column)]
+        raise KeyError(column)
+
+    def close(self) -> None:
+        self.fid.close()
+
+
+_TIME_KINDS = frozenset(f"datetime64[{unit}]" for unit in ("s", "ms", "us", "ns"))
+
+
+def _open(path: Path) -> _Fixed:
+    return _Fixed(Path(path))
+
 
 def read_frame(path: Path) -> pd.DataFrame:
-    """The whole stored frame."""
-    with HDF5_LOCK:
-        return pd.read_hdf(path, "/" + HDF5_KEY)
+    """The whole stored frame, as ``pd.read_hdf(path, "/data")`` returns it for pairscan's layout."""
+    fixed = _open(path)
+    try:
+        order = [n.decode("utf-8", "replace") for n in _read(fixed._node("axis0"))]
+        columns = {}
+        for names, values in fixed.blocks():
+            data = fixed.values(names, values)
+            columns.update((name, data[:, j]) for j, name in enumerate(names))
+        if sorted(order) != sorted(columns):
+            raise foreign(path, "its columns and blocks disagree")
+        index = pd.DatetimeIndex(_read(fixed.axis).view(fixed.kind), name=fixed.index_name())
+        return pd.DataFrame({name: columns[name] for name in order}, index=index, columns=pd.Index(order))
+    finally:
+        fixed.close()
 
 
 def span(path: Path):
     """The first and last timestamps of a stored frame, from its index alone; None if empty."""
-    import tables
-
-    with HDF5_LOCK, tables.open_file(path, mode="r") as h5:
-        axis = h5.get_node(f"/{HDF5_KEY}/axis1")  # the row index of a fixed-format frame
-        kind = str(getattr(axis.attrs, "kind", ""))
-        if not kind.startswith("datetime64") or axis.nrows == 0:
-            return None
-        unit = kind[len("datetime64["):-1] if "[" in kind else "ns"
-        return tuple(pd.Timestamp(np.datetime64(int(axis[i]), unit)) for i in (0, -1))
-
-
-def read_index(path: Path) -> np.ndarray | None:
-    """The index node of pandas' fixed layout through h5py's low level; None for anything else."""
-    return _read_fixed(path, lambda fid, index: index())
-
-
-def read_column(path: Path, column: str) -> tuple[pd.DatetimeIndex | np.ndarray, np.ndarray]:
-    found = _read_fixed_column(path, column)
-    if found is not None:
-        return found
-    # Opening nodes and their attribute sets is most of the cost of a small read, so
-    # this touches only the nodes of pandas' fixed layout that hold the column.
-    import tables
-
-    with HDF5_LOCK, tables.open_file(path, mode="r") as h5:
-        try:
-            axis = h5.get_node(f"/{HDF5_KEY}/axis1")
-            kind = str(axis.get_attr("kind"))
-        except (tables.NoSuchNodeError, AttributeError):
-            kind = ""  # not pandas' fixed layout
-        for block in itertools.count() if kind.startswith("datetime64[") else ():
-            try:
-                names = h5.get_node(f"/{HDF5_KEY}/block{block}_items").read()
-            except tables.NoSuchNodeError:
-                raise KeyError(column) from None
-            items = [i.decode() if isinstance(i, bytes) else str(i) for i in names]
-            if column in items:
-                values = h5.get_node(f"/{HDF5_KEY}/block{block}_values")
-                if values.get_attr("CLASS") != "ARRAY":
-                    break  # an object (text) block: let pandas decode it
-                data = values[:, items.index(column)]
-                return pd.DatetimeIndex(axis.read().astype(kind), name="timestamp"), data
-    with HDF5_LOCK:
-        frame = pd.read_hdf(path, "/" + HDF5_KEY)
-    return pd.DatetimeIndex(frame.index, name="timestamp"), frame[column].to_numpy()
-
-
-def _read_fixed_column(path: Path, column: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """``column`` of pandas' fixed layout through HDF5's own calls (h5py's low level),
-    a few times faster than PyTables' nodes for a small file; None for anything else
-    (no h5py, another layout, a text column, a damaged file), which PyTables then reads
-    or names."""
-
-    def read(fid, index):
-        import h5py
-
-        wanted = column.encode()
-        for block in itertools.count():
-            # A missing block raises: PyTables then names the missing column.
-            items = _h5_read(h5py.h5d.open(fid, f"/{HDF5_KEY}/block{block}_items".encode()))
-            if wanted in items:
-                values = h5py.h5d.open(fid, f"/{HDF5_KEY}/block{block}_values".encode())
-                if values.dtype.kind not in "fiu":
-                    return None  # text (an object block): pandas decodes it
-                return index(), _h5_read(values)[:, list(items).index(wanted)]
-
-    return _read_fixed(path, read)
-
-
-def _read_fixed(path: Path, read):
-    """``read(fid, index)`` on a file of pandas' fixed layout opened through h5py's low
-    level, ``index()`` reading its timestamps; None where h5py is missing, the layout is
-    another, or anything fails (the caller then takes the slower, naming way)."""
+    fixed = _open(path)
     try:
-        import h5py
-    except ImportError:
-        return None
-    try:
-        fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY)
-    except Exception:
-        return None
-    try:
-        axis = h5py.h5d.open(fid, f"/{HDF5_KEY}/axis1".encode())
-        kind = _h5_attr(axis, b"kind")
-        if not kind.startswith("datetime64["):
-            return None
-
-        def index() -> np.ndarray:
-            stamps = _h5_read(axis).astype(kind)
-            return stamps if stamps.dtype == "datetime64[ns]" else stamps.astype("datetime64[ns]")
-
-        return read(fid, index)
-    except Exception:
-        return None
+        stamps = fixed.index()
+        return (pd.Timestamp(stamps[0]), pd.Timestamp(stamps[-1])) if len(stamps) else None
     finally:
-        fid.close()
+        fixed.close()
 
 
-def _h5_read(dataset) -> np.ndarray:
+def read_index(path: Path) -> np.ndarray:
+    """The timestamps (``datetime64[ns]``) without the values."""
+    fixed = _open(path)
+    try:
+        return fixed.index()
+    finally:
+        fixed.close()
+
+
+def read_column(path: Path, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(timestamps, values)`` of one column; KeyError if the frame has none of that name."""
+    fixed = _open(path)
+    try:
+        return fixed.index(), fixed.column(column)
+    finally:
+        fixed.close()
+
+
+def _read(dataset) -> np.ndarray:
     import h5py
 
     out = np.empty(dataset.shape, dataset.dtype)
@@ -277,12 +326,15 @@ def _h5_read(dataset) -> np.ndarray:
     return out
 
 
-def _h5_attr(node, name: bytes) -> str:
+def _attr(node, name: bytes):
+    """An attribute's value (bytes for a string), or None if the node has none of that name."""
     import h5py
 
+    if not h5py.h5a.exists(node, name):
+        return None
     attr = h5py.h5a.open(node, name)
-    out = np.empty(attr.shape, attr.dtype)
+    if attr.dtype.kind not in "Siuf" or attr.shape != ():
+        return None
+    out = np.empty((), attr.dtype)
     attr.read(out)
-    value = out[()]
-    return value.decode() if isinstance(value, bytes) else str(value)
-
+    return out[()]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ...errors import PairscanError
 from ...readers.base import Columns
 
 NAME = "parquet"
@@ -79,16 +80,52 @@ def _arrow_table(frame: pd.DataFrame | Columns):
     return pa.Table.from_arrays(columns + [pa.array(stamps)], schema=schema)
 
 
+def _check(path: Path, schema, columns=None) -> None:
+    """Refuse a file whose columns are not of the kinds pairscan writes (timestamps,
+    numbers, text): an extension type (some are pickles), a nested or binary column."""
+    import pyarrow as pa
+
+    if "timestamp" in schema.names and not pa.types.is_timestamp(schema.field("timestamp").type):
+        raise foreign(path, f"its timestamp column is {schema.field('timestamp').type}")
+    for field in schema:
+        if columns is not None and field.name not in columns:
+            continue
+        kind = field.type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+                or pa.types.is_timestamp(kind) or pa.types.is_decimal(kind) or pa.types.is_null(kind)
+                or pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            raise foreign(path, f"{kind} column {field.name!r}")
+
+
+def foreign(path: Path, why: str) -> PairscanError:
+    """The error for a file that is not of the layout pairscan writes."""
+    return PairscanError(f"not a store file pairscan wrote ({why}); convert the source again", path)
+
+
 def read_frame(path: Path) -> pd.DataFrame:
-    """The whole stored frame."""
+    """The whole stored frame, as ``pd.read_parquet(path)`` returns it."""
+    import pyarrow.parquet as pq
+
+    _check(path, pq.read_schema(path))
     return pd.read_parquet(path, engine="pyarrow")
 
 
 def read_column(path: Path, column: str):
     """``(index, values)`` of ``column``, reading only that column and the timestamps."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path, columns=["timestamp", column])
+    file = pq.ParquetFile(path)
+    schema = file.schema_arrow
+    if "timestamp" not in schema.names:
+        raise foreign(path, "no timestamp column")
+    if column not in schema.names:
+        raise KeyError(column)
+    _check(path, schema, ("timestamp", column))
+    kind = schema.field(column).type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        raise PairscanError(f"column {column!r} is not numeric", path)
+    table = file.read(columns=["timestamp", column])
     index = pd.DatetimeIndex(table.column("timestamp").to_numpy(), name="timestamp")
     return index, table.column(column).to_numpy()
 
@@ -96,10 +133,13 @@ def read_column(path: Path, column: str):
 def read_index(path: Path) -> np.ndarray | None:
     """The timestamps alone (``datetime64[ns]``); None where they cannot be read so."""
     with contextlib.suppress(Exception):
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path, columns=["timestamp"])
-        return np.asarray(pd.DatetimeIndex(table.column("timestamp").to_numpy()).as_unit("ns").values)
+        file = pq.ParquetFile(path)
+        if pa.types.is_timestamp(file.schema_arrow.field("timestamp").type):
+            table = file.read(columns=["timestamp"])
+            return np.asarray(pd.DatetimeIndex(table.column("timestamp").to_numpy()).as_unit("ns").values)
     return None
 
 
