@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pathlib
 import stat
 import struct
 import subprocess
@@ -13,6 +14,8 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 import pairscan
@@ -699,3 +702,345 @@ def test_outputs_never_land_in_the_store_as_data(tmp_path, capsys, outputs_store
     with pytest.raises(PairscanError, match="would be taken for part of the store"):
         pairscan.correlate(outputs_store, matrix=outputs_store / "m.csv.parquet", executor="serial")
     assert _outputs_tree(outputs_store) == before
+
+# --- store --------------------------------------------------------------------------------------
+# Where tickers are stored, what reading a store may do, the lock and the manifest, sources
+# and stores: nothing outside the store is written or removed, no code runs.
+
+def cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "pairscan", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def snapshot(root: Path, skip: Path | None = None) -> dict[str, bytes | str]:
+    """Every entry under ``root`` (but ``skip``): a file's bytes, a link's target, a folder's mark."""
+    seen = {}
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        if skip is not None and (here == skip or skip in here.parents):
+            continue
+        for name in dirs + files:
+            path = here / name
+            if skip is not None and path == skip:
+                continue
+            key = str(path.relative_to(root))
+            if path.is_symlink():
+                seen[key] = "-> " + os.readlink(path)
+            elif path.is_file():
+                seen[key] = path.read_bytes()
+            else:
+                seen[key] = "folder"
+    return seen
+
+
+def long_table(path: Path, tickers, days: int = 40, seed: int = 0) -> dict[str, np.ndarray]:
+    """A long CSV table of ``tickers`` (``days`` daily closes each); returns the closes."""
+    rng = np.random.default_rng(seed)
+    dates = pd.date_range("2020-01-01", periods=days, freq="D").strftime("%Y-%m-%d")
+    closes = {t: np.round(rng.uniform(10, 20, days), 4) for t in tickers}
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write("ticker,date,close\n")
+        for t in tickers:
+            for d, c in zip(dates, closes[t]):
+                f.write(f"{t},{d},{float(c)!r}\n")
+    return closes
+
+
+def bad_input(done: subprocess.CompletedProcess) -> str:
+    """The first line of a convert that named bad input (a summary line may follow)."""
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.stderr.strip().splitlines()[0]
+
+
+def one_line_error(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    return lines[0]
+
+
+PATHLIKE = [".", "..", ".pairscan-manifest", "x/y", "BRK/B", "^GSPC", "../../evil", "/abs/path", "100%", "a\\b"]
+
+
+def test_tickers_that_look_like_paths_are_ordinary_files_inside_the_store(tmp_path):
+    from pairscan.store import read_column, read_manifest, store_files
+
+    store = tmp_path / "deep" / "er" / "store"
+    table = tmp_path / "long.csv"
+    closes = long_table(table, PATHLIKE)
+    outside = Path("/abs/path.h5")
+    assert not outside.exists()
+    before = snapshot(tmp_path)
+    done = cli("convert", table, "--to", store, "--quiet", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["converted"] == len(PATHLIKE)
+    assert snapshot(tmp_path, skip=store) == {**before, "deep": "folder", "deep/er": "folder"}
+    assert not outside.exists()
+    # every file is a plain, visible file directly in the store, listed back under its ticker
+    assert all(not p.name.startswith(".") and p.parent == store for p in store_files(store).values())
+    assert sorted(store_files(store)) == sorted(PATHLIKE)
+    assert sorted(read_manifest(store)["tickers"]) == sorted(PATHLIKE)
+    for ticker, path in store_files(store).items():
+        series = read_column(path, "close")
+        assert series.name == ticker
+        np.testing.assert_array_equal(series.to_numpy(), closes[ticker])
+    top = json.loads(cli("correlate", store, "--top", "100", "--json", "--quiet").stdout)["top"]
+    assert {t for pair in top for t in (pair["a"], pair["b"])} == set(PATHLIKE)
+    # a rerun with nothing to do trusts every entry: the manifest records the mapping
+    again = json.loads(cli("convert", table, "--to", store, "--quiet", "--json").stdout)
+    assert (again["converted"], again["up_to_date"]) == (0, len(PATHLIKE))
+
+
+def test_the_ticker_to_file_name_rule_is_reversible():
+    from pairscan.store import stored_name, ticker_of
+
+    names = set()
+    for ticker in [*PATHLIKE, "a", "a%2Fb", "%", "é/ü", ".a.", "a.h5", "\udcff"]:
+        name = stored_name(ticker, ".h5")
+        assert "/" not in name and not name.startswith(".") and name not in names
+        assert ticker_of(name, ".h5") == ticker
+        names.add(name)
+    assert ticker_of("a%zz.h5", ".h5") is None  # not a name the rule gives: not pairscan's
+    assert ticker_of(".hidden.h5", ".h5") is None
+    for bad in ["", "a\0b", "a\nb", "\x1b[31mred"]:
+        with pytest.raises(PairscanError, match="empty ticker|control character"):
+            stored_name(bad, ".h5")
+
+
+def test_a_nul_or_control_character_in_a_ticker_is_bad_input_and_never_merges(tmp_path):
+    table = tmp_path / "long.csv"
+    long_table(table, ["a", "b"])
+    with open(table, "a", encoding="utf-8") as f:
+        f.write("a\0b,2020-01-01,99.5\n")
+    line = 2 + 2 * 40  # the header, then forty rows of each ticker
+    store = tmp_path / "store"
+    message = one_line_error(cli("convert", table, "--to", store, "--quiet"))
+    assert f"long.csv:{line}:" in message and "'a\\x00b'" in message and "control character" in message
+    assert not (store / "a.h5").exists()
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for name in ("good.csv", "bad\x07.csv"):
+        (folder / name).write_text("date,close\n2020-01-01,1.5\n2020-01-02,2.5\n")
+    done = cli("convert", folder, "--to", tmp_path / "store2", "--quiet")
+    message = bad_input(done)
+    assert "bad\x07.csv" in message and "'bad\\x07'" in message and "control character" in message
+    assert sorted(p.name for p in (tmp_path / "store2").iterdir() if not p.name.startswith(".")) == ["good.h5"]
+
+
+def test_a_ticker_too_long_for_a_file_name_is_bad_input_naming_it(tmp_path):
+    from pairscan.store import store_files, stored_name
+
+    longest = "t" * 252  # 255 bytes with ".h5"
+    assert len(stored_name(longest, ".h5")) == 255
+    with pytest.raises(PairscanError, match="too long"):
+        stored_name("t" * 253, ".h5")
+    with pytest.raises(PairscanError, match="too long"):
+        stored_name("/" * 85, ".h5")  # each "/" takes three bytes
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for ticker in ("a", longest):
+        (folder / f"{ticker}.csv"[-255:]).write_text("date,close\n2020-01-01,1.5\n2020-01-02,2.5\n")
+    done = cli("convert", folder, "--to", tmp_path / "store", "--format", "parquet", "--quiet")
+    message = bad_input(done)  # 252 + ".parquet" is 260 bytes
+    assert "too long" in message and "'tttt" in message
+    assert list(store_files(tmp_path / "store")) == ["a"]
+
+
+def test_removing_stale_output_never_leaves_the_store(tmp_path):
+    store = tmp_path / "a" / "b" / "store"
+    victim = tmp_path / "a" / "victim.h5"
+    table = tmp_path / "long.csv"
+    long_table(table, ["../../victim", "ok"])
+    assert cli("convert", table, "--to", store, "--quiet").returncode == 0
+    victim.write_bytes(b"the user's own file")
+    stored = store / "%2E.%2F..%2Fvictim.h5"
+    assert stored.is_file()
+    # the same ticker with one bad row: its stale output is removed, inside the store only
+    text = table.read_text().replace("../../victim,2020-01-05,", "../../victim,not a date,")
+    table.write_text(text)
+    bad_input(cli("convert", table, "--to", store, "--quiet"))
+    assert not stored.exists()
+    assert victim.read_bytes() == b"the user's own file"
+    assert (store / "ok.h5").is_file()
+
+
+def test_manifest_entries_naming_another_file_are_not_trusted(tmp_path):
+    from pairscan.store import MANIFEST, read_manifest
+
+    folder = tmp_path / "src"
+    folder.mkdir()
+    for ticker in ("a", "b"):
+        (folder / f"{ticker}.csv").write_text("date,close\n2020-01-01,1.5\n2020-01-02,2.5\n")
+    store = tmp_path / "store"
+    assert cli("convert", folder, "--to", store, "--quiet").returncode == 0
+    victim = tmp_path / "victim.h5"
+    victim.write_bytes(b"keep")
+    manifest = json.loads((store / MANIFEST).read_text())
+    manifest["tickers"]["a"]["file"] = "b.h5"  # another ticker's file
+    manifest["tickers"]["../victim"] = {**manifest["tickers"]["b"], "file": "../victim.h5"}
+    (store / MANIFEST).write_text(json.dumps(manifest))
+    checked = read_manifest(store)
+    assert sorted(checked["tickers"]) == ["b"] and checked["damaged"] == ["../victim", "a"]
+    # "../victim" has no source: its mapped file (none) would be removed, never the file its entry names
+    assert cli("convert", folder, "--to", store, "--quiet").returncode == 0
+    assert victim.read_bytes() == b"keep"
+    assert sorted(read_manifest(store)["tickers"]) == ["a", "b"]
+
+
+def test_a_store_is_never_written_over_its_parquet_sources(tmp_path):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    stamps = pd.date_range("2020-01-01", periods=40, freq="D")
+    for i, ticker in enumerate("ab"):
+        pd.DataFrame({"timestamp": stamps, "close": np.arange(40.0) + i}).to_parquet(folder / f"{ticker}.parquet")
+    before = snapshot(tmp_path)
+    message = one_line_error(cli("convert", folder, "--format", "parquet", "--quiet"))
+    assert "--to" in message
+    assert snapshot(tmp_path) == before  # not even a lock file
+    assert cli("convert", folder, "--format", "parquet", "--to", tmp_path / "store", "--quiet").returncode == 0
+    assert snapshot(tmp_path, skip=tmp_path / "store") == before
+
+
+@pytest.mark.parametrize("name", [".pairscan-lock", ".pairscan-manifest.json"])
+def test_a_symlinked_lock_or_manifest_is_bad_input_and_never_followed(tmp_path, name):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "a.csv").write_text("date,close\n2020-01-01,1.5\n2020-01-02,2.5\n")
+    store = tmp_path / "store"
+    store.mkdir()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("the user's notes\n")
+    (store / name).symlink_to("../notes.txt")
+    before = snapshot(tmp_path)
+    message = one_line_error(cli("convert", folder, "--to", store, "--quiet"))
+    assert "symbolic link" in message and name in message
+    after = snapshot(tmp_path)
+    if name != ".pairscan-lock":
+        after.pop("store/.pairscan-lock")  # taken before the manifest is read
+    assert after == before
+    fifo = tmp_path / "fifo-store"
+    fifo.mkdir()
+    os.mkfifo(fifo / name)
+    message = one_line_error(cli("convert", folder, "--to", fifo, "--quiet"))
+    assert "not a regular file" in message
+
+
+def test_atomic_path_takes_a_long_name_and_removes_what_dead_writers_left(tmp_path):
+    from pairscan.store import atomic_path, remove_stale_temporaries
+
+    target = tmp_path / ("x" * 247 + ".png")  # 251 characters, a legal name
+    with atomic_path(target) as tmp:
+        assert len(Path(tmp).name) < 160
+        Path(tmp).write_bytes(b"png")
+    assert target.read_bytes() == b"png"
+    # a writer killed while writing (kill -9) leaves its temporary file
+    code = ("import os, sys; from pairscan.store import atomic_path\n"
+            "held = [atomic_path(name) for name in sys.argv[1:]]\n"
+            "for cm in held:\n"
+            "    open(cm.__enter__(), 'w').write('half')\n"
+            "os.kill(os.getpid(), 9)\n")
+    heatmap, stored = tmp_path / "heatmap.png", tmp_path / ("s" * 240 + ".h5")
+    subprocess.run([sys.executable, "-c", code, str(heatmap), str(stored), str(target)], timeout=60)
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp"))
+    assert len(left) == 3
+    alive = tmp_path / f".heatmap.png.{os.getppid()}-abcdefgh.tmp"  # a writer still running: kept
+    alive.write_bytes(b"")
+    with atomic_path(heatmap) as tmp:
+        Path(tmp).write_bytes(b"new")
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".heatmap.png.")] == [alive]
+    # the stored file's (its long name shortened in the temporary's) is the store's to clean
+    removed = remove_stale_temporaries(tmp_path)
+    assert len(removed) == 1 and removed[0].startswith(".sss") and ".h5." in removed[0]
+    assert len([p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]) == 2
+
+
+def _pickled_store(tmp_path: Path, marker: Path) -> Path:
+    """A store of two good tickers and one whose close is a pickle that touches ``marker``."""
+
+    class Planted:
+        def __reduce__(self):
+            return pathlib.Path.touch, (pathlib.Path(marker),)
+
+    folder = tmp_path / "src"
+    folder.mkdir()
+    stamps = pd.date_range("2020-01-01", periods=40, freq="D")
+    for i, ticker in enumerate("ab"):
+        pd.DataFrame({"date": stamps.strftime("%Y-%m-%d"), "close": np.sin(np.arange(40.0) + i) + 5}).to_csv(
+            folder / f"{ticker}.csv", index=False)
+    store = tmp_path / "store"
+    assert cli("convert", folder, "--to", store, "--quiet").returncode == 0
+    planted = pd.DataFrame({"close": [Planted() for _ in stamps]}, index=pd.DatetimeIndex(stamps, name="timestamp"))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        planted.to_hdf(store / "evil.h5", key="data", format="fixed")
+    # the attack is live: pandas' own reader runs it
+    pd.read_hdf(store / "evil.h5", "/data")
+    assert marker.exists()
+    marker.unlink()
+    return store
+
+
+def test_reading_a_store_never_runs_a_pickle(tmp_path):
+    from pairscan.report import dataset_facts
+    from pairscan.store import read_column, read_frame
+
+    marker = tmp_path / "ran"
+    store = _pickled_store(tmp_path, marker)
+    for args in (["correlate", store], ["correlate", store, "--executor", "processes"],
+                 ["plot", store, "a", "evil", "--out", tmp_path / "p.png"],
+                 ["plot", store, "--heatmap", "--out", tmp_path / "h.png"], ["analyze", store, "a", "evil"]):
+        message = one_line_error(cli(*args, "--quiet"))
+        assert "evil.h5" in message and "not a store file pairscan wrote (object column 'close')" in message, args
+        assert not marker.exists(), args
+    for read in (lambda p: read_column(p, "close"), read_frame):
+        with pytest.raises(PairscanError, match="object column 'close'"):
+            read(store / "evil.h5")
+    dataset_facts(store)  # the report: from the index alone
+    assert not marker.exists()
+    assert not (tmp_path / "p.png").exists() and not (tmp_path / "h.png").exists()
+
+
+def test_read_frame_is_pandas_for_pairscans_layout_and_refuses_others(tmp_path):
+    from pairscan.readers.base import Columns
+    from pairscan.store import read_frame, write_frame
+
+    stamps = pd.DatetimeIndex(pd.date_range("2020-01-01", periods=30, freq="h").as_unit("ns").values)
+    frame = pd.DataFrame({"open": np.linspace(1, 2, 30), "close": np.linspace(2, 3, 30), "volume": np.arange(30)},
+                         index=pd.DatetimeIndex(stamps, name="timestamp"))
+    write_frame(frame, tmp_path / "f.h5")
+    write_frame(Columns(stamps.values, {c: frame[c].to_numpy() for c in frame}, "timestamp"), tmp_path / "c.h5")
+    frame.assign(flag=frame["volume"] > 3, when=stamps).to_hdf(tmp_path / "p.h5", key="data", format="fixed")
+    write_frame(frame, tmp_path / "f.parquet")
+    for name in ("f.h5", "c.h5", "p.h5"):
+        pd.testing.assert_frame_equal(read_frame(tmp_path / name), pd.read_hdf(tmp_path / name, "/data"),
+                                      check_exact=True)
+    pd.testing.assert_frame_equal(read_frame(tmp_path / "f.parquet"), pd.read_parquet(tmp_path / "f.parquet"))
+    pd.DataFrame({"close": [1.0]}).to_hdf(tmp_path / "range.h5", key="data", format="fixed")
+    frame.to_hdf(tmp_path / "table.h5", key="data", format="table")
+    pd.DataFrame({"timestamp": ["x"], "close": [1.0]}).to_parquet(tmp_path / "text.parquet")
+    for name in ("range.h5", "table.h5", "text.parquet"):
+        with pytest.raises(PairscanError, match="not a store file pairscan wrote"):
+            read_frame(tmp_path / name)
+
+
+def test_an_unlistable_store_is_one_line(tmp_path, monkeypatch):
+    from pairscan.store import store_files
+
+    not_a_folder = tmp_path / "store"
+    not_a_folder.write_text("a file")
+    for command in ("correlate", "plot"):
+        args = [command, not_a_folder] + (["--heatmap", "--out", tmp_path / "h.png"] if command == "plot" else [])
+        one_line_error(cli(*args, "--quiet"))
+    folder = tmp_path / "folder"
+    folder.mkdir()
+
+    def refuse(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    with pytest.raises(PairscanError, match="cannot list the store .Permission denied"):
+        store_files(folder)

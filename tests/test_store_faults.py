@@ -421,7 +421,9 @@ def test_a_damaged_manifest_removes_nothing_outside_the_store(tmp_path, small):
     (store / MANIFEST).write_text(json.dumps(manifest))
     summary = pairscan.convert(folder, to=store, executor="serial")
     assert victim.read_text() == "not the store's"
-    assert summary["removed"] == 1 and not (store / "gone.h5").exists()  # the entry still said it was ours
+    # Both entries still said their tickers were converted here, and their sources are gone:
+    # each ticker's own file is removed ("../victim" has none in the store), never the file an entry names.
+    assert summary["removed"] == 2 and not (store / "gone.h5").exists()
     assert_same_as(store, clean)
 
 
@@ -448,7 +450,7 @@ def test_a_stored_file_truncated_swapped_or_touched_is_converted_again(tmp_path,
     with pytest.raises(ConvertFailed) as caught:
         pairscan.convert(folder, to=store, executor="serial")
     assert [(f["file"], f["reason"]) for f in caught.value.failures] == [
-        (str(store / "aet.h5"), "cannot write (Is a directory)")]
+        (str(store / "aet.h5"), "cannot write the stored file of ticker 'aet' (Is a directory)")]
     (store / "aet.h5").rmdir()
     assert pairscan.convert(folder, to=store, executor="serial")["converted"] == 1
     assert_same_as(store, clean)

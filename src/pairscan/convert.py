@@ -24,12 +24,17 @@ from .outputs import printable
 from .readers import BAD_LINE_MODES, DEFAULT_MAX_BYTES, READERS, Found, discover, polars_started
 from .store import (
     FORMATS,
+    checked_stored_file,
     read_manifest,
     remove_stale_temporaries,
     remove_tickers,
     stamp_entry,
     store_lock,
     stored_file_intact,
+    stored_name,
+    stored_path,
+    ticker_of,
+    unlink_stored,
     write_frame,
     write_manifest,
 )
@@ -71,8 +76,12 @@ def convert_file(source: str, target: str, on_bad_lines: str, reader: str = "jso
     an earlier good version) is removed so the store never holds what the source no
     longer says.
     """
-    source_path, target_path = Path(source), Path(target)
+    source_path = Path(source)
     origin_path = Path(origin) if origin else source_path
+    try:
+        target_path = checked_stored_file(target)
+    except PairscanError as err:
+        return {"error": {"file": str(origin_path), "line": None, "reason": err.reason}}
     try:
         stat = origin_path.stat()
     except OSError as exc:
@@ -86,8 +95,7 @@ def convert_file(source: str, target: str, on_bad_lines: str, reader: str = "jso
     try:
         parsed = READERS[reader].read(source_path, on_bad_lines, str(origin_path), max_bytes, **(options or {}))
     except PairscanError as err:
-        with contextlib.suppress(FileNotFoundError):
-            target_path.unlink()
+        unlink_stored(target_path.parent, target_path)
         return {"error": {"file": err.file or str(origin_path), "line": err.line, "reason": err.reason}}
     entry.update(
         bad_lines_skipped=parsed.bad_lines_skipped,
@@ -95,13 +103,14 @@ def convert_file(source: str, target: str, on_bad_lines: str, reader: str = "jso
         first_bad_line=parsed.first_bad,
     )
     if parsed.data is None:
-        with contextlib.suppress(FileNotFoundError):
-            target_path.unlink()
+        unlink_stored(target_path.parent, target_path)
         return {**entry, "rows": 0, "file": None}
     try:
         write_frame(parsed.data, target_path)  # arrays or a frame: no frame built for the usual file
     except OSError as exc:  # a full disk, a store that went away: the store is the bad input
-        return {"error": {"file": target, "line": None, "reason": f"cannot write ({exc.strerror or exc})"}}
+        ticker = next(filter(None, (ticker_of(target_path.name, s) for s in FORMATS.values())), None)
+        return {"error": {"file": target, "line": None,
+                          "reason": f"cannot write the stored file of ticker {ticker!r} ({exc.strerror or exc})"}}
     return {**entry, "rows": len(parsed.data), "file": target_path.name}
 
 
@@ -165,6 +174,13 @@ def convert(
     store = Path(to) if to is not None else (source if source.is_dir() else source.parent)
     own = _store_files(store) if source.is_dir() and store.resolve() == source.resolve() else frozenset()
     discovered = discover(source, ticker_column, max_bytes, exclude=own)
+    for found in discovered:  # before anything is written: the lock file too
+        try:
+            name = stored_name(found.ticker, FORMATS[format]) if found.ticker is not None else None
+        except PairscanError:
+            continue  # named as bad input with the others
+        if name is not None:
+            _never_over_source(store / name, found.path)
     try:
         store.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -180,10 +196,18 @@ def convert(
     suffix = FORMATS[format]
     names: set[str] = set()
     todo = []
+    refused: list[dict] = []  # tickers that cannot be stored: bad input, each a failure
 
     def task(ticker: str, path: Path, found: Found, origin: Path | None = None, options: dict | None = None):
         names.add(ticker)
-        todo.append((ticker, (str(path), str(store / (ticker + suffix)), on_bad_lines, found.reader,
+        try:
+            target = stored_path(store, ticker, suffix)
+        except PairscanError as err:
+            line = READERS[found.reader].first_line(path) if origin else None
+            refused.append({"file": str(origin or path), "line": line, "reason": err.reason})
+            return
+        _never_over_source(target, origin or path)
+        todo.append((ticker, (str(path), str(target), on_bad_lines, found.reader,
                               str(origin) if origin else None, max_bytes, options)))
 
     failures: list[dict] = []
@@ -270,11 +294,13 @@ def convert(
         seconds = time.perf_counter() - started  # before the executor shuts down
 
     current = [e for t, e in entries.items() if t in names]
+    converted = len(todo) - len(failures)
+    failures += refused
     failures.sort(key=lambda f: (f["file"], f["line"] or 0))
     summary = {
         "files": len(names),
-        "converted": len(todo) - len(failures),
-        "up_to_date": len(names) - len(todo),
+        "converted": converted,
+        "up_to_date": len(names) - len(todo) - len(refused),
         "removed": len(removed),
         "failed": failures,
         "rows": sum(e["rows"] for e in current),
@@ -304,6 +330,15 @@ def _remove_gone(store: Path, manifest: dict, present: set[str], entries: dict, 
     for ticker in gone:
         entries.pop(ticker, None)
     return gone
+
+
+def _never_over_source(target: Path, source: Path) -> None:
+    # The store defaults to the source folder: a per-ticker Parquet file (or a long
+    # table named as one of its tickers) would be its own stored file, overwritten.
+    with contextlib.suppress(OSError):
+        if target.exists() and os.path.samefile(target, source):
+            raise PairscanError("the store would be written over this source file; pass --to with another folder "
+                                "for the store", source)
 
 
 def _record(entries: dict, ticker: str, entry: dict | None) -> None:

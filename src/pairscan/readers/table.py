@@ -60,10 +60,16 @@ class LongTable(Reader):
             schema = source.schema.append(pa.field(LINE, pa.int64()))
             first = 2 if kind == "csv" else 1
 
+            refused: list[PairscanError] = []
+
             def batches():
                 line = first
                 for batch in source.to_batches(batch_size=BATCH_ROWS):
                     n = batch.num_rows
+                    problem = _bad_ticker(batch.column(column), path, line)
+                    if problem is not None:  # raised once the writer is done: not from within it
+                        refused.append(problem)
+                        return
                     yield pa.RecordBatch.from_arrays([*batch.columns, pa.array(range(line, line + n), pa.int64())],
                                                      schema=schema)
                     line += n
@@ -74,16 +80,22 @@ class LongTable(Reader):
                 max_open_files=_open_files(), max_rows_per_group=1 << 16, min_rows_per_group=0,
                 existing_data_behavior="overwrite_or_ignore",
             )
+            if refused:
+                raise refused[0]
         except (OSError, pa.ArrowException) as exc:
             raise PairscanError(f"cannot read the long table ({str(exc).splitlines()[0]})", path) from None
         parts = []
         for part in sorted(scratch.iterdir()):
             value = unquote(part.name.split("=", 1)[1])
             if value == "__HIVE_DEFAULT_PARTITION__":
-                line = pq.read_table(part, columns=[LINE]).column(LINE).to_pylist()
-                raise PairscanError(f"no ticker in column {column!r}", path, min(line))
+                raise PairscanError(f"no ticker in column {column!r}", path, self.first_line(part))
             parts.append((value, part))
         return sorted(parts)
+
+    @staticmethod
+    def first_line(part: Path) -> int:
+        """The first line of the table that a ticker's part holds (for errors about the ticker)."""
+        return min(pq.read_table(part, columns=[LINE]).column(LINE).to_pylist())
 
     def parse(self, path, on_bad_lines, name, max_bytes, text=False) -> Parsed:
         """Read one ticker's part of a table; errors name the table and the line."""
@@ -94,6 +106,23 @@ class LongTable(Reader):
     @staticmethod
     def text(path: Path) -> bool:
         return _kind(path) == "csv"
+
+
+_CONTROL = "[\\x00-\\x1f\\x7f-\\x9f]"
+
+
+def _bad_ticker(values, path: Path, line: int) -> PairscanError | None:
+    """A ticker holding a control character (NUL among them) is bad input: a file name
+    cannot hold it (and would end at a NUL, merging two tickers), a terminal shows it wrongly."""
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return None
+    bad = pc.match_substring_regex(values, _CONTROL).fill_null(False)
+    if not pc.any(bad).as_py():
+        return None
+    where = pc.index(bad, True).as_py()
+    return PairscanError(f"ticker {values[where].as_py()!r} holds a control character", path, line + where)
 
 
 def _format(path: Path, kind: str):

@@ -1,6 +1,8 @@
 """The store: one file per ticker (HDF5 or Parquet), a manifest, atomic writes.
 
-- :mod:`.files`: atomic writes, temporary files, the write lock;
+- :mod:`.files`: where each ticker is stored (the one rule from a ticker to its file
+  name, and the check every write and removal goes through), atomic writes, temporary
+  files, the write lock;
 - :mod:`.formats`: the registry of formats (``hdf5``, ``parquet``) and their readers and writers;
 - :mod:`.frames`: a ticker's frame written to or read from its file;
 - :mod:`.manifest`: what convert recorded, and how far it is trusted;
@@ -12,8 +14,15 @@ from .files import (
     LOCK,
     MANIFEST,
     atomic_path,
+    checked_stored_file,
     remove_stale_temporaries,
+    store_child,
     store_lock,
+    stored_name,
+    stored_path,
+    ticker_of,
+    ticker_problem,
+    unlink_stored,
     write_atomically,
 )
 from .formats import FORMATS
@@ -30,7 +39,8 @@ from .manifest import read_manifest, stamp_entry, stored_file_intact, write_mani
 from .tickers import empty_store_error, remove_tickers, store_files, store_format, ticker_file
 
 __all__ = [
-    "FILE_MODE", "FORMATS", "LOCK", "MANIFEST", "atomic_path", "empty_store_error", "read_column",
+    "FILE_MODE", "FORMATS", "LOCK", "MANIFEST", "atomic_path", "checked_stored_file", "store_child", "stored_name",
+    "stored_path", "ticker_of", "ticker_problem", "unlink_stored", "empty_store_error", "read_column",
     "read_column_arrays", "read_frame", "read_index_array", "read_manifest", "remove_stale_temporaries",
     "remove_tickers", "stamp_entry", "store_files", "store_format", "store_lock", "stored_file_intact", "stored_span",
     "ticker_file", "will_read", "write_atomically", "write_frame", "write_manifest",

@@ -9,13 +9,17 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import glob
 import os
 import re
+import stat
 import tempfile
 import time
+import unicodedata
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 from ..errors import PairscanError
 from . import formats
@@ -33,16 +37,144 @@ def _umask() -> int:
 # Files made by mkstemp are private; the store's files get the usual permissions.
 FILE_MODE = 0o666 & ~_umask()
 
+# -- where a ticker is stored ----------------------------------------------------------
+#
+# One reversible rule from a ticker to its file name in the store: "%", "/", "\\", a
+# leading ".", control characters and lone surrogates are written as "%XX" (their UTF-8
+# bytes), everything else as it is. So every ticker ("..", "BRK/B", "../../evil",
+# ".pairscan-manifest") is a plain file inside the store, no stored file is a dotfile
+# (those are the store's own: manifest, lock, temporaries), and listing the store decodes
+# each name back to its ticker.
+
+_ENCODED = re.compile(r"[%/\\\x00-\x1f\x7f\ud800-\udfff]|^\.")
+NAME_MAX = 255  # bytes in a file name, on every common file system
+
+
+def _encode(ticker: str) -> str:
+    return _ENCODED.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8", "surrogatepass")), ticker)
+
+
+def ticker_problem(ticker) -> str | None:
+    """Why ``ticker`` cannot be stored (empty, a control character), or None if it can.
+
+    NUL and other control characters are refused rather than encoded: they are never
+    part of a real ticker, and a file name or a terminal would show them wrongly.
+    """
+    if not isinstance(ticker, str) or ticker == "":
+        return "an empty ticker"
+    if any(unicodedata.category(c) == "Cc" for c in ticker):
+        return f"ticker {ticker!r} holds a control character"
+    return None
+
+
+def stored_name(ticker: str, suffix: str) -> str:
+    """The file name of ``ticker`` in a store of files ending in ``suffix``.
+
+    :class:`PairscanError` (naming the ticker, no file) for a ticker that cannot be
+    stored, or whose file name would be longer than a file system allows.
+    """
+    problem = ticker_problem(ticker)
+    if problem:
+        raise PairscanError(problem)
+    name = _encode(ticker) + suffix
+    if len(os.fsencode(name)) > NAME_MAX:
+        raise PairscanError(f"ticker {ticker[:40]!r}... is too long to be a file name "
+                            f"({len(os.fsencode(name))} bytes with {suffix}; at most {NAME_MAX})")
+    return name
+
+
+def ticker_of(name: str, suffix: str) -> str | None:
+    """The ticker whose file name in the store is ``name``; None if ``name`` is not one
+    :func:`stored_name` gives (not a stored file of that format, or not pairscan's)."""
+    if not name.endswith(suffix) or len(name) == len(suffix):
+        return None
+    try:
+        ticker = unquote(name[: -len(suffix)], errors="surrogatepass")
+    except UnicodeDecodeError:
+        return None
+    if ticker_problem(ticker) or _encode(ticker) + suffix != name:
+        return None
+    return ticker
+
+
+def store_child(store: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """``path``, checked to be a file directly inside ``store``; :class:`PairscanError` if not.
+
+    Every write and removal of a store's file goes through this: the path's folder,
+    resolved (symbolic links followed), must be the store, resolved, and its name a
+    plain file name. The file itself is never followed: writes replace it
+    (``os.replace``) and removals unlink it, a symbolic link included.
+    """
+    store, path = Path(store), Path(path)
+    name = path.name
+    if name in ("", ".", "..") or "\0" in str(path) or os.sep in name or "/" in name:
+        raise PairscanError(f"refusing to write {str(path)!r}: not a file inside the store", store)
+    try:
+        inside = path.parent.resolve() == store.resolve()
+    except (OSError, RuntimeError):
+        inside = False
+    if not inside:
+        raise PairscanError(f"refusing to write {str(path)!r}: not a file inside the store", store)
+    return path
+
+
+def stored_path(store: str | os.PathLike, ticker: str, suffix: str) -> Path:
+    """Where ``ticker`` is stored in ``store`` (a file of the format ``suffix``), checked;
+    :class:`PairscanError` naming the ticker if it cannot be stored."""
+    return store_child(store, Path(store) / stored_name(ticker, suffix))
+
+
+def checked_stored_file(path: str | os.PathLike) -> Path:
+    """``path``, checked to be a ticker's file as :func:`stored_path` names it (in whatever
+    folder holds it): what a task that was handed a stored file's path writes or removes."""
+    path = Path(path)
+    if not any(ticker_of(path.name, suffix) is not None for suffix in formats.FORMATS.values()):
+        raise PairscanError(f"refusing to write {path.name!r}: not the name of a stored file", path.parent)
+    return store_child(path.parent, path)
+
+
+def unlink_stored(store: str | os.PathLike, path: str | os.PathLike) -> bool:
+    """Remove a file of the store (checked by :func:`store_child`); False if it was not there."""
+    path = store_child(store, path)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+# -- atomic writes ----------------------------------------------------------------------
+
+# A temporary file is named ".<target>.<pid>-<8 random characters>.tmp", the target's name
+# shortened to at most this many bytes (keeping its end, where the suffix is), so that a
+# target of any legal length has a legal temporary name. Before pids were recorded:
+# ".<target>.<8 random characters>.tmp".
+_TEMPORARY_TARGET = 100
+_TEMPORARY = re.compile(r"\.(?P<target>.+)\.(?:(?P<pid>[0-9]+)-)?[a-z0-9_]{8}\.tmp")
+
+
+def _temporary_target(name: str) -> str:
+    if len(os.fsencode(name)) <= _TEMPORARY_TARGET:
+        return name
+    head, tail = name, name[-20:]
+    while len(os.fsencode(head + "~" + tail)) > _TEMPORARY_TARGET:
+        head = head[:-1]
+    return head + "~" + tail
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[str]:
     """Yield a temporary path beside ``target``; move it onto ``target`` on success.
 
     On any exception the temporary file is removed and ``target`` is left as it was.
     The temporary name carries this process's id, so that a later run can tell the
-    file of a process still writing from one a killed process left.
+    file of a process still writing from one a killed process left: before writing,
+    the temporary files of the same target whose writer is gone are removed.
     """
     target = Path(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp", dir=target.parent)
+    short = _temporary_target(target.name)
+    _remove_dead_writers(target.parent, short)
+    fd, tmp = tempfile.mkstemp(prefix=f".{short}.{os.getpid()}-", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
         yield tmp
@@ -55,9 +187,16 @@ def atomic_path(target: str | os.PathLike) -> Iterator[str]:
         raise
 
 
-# What atomic_path names its temporary files: ".<target>.<pid>-<8 random characters>.tmp"
-# (before pids were recorded: ".<target>.<8 random characters>.tmp").
-_TEMPORARY = re.compile(r"\.(?P<target>.+)\.(?:(?P<pid>[0-9]+)-)?[a-z0-9_]{8}\.tmp")
+def _remove_dead_writers(folder: Path, short: str) -> None:
+    """Remove the temporary files of ``short`` (a target's name as temporary names hold it)
+    that a process now gone left in ``folder`` (a killed plot, report or convert)."""
+    with contextlib.suppress(OSError):
+        for path in folder.glob(glob.escape(f".{short}.") + "*.tmp"):
+            match = _TEMPORARY.fullmatch(path.name)
+            if (match and match["target"] == short and match["pid"] is not None
+                    and int(match["pid"]) != os.getpid() and not _writer_alive(int(match["pid"]), path)):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
 
 
 def remove_stale_temporaries(store: str | os.PathLike) -> list[str]:
@@ -147,10 +286,7 @@ def store_lock(store: str | os.PathLike, timeout: float, on_wait=None) -> Iterat
     hold it until they end too, as they may still be writing).
     """
     path = Path(store) / LOCK
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
-    except OSError as exc:
-        raise PairscanError(f"cannot create the lock file ({exc.strerror})", path) from None
+    fd = open_own_file(path, os.O_RDWR | os.O_CREAT, "the lock file")
     try:
         deadline = time.monotonic() + timeout
         waiting = False
@@ -201,3 +337,26 @@ def _lock_holder(fd: int) -> str:
     if psutil.pid_exists(pid):
         return f"pid {pid}"
     return f"pid {pid}, ended; its worker processes still hold the lock"
+
+
+def open_own_file(path: Path, flags: int, what: str) -> int:
+    """Open one of the store's own files (the lock, the manifest) without following a
+    symbolic link, and only if it is a regular file; :class:`PairscanError` otherwise,
+    saying what to do. A link planted there (an archive can hold one) is never written
+    through: the file it points at stays as it was."""
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISREG(os.lstat(path).st_mode):  # not even opened: a device may act on that
+            kind = "a symbolic link, which pairscan never follows" if path.is_symlink() else "not a regular file"
+            raise PairscanError(f"{what} is {kind}; remove it", path)
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, FILE_MODE)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PairscanError(f"{what} is a symbolic link, which pairscan never follows; remove it", path) from None
+        if exc.errno == errno.ENOENT and not flags & os.O_CREAT:
+            raise
+        raise PairscanError(f"cannot open {what} ({exc.strerror})", path) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise PairscanError(f"{what} is not a regular file; remove it", path)
+    return fd

@@ -17,7 +17,7 @@ import pandas as pd
 from ..errors import PairscanError
 from ..readers.base import Columns
 from . import formats
-from .files import no_space_is_bad_input, write_atomically
+from .files import no_space_is_bad_input, store_child, ticker_of, write_atomically
 from .formats.hdf5 import damaged
 
 
@@ -34,7 +34,7 @@ def write_frame(frame: pd.DataFrame | Columns, path: str | os.PathLike) -> None:
     :class:`PairscanError` ("no space left on device writing PATH"), with nothing left
     behind; other failures to write raise as they are.
     """
-    path = Path(path)
+    path = store_child(Path(path).parent, path)
     with no_space_is_bad_input(path):
         write_atomically(path, _format(path).image(frame, path.name))
 
@@ -60,8 +60,10 @@ def read_column(path: str | os.PathLike, column: str) -> pd.Series:
     Reads only that column where the format allows: Parquet by column, HDF5 straight
     from the array that holds it.
     """
+    path = Path(path)
     index, values = read_column_arrays(path, column)
-    return pd.Series(values, index=pd.DatetimeIndex(index, name="timestamp"), name=Path(path).stem)
+    name = ticker_of(path.name, _format(path).SUFFIX) or path.stem  # the ticker, decoded from its file name
+    return pd.Series(values, index=pd.DatetimeIndex(index, name="timestamp"), name=name)
 
 
 def read_column_arrays(path: str | os.PathLike, column: str) -> tuple[np.ndarray, np.ndarray]:
@@ -91,7 +93,10 @@ def read_index_array(path: str | os.PathLike, column: str) -> np.ndarray:
     column). Anything else, a damaged file among it, is read, or named, as
     :func:`read_column_arrays` does with ``column``."""
     path = Path(path)
-    index = _format(path).read_index(path)
+    try:
+        index = _format(path).read_index(path)
+    except (OSError, ValueError, KeyError, *damaged()):
+        index = None  # named by the reader of the column
     return index if index is not None else read_column_arrays(path, column)[0]
 
 

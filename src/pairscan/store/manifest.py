@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 
 from ..errors import PairscanError
-from .files import MANIFEST, atomic_path, no_space_is_bad_input
+from .files import MANIFEST, atomic_path, no_space_is_bad_input, open_own_file, store_child, stored_name, ticker_problem
 from .formats import FORMATS
 
 # The fields of a ticker's manifest entry a rerun relies on, and their types. Other
@@ -46,7 +46,7 @@ def read_manifest(store: str | os.PathLike) -> dict:
     """
     path = Path(store) / MANIFEST
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(_read_text(path))
     except (OSError, ValueError):
         return {}
     if not (
@@ -72,7 +72,7 @@ def read_manifest(store: str | os.PathLike) -> dict:
 
 def _valid_table(name, record) -> bool:
     """A long table's record: its size, mtime, mode, ticker column and tickers."""
-    return (_is_ticker_name(name) and isinstance(record, dict)
+    return (_is_file_name(name) and isinstance(record, dict)
             and all(_is_int(record.get(k)) for k in ("size", "mtime_ns"))
             and all(isinstance(record.get(k), str) for k in ("on_bad_lines", "ticker_column"))
             and isinstance(record.get("tickers"), list) and all(_is_ticker_name(t) for t in record["tickers"]))
@@ -83,9 +83,21 @@ def _is_int(value) -> bool:
 
 
 def _is_ticker_name(name) -> bool:
-    # A plain file name: never a path out of the store, never a dotfile.
-    return (isinstance(name, str) and name != "" and not name.startswith(".")
+    # Any ticker that can be stored: its file name is worked out, never taken from here.
+    return isinstance(name, str) and ticker_problem(name) is None
+
+
+def _is_file_name(name) -> bool:
+    # A long table's name: a plain file name beside the others, never a path.
+    return (isinstance(name, str) and name not in ("", ".", "..")
             and not any(c in name for c in ("/", os.sep, "\0")))
+
+
+def _mapped(ticker: str, suffix: str) -> str | None:
+    try:
+        return stored_name(ticker, suffix)
+    except PairscanError:
+        return None
 
 
 def _valid_entry(ticker: str, entry, suffix: str) -> bool:
@@ -99,7 +111,8 @@ def _valid_entry(ticker: str, entry, suffix: str) -> bool:
         return False
     if entry["file"] is None:
         return entry["rows"] == 0 and entry["file_size"] is None and entry["file_mtime_ns"] is None
-    return entry["file"] == ticker + suffix and entry["file_size"] is not None and entry["file_mtime_ns"] is not None
+    return (entry["file"] == _mapped(ticker, suffix)  # the file its ticker maps to, never another
+            and entry["file_size"] is not None and entry["file_mtime_ns"] is not None)
 
 
 def stamp_entry(store: str | os.PathLike, entry: dict) -> dict | None:
@@ -110,7 +123,7 @@ def stamp_entry(store: str | os.PathLike, entry: dict) -> dict | None:
     if entry.get("file") is None:
         return {**entry, "file_size": None, "file_mtime_ns": None}
     try:
-        st = os.stat(Path(store) / entry["file"])
+        st = os.lstat(Path(store) / entry["file"])
     except OSError:
         return None
     return {**entry, "file_size": st.st_size, "file_mtime_ns": st.st_mtime_ns}
@@ -125,7 +138,7 @@ def stored_file_intact(store: str | os.PathLike, entry: dict) -> bool:
     if entry["file"] is None:
         return True
     try:
-        st = os.stat(Path(store) / entry["file"])
+        st = os.lstat(Path(store) / entry["file"])
     except OSError:
         return False
     return stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) == (entry["file_size"], entry["file_mtime_ns"])
@@ -142,10 +155,20 @@ def write_manifest(store: str | os.PathLike, manifest: dict) -> None:
     # slower), and a convert saves the manifest every second or so as tickers finish.
     text = json.dumps(manifest, sort_keys=True) + "\n"
     with contextlib.suppress(OSError, UnicodeDecodeError):
-        if path.read_text() == text:
+        if _read_text(path) == text:
             return
     try:
-        with no_space_is_bad_input(path), atomic_path(path) as tmp:
+        with no_space_is_bad_input(path), atomic_path(store_child(store, path)) as tmp:
             Path(tmp).write_text(text)
     except OSError as exc:
         raise PairscanError(f"cannot write the manifest ({exc.strerror or exc})", path) from None
+
+
+def _read_text(path: Path) -> str:
+    """The manifest's text; OSError if there is none. Never through a symbolic link."""
+    fd = open_own_file(path, os.O_RDONLY, "the manifest")
+    with os.fdopen(fd, "rb") as f:
+        return f.read(_MANIFEST_LIMIT).decode()
+
+
+_MANIFEST_LIMIT = 1 << 30  # bytes: a manifest is about 300 per ticker

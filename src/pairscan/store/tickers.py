@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import PairscanError
 from . import formats
+from .files import stored_name, ticker_of, unlink_stored
 from .formats import FORMATS
 from .manifest import read_manifest
 
@@ -15,25 +16,33 @@ from .manifest import read_manifest
 def store_files(store: str | os.PathLike) -> dict[str, Path]:
     """The store's tickers and their files, sorted by ticker.
 
-    Raises :class:`PairscanError` if ``store`` is not a folder or holds one ticker in
-    both formats while the manifest does not say which is current.
+    A file is a ticker's if its name is the one :func:`~pairscan.store.files.stored_name`
+    gives that ticker (the ticker is decoded from it); other files are not the store's.
+    Raises :class:`PairscanError` if ``store`` is not a folder that can be listed, or
+    holds one ticker in both formats while the manifest does not say which is current.
     """
     store = Path(store)
-    if not store.is_dir():
-        raise PairscanError("no such store (expected a folder of .h5 or .parquet files)", store)
+    try:
+        if not store.is_dir():
+            raise PairscanError("no such store (expected a folder of .h5 or .parquet files)", store)
+        with os.scandir(store) as entries:
+            names = sorted(entry.name for entry in entries)
+    except OSError as exc:
+        raise PairscanError(f"cannot list the store ({exc.strerror or exc})", store) from None
     fmt = read_manifest(store).get("format")
     found: dict[str, Path] = {}
     for name, suffix in FORMATS.items():
         if fmt and name != fmt:
             continue
-        for path in store.glob("*" + suffix):
-            if path.name.startswith("."):
+        for file in names:
+            ticker = ticker_of(file, suffix)
+            if ticker is None:
                 continue
-            if path.stem in found:
+            if ticker in found:
                 raise PairscanError(
-                    f"ticker {path.stem!r} is stored both as {found[path.stem].name} and {path.name}", store
+                    f"ticker {ticker!r} is stored both as {found[ticker].name} and {file}", store
                 )
-            found[path.stem] = path
+            found[ticker] = store / file
     return dict(sorted(found.items()))
 
 
@@ -47,8 +56,6 @@ def ticker_file(files: dict[str, Path], ticker: str, store: str | os.PathLike) -
     raise PairscanError(f"no ticker {ticker!r}{hint}", store)
 
 
-# The fields of a ticker's manifest entry a rerun relies on, and their types. Other
-
 
 def empty_store_error(store: str | os.PathLike) -> PairscanError:
     """What to say of a store with no tickers: a folder of source files needs ``pairscan convert``."""
@@ -60,18 +67,21 @@ def empty_store_error(store: str | os.PathLike) -> PairscanError:
 
 
 def remove_tickers(store: str | os.PathLike, tickers, suffix: str) -> None:
-    """Remove the stored files of ``tickers`` (``<ticker><suffix>``) from ``store``.
+    """Remove the stored files of ``tickers`` (each its :func:`~pairscan.store.files.stored_name`)
+    from ``store``.
 
     Call it only for tickers the manifest says are pairscan's, then drop their entries
     from the manifest: a run killed in between leaves entries whose file is gone,
     which the next run removes again, never a file without its entry.
     """
     for ticker in tickers:
-        path = Path(store) / (ticker + suffix)
         try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
+            name = stored_name(ticker, suffix)
+        except PairscanError:
+            continue  # no file can have been stored under it
+        path = Path(store) / name
+        try:
+            unlink_stored(store, path)
         except OSError as exc:
             raise PairscanError(f"cannot remove this stored file, whose source is gone ({exc.strerror})",
                                 path) from None
