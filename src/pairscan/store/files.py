@@ -163,17 +163,20 @@ def _temporary_target(name: str) -> str:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike) -> Iterator[str]:
+def atomic_path(target: str | os.PathLike, *, clean: bool = True) -> Iterator[str]:
     """Yield a temporary path beside ``target``; move it onto ``target`` on success.
 
     On any exception the temporary file is removed and ``target`` is left as it was.
     The temporary name carries this process's id, so that a later run can tell the
     file of a process still writing from one a killed process left: before writing,
-    the temporary files of the same target whose writer is gone are removed.
+    the temporary files of the same target whose writer is gone are removed (unless
+    ``clean`` is false: a store's writer, which lists the folder once for all its
+    files with :func:`remove_stale_temporaries`, rather than once a file).
     """
     target = Path(target)
     short = _temporary_target(target.name)
-    _remove_dead_writers(target.parent, short)
+    if clean:
+        _remove_dead_writers(target.parent, short)
     fd, tmp = tempfile.mkstemp(prefix=f".{short}.{os.getpid()}-", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
@@ -251,9 +254,9 @@ def _writer_alive(pid: int, path: Path) -> bool:
 
 
 
-def write_atomically(target: str | os.PathLike, data) -> None:
+def write_atomically(target: str | os.PathLike, data, *, clean: bool = True) -> None:
     """Write ``data`` (bytes or a buffer) to ``target`` through :func:`atomic_path`."""
-    with atomic_path(target) as tmp, open(tmp, "wb") as f:
+    with atomic_path(target, clean=clean) as tmp, open(tmp, "wb") as f:
         f.write(data)
 
 

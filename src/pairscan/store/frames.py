@@ -36,7 +36,8 @@ def write_frame(frame: pd.DataFrame | Columns, path: str | os.PathLike) -> None:
     """
     path = store_child(Path(path).parent, path)
     with no_space_is_bad_input(path):
-        write_atomically(path, _format(path).image(frame, path.name))
+        # A store's temporary files are cleaned once for all (remove_stale_temporaries).
+        write_atomically(path, _format(path).image(frame, path.name), clean=False)
 
 
 def read_frame(path: str | os.PathLike) -> pd.DataFrame:

@@ -158,7 +158,7 @@ def write_manifest(store: str | os.PathLike, manifest: dict) -> None:
         if _read_text(path) == text:
             return
     try:
-        with no_space_is_bad_input(path), atomic_path(store_child(store, path)) as tmp:
+        with no_space_is_bad_input(path), atomic_path(store_child(store, path), clean=False) as tmp:
             Path(tmp).write_text(text)
     except OSError as exc:
         raise PairscanError(f"cannot write the manifest ({exc.strerror or exc})", path) from None
