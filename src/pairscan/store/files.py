@@ -1,6 +1,9 @@
-"""The store's files on disk: atomic writes, temporary files, the write lock.
+"""The store's files on disk: where each ticker is stored, atomic writes, temporary files,
+the write lock.
 
-Every file is written to a temporary name beside its target and moved into place with
+This is the one place that decides a path inside a store: a ticker's file name comes
+from :func:`stored_name`, and every write or removal of a stored file is checked by
+:func:`store_child` to stay directly inside the store. Every file is written to a temporary name beside its target and moved into place with
 ``os.replace``, so a reader (or a rerun after a crash) sees it whole or not at all.
 """
 
@@ -37,11 +40,13 @@ def _umask() -> int:
 # Files made by mkstemp are private; the store's files get the usual permissions.
 FILE_MODE = 0o666 & ~_umask()
 
+
 # -- where a ticker is stored ----------------------------------------------------------
 #
 # One reversible rule from a ticker to its file name in the store: "%", "/", "\\", a
-# leading ".", control characters and lone surrogates are written as "%XX" (their UTF-8
-# bytes), everything else as it is. So every ticker ("..", "BRK/B", "../../evil",
+# leading ".", and lone surrogates (a file name that is not UTF-8) are written as "%XX"
+# (their UTF-8 bytes), everything else as it is (control characters would be too, but
+# a ticker holding one is refused). So every ticker ("..", "BRK/B", "../../evil",
 # ".pairscan-manifest") is a plain file inside the store, no stored file is a dotfile
 # (those are the store's own: manifest, lock, temporaries), and listing the store decodes
 # each name back to its ticker.
@@ -356,9 +361,9 @@ def open_own_file(path: Path, flags: int, what: str) -> int:
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise PairscanError(f"{what} is a symbolic link, which pairscan never follows; remove it", path) from None
-        if exc.errno == errno.ENOENT and not flags & os.O_CREAT:
-            raise
-        raise PairscanError(f"cannot open {what} ({exc.strerror})", path) from None
+        if not flags & os.O_CREAT:
+            raise  # the caller's to judge: a missing or unreadable manifest counts as none
+        raise PairscanError(f"cannot create {what} ({exc.strerror})", path) from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise PairscanError(f"{what} is not a regular file; remove it", path)
