@@ -825,7 +825,8 @@ def test_a_nul_or_control_character_in_a_ticker_is_bad_input_and_never_merges(tm
         (folder / name).write_text("date,close\n2020-01-01,1.5\n2020-01-02,2.5\n")
     done = cli("convert", folder, "--to", tmp_path / "store2", "--quiet")
     message = bad_input(done)
-    assert "bad\x07.csv" in message and "'bad\\x07'" in message and "control character" in message
+    # error lines print control characters escaped
+    assert "bad\\x07.csv:" in message and "'bad\\x07'" in message and "control character" in message
     assert sorted(p.name for p in (tmp_path / "store2").iterdir() if not p.name.startswith(".")) == ["good.h5"]
 
 
