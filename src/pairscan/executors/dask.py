@@ -20,8 +20,7 @@ from typing import Any
 from ..errors import PairscanError
 from .base import CLUSTER, DEFAULT_CONNECT_TIMEOUT, LOCAL_CLUSTER, ClusterLost, Pool, TaskFailed
 from .processes import ignore_sigint, sigint_held
-
-POLL = 0.5  # seconds between looks at a cluster while its tasks run
+from .tasks import POLL, progress
 LOCALHOST = "127.0.0.1"
 
 
@@ -263,7 +262,7 @@ def scatter(pool: Pool, value: Any) -> Any:
 
 
 def reduce_on_cluster(pool: Pool, fn, tasks: Sequence[tuple[str, tuple]], combine, *, desc: str,
-                      quiet: bool, retries: int, fan_in: int, progress) -> Any:
+                      quiet: bool, retries: int, fan_in: int) -> Any:
     """:func:`~pairscan.executors.reduce_tasks` on a cluster: ``combine`` runs there on
     groups of up to ``fan_in`` finished results as they come in, a tree of merges, and
     only the final result travels to the caller."""

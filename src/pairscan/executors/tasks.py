@@ -27,7 +27,7 @@ def share(pool: Pool, value: Any) -> Any:
     """
     if not pool.can.remote:
         return value
-    from .dask import scatter
+    from .dask import scatter  # here: tasks on a pool of any kind need not import it
 
     return scatter(pool, value)
 
@@ -62,10 +62,9 @@ def reduce_tasks(
     if not tasks:
         return combine()
     if pool.can.remote:
-        from .dask import reduce_on_cluster
+        from .dask import reduce_on_cluster  # (it imports this module)
 
-        return reduce_on_cluster(pool, fn, tasks, combine, desc=desc, quiet=quiet, retries=retries,
-                                 fan_in=fan_in, progress=progress)
+        return reduce_on_cluster(pool, fn, tasks, combine, desc=desc, quiet=quiet, retries=retries, fan_in=fan_in)
     held: list[Any] = []
     for _, result in run_tasks(pool, fn, tasks, desc=desc, quiet=quiet, retries=retries):
         held.append(result)
