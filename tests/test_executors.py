@@ -210,14 +210,15 @@ def many_files(tmp_path_factory):
     return pairscan.sample(tmp_path_factory.mktemp("ctrl-c") / "src", tickers=48, days=40, bars_per_day=195)
 
 
-@pytest.mark.parametrize("after", [0, 1, 4, 8])
-def test_ctrl_c_during_a_process_convert_is_reported_once(tmp_path, many_files, after):
+@pytest.mark.parametrize("executor, after", [("processes", 0), ("processes", 1), ("processes", 4),
+                                             ("processes", 8), ("dask", 2)])
+def test_ctrl_c_during_a_convert_is_reported_once(tmp_path, many_files, executor, after):
     """Ctrl-C at a terminal reaches every process of its group: the parent says so in one
     line and exits 130; no worker prints a traceback of its own. ``after``: how many files
     are converted when it comes (0: as the pool starts)."""
     store = tmp_path / "store"
     command = [sys.executable, "-m", "pairscan", "convert", str(many_files), "--to", str(store),
-               "--executor", "processes", "--workers", "2", "-q"]
+               "--executor", executor, "--workers", "2", "-q"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # its own group: the signal goes where a terminal's would
     deadline = time.monotonic() + RUN

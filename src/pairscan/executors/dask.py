@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import PairscanError
 from .base import CLUSTER, DEFAULT_CONNECT_TIMEOUT, LOCAL_CLUSTER, ClusterLost, Pool, TaskFailed
-from .processes import ignore_sigint, sigint_held
+from .processes import WORKER_MODULES, ignore_sigint, sigint_held
 from .tasks import POLL, progress
 LOCALHOST = "127.0.0.1"
 
@@ -55,8 +55,10 @@ def _workers(client) -> int:
 
 def dask_setup(worker) -> None:
     """Run by each worker of a local cluster as it starts (a Dask preload): Ctrl-C is the
-    pairscan process's to report, as in a process pool."""
-    ignore_sigint()
+    pairscan process's to report, as in a process pool. The modules the stages name for
+    their workers are imported first, as a process pool's workers do, so that none of
+    them puts its own SIGINT handler in place afterwards."""
+    ignore_sigint(WORKER_MODULES)
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 
 from .base import LOCAL_PROCESSES, Pool, Terminated, process_running
@@ -110,9 +110,16 @@ def sigint_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
-def ignore_sigint() -> None:
+def ignore_sigint(modules: Sequence[str] = ()) -> None:
     """In a worker process: leave Ctrl-C to the pairscan process, which reports it once
-    and stops its workers (see :func:`sigint_held`)."""
+    and stops its workers (see :func:`sigint_held`).
+
+    ``modules`` are imported first: a library may put a native SIGINT handler of its own
+    in place as it is imported (polars does, to stop its queries with KeyboardInterrupt),
+    which would take the place of the one ignoring it.
+    """
+    for module in modules:
+        importlib.import_module(module)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
@@ -120,8 +127,7 @@ def ignore_sigint() -> None:
 def _warm_up(modules: list[str]) -> int:
     # Import what the first task would, so that a stage's time is its work alone.
     # (Importing polars does not start its thread pool; only using it does.)
-    for module in modules:
-        importlib.import_module(module)
+    ignore_sigint(modules)
     return os.getpid()
 
 
