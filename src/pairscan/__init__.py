@@ -10,7 +10,9 @@ Everything the command line does is one import away::
     pairscan.plot_pair(...), pairscan.plot_heatmap(...)
 
 ``executor=`` takes a name as on the command line (``serial``, ``threads``,
-``processes``, ``dask``, ``tcp://HOST:PORT``) or any ``concurrent.futures.Executor``.
+``processes``, ``dask``, ``tcp://HOST:PORT``) or any ``concurrent.futures.Executor``;
+``execution=pairscan.Execution(...)`` carries it with ``workers``, ``retries``,
+``connect_timeout`` and ``quiet``, the same for every stage.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .archive import extract
 from .convert import convert
 from .correlate import Correlation, correlate
 from .errors import PairscanError
-from .executors import SerialExecutor, TaskFailed
+from .executors import Execution, SerialExecutor, TaskFailed
 from .panel import load_panel
 from .pipeline import correlation_matrix, plot_heatmap, plot_pair, run
 from .sample import sample
@@ -30,22 +32,24 @@ from .selection import Selection
 from .version import __version__  # noqa: F401  (pairscan.__version__)
 
 __all__ = [
-    "Correlation", "PairscanError", "Selection", "SerialExecutor", "TaskFailed", "analyze", "convert", "correlate",
-    "correlation_matrix", "extract", "load_panel", "plot_heatmap", "plot_pair", "run", "sample", "top_pairs",
+    "Correlation", "Execution", "PairscanError", "Selection", "SerialExecutor", "TaskFailed", "analyze", "convert",
+    "correlate", "correlation_matrix", "extract", "load_panel", "plot_heatmap", "plot_pair", "run", "sample",
+    "top_pairs",
 ]
 
 
-def top_pairs(store_or_panel, k: int = 10, *, executor="threads", **options) -> pd.DataFrame:
+def top_pairs(store_or_panel, k: int = 10, **options) -> pd.DataFrame:
     """The ``k`` most correlated pairs as a DataFrame with columns
     ``a, b, corr, n, p, ci_low, ci_high``.
 
     ``store_or_panel`` is a store folder or a panel DataFrame (timestamps x tickers).
     Other options are :func:`correlate`'s: the selection (``column``, ``on``,
     ``method``, ``min_periods``, ``absolute``, or ``selection=Selection(...)``) and
-    ``engine``, ``memory_limit``, ``workers``... The frame's ``attrs`` carry the rest
+    ``engine``, ``memory_limit``, the execution (``executor``, ``workers``... or
+    ``execution=Execution(...)``). The frame's ``attrs`` carry the rest
     of what ``correlate --json`` reports.
     """
-    result = correlate(store_or_panel, k=k, executor=executor, **options)
+    result = correlate(store_or_panel, k=k, **options)
     top = result.top
     top.attrs.update({k: v for k, v in result.to_dict().items() if k != "top"})
     return top

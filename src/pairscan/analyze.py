@@ -19,7 +19,6 @@ executor, each reading its two series from the store where it runs.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -30,7 +29,7 @@ import pandas as pd
 from .correlate import correlate, pair_correlations
 from .engines.blocked import blas_threads
 from .errors import PairscanError
-from .executors import Pool, open_pool, preload, run_tasks
+from .executors import Execution, Pool, preload, run_tasks
 from .pair_reader import read_pair
 from .records import PAIR_FIELDS, pair_frame
 from .selection import Selection
@@ -272,10 +271,11 @@ def analyze(
     method: str | None = None,
     min_periods: int | str | None = None,
     absolute: bool | None = None,
-    executor="threads",
+    execution: Execution | None = None,
+    executor=None,
     workers: int | None = None,
-    retries: int = 0,
-    quiet: bool = True,
+    retries: int | None = None,
+    quiet: bool | None = None,
     connect_timeout: float | None = None,
     pool: Pool | None = None,
 ) -> pd.DataFrame:
@@ -287,7 +287,8 @@ def analyze(
     ranking of ``correlate``, min-periods auto). Each pair is one task on the executor;
     its worker reads the two series from the store. The analysis is always of the log
     prices of ``column`` on the pair's common timestamps; ``corr`` is as the selection
-    says.
+    says. How it runs is an :class:`~pairscan.executors.Execution` (``execution=``, or
+    ``executor``, ``workers``, ``retries``, ``quiet``, ``connect_timeout``, ``pool``).
 
     Returns a DataFrame with one row per pair (in the order given, or by rank): the pair
     record (``a, b, corr, n, p, ci_low, ci_high``, as ``correlate`` reports them), the
@@ -295,6 +296,9 @@ def analyze(
     ``window``, ``min_periods``, ``seconds`` and ``timings`` (``select``: finding or
     correlating the pairs; ``analyze``).
     """
+    execution = Execution.of(execution, executor=executor, workers=workers, retries=retries, quiet=quiet,
+                             connect_timeout=connect_timeout, pool=pool)
+    quiet, retries = execution.quiet, execution.retries
     selection = Selection.of(selection, column=column, on=on, method=method, min_periods=min_periods,
                              absolute=absolute)
     check_window(window)
@@ -305,10 +309,7 @@ def analyze(
         raise empty_store_error(store)
     named = None if pairs is None else _named_pairs(pairs, files, store)
     _mackinnonp(0.0)  # import statsmodels here, once, before the pool forks its workers
-    with contextlib.ExitStack() as stack:
-        if pool is None:
-            extra = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
-            pool = stack.enter_context(open_pool(executor, workers, **extra))
+    with execution.opened() as pool:
         started = time.perf_counter()
         if named is None:
             result = correlate(store, k=k, selection=selection, pool=pool, quiet=quiet, retries=retries)

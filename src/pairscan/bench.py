@@ -21,7 +21,6 @@ executors take turns, so that other work on the machine slows them alike.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 import tempfile
@@ -124,11 +123,12 @@ def _pool(name: str, workers: int) -> Iterator[Pool]:
     # More sleeping tasks than CPUs: as many Dask worker processes as CPUs, with
     # threads enough for every task, as Dask itself would set it up. A process per
     # task would take seconds to start and measure nothing more.
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from .executors.dask import local_cluster
 
     processes = cpu_count()
-    with LocalCluster(n_workers=processes, threads_per_worker=-(-workers // processes), processes=True,
-                      dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
+    with local_cluster(processes, threads=-(-workers // processes)) as cluster, \
             Client(cluster, set_as_default=False) as client, open_pool(client.get_executor()) as pool:
         yield pool
 

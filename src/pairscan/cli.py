@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import logging
 import signal
 import sys
@@ -22,37 +21,11 @@ from .convert import DEFAULT_LOCK_TIMEOUT, ConvertFailed, convert
 from .correlate import DEFAULT_MEMORY_LIMIT, correlate, parse_size
 from .engines import ENGINES
 from .errors import PairscanError
-from .executors import DEFAULT_CONNECT_TIMEOUT, ClusterLost, TaskFailed, Terminated, parse_workers
+from .executors import ClusterLost, Execution, TaskFailed, Terminated, parse_workers
 from .outputs import PNG, check_not_in_store, check_output, default_name, printable, write_csv
 from .records import text_table
 from .sample import BAR_MINUTES, sample
 from .selection import Selection
-
-
-def _exec_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("executor")
-    group.add_argument("--executor", default="threads", metavar="NAME",
-                       help="serial, threads, processes, dask (a local cluster) or tcp://HOST:PORT "
-                            "(an existing Dask scheduler); default: threads")
-    group.add_argument("--workers", default=None, metavar="N", help="workers (default: one per CPU)")
-    group.add_argument("--retries", type=int, default=0, metavar="N", help="run a failed task again up to N times")
-    group.add_argument("--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT, metavar="S",
-                       help=f"seconds to wait for a Dask scheduler (default {DEFAULT_CONNECT_TIMEOUT:g})")
-
-
-MAX_WORKERS = 1024  # more is a typo, and with processes a fork bomb
-
-
-def _exec_kwargs(args) -> dict:
-    workers = parse_workers(args.workers)
-    if workers is not None and workers > MAX_WORKERS:
-        raise PairscanError(f"--workers must be at most {MAX_WORKERS}, not {args.workers!r}")
-    if args.retries < 0:
-        raise PairscanError(f"--retries must be >= 0, not {args.retries}")
-    if not (math.isfinite(args.connect_timeout) and args.connect_timeout > 0):
-        raise PairscanError(f"--connect-timeout must be a positive number of seconds, not {args.connect_timeout:g}")
-    return dict(executor=args.executor, workers=args.workers, retries=args.retries,
-                connect_timeout=args.connect_timeout, quiet=args.quiet)
 
 
 def _lock_option(parser: argparse.ArgumentParser) -> None:
@@ -111,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse a source file larger than this, or an archive that unpacks to more (default 20GiB)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _lock_option(p)
-    _exec_options(p)
+    Execution.add_arguments(p)
 
     p = sub.add_parser("correlate", parents=[quiet], help="find the most correlated pairs of a store")
     p.add_argument("store", metavar="STORE")
@@ -123,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="PAIRS.csv", help="also write the top pairs as CSV")
     p.add_argument("--matrix", metavar="FILE", help="also write the full matrix (.parquet or .csv)")
     Selection.add_arguments(p)
-    _exec_options(p)
+    Execution.add_arguments(p)
 
     p = sub.add_parser("plot", parents=[quiet], help="plot a pair, or the clustered heatmap")
     p.add_argument("store", metavar="STORE")
@@ -136,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="observations in each window of the rolling correlation (--spread; default 60)")
     p.add_argument("--out", metavar="FILE.png")
     Selection.add_arguments(p)
+    Execution.add_arguments(p)
 
     p = sub.add_parser("analyze", parents=[quiet],
                        help="hedge ratio, cointegration, half-life of a pair or the top pairs")
@@ -147,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", metavar="PAIRS.csv", help="also write one CSV row per pair")
     Selection.add_arguments(p)
-    _exec_options(p)
+    Execution.add_arguments(p)
 
     p = sub.add_parser("run", parents=[quiet], help="the whole pipeline, archive to plots")
     p.add_argument("source", nargs="?", metavar="SOURCE",
@@ -160,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     Selection.add_arguments(p)
     _lock_option(p)
-    _exec_options(p)
+    Execution.add_arguments(p)
 
     p = sub.add_parser("bench", parents=[quiet], help="how does performance vary? every executor, three workloads")
     p.add_argument("--quick", action="store_true", help="a run of under a minute")
@@ -237,6 +211,7 @@ def cmd_extract(args) -> int:
 
 
 def cmd_convert(args) -> int:
+    execution = Execution.from_args(args)
     source = args.source
     from .archive import is_archive
 
@@ -245,7 +220,7 @@ def cmd_convert(args) -> int:
     try:
         summary = convert(source, to=args.to, format=args.format, on_bad_lines=args.on_bad_lines,
                           force=args.force, lock_timeout=args.lock_timeout, ticker_column=args.ticker_column,
-                          **_max_bytes(args), **_exec_kwargs(args))
+                          **_max_bytes(args), execution=execution)
     except ConvertFailed as failed:
         if args.json:
             _print_json(failed.summary)
@@ -267,7 +242,7 @@ def cmd_correlate(args) -> int:
     if args.out:
         check_output(args.out, "--out")
     result = correlate(args.store, k=args.top, selection=Selection.from_args(args), engine=args.engine,
-                       memory_limit=args.memory_limit, matrix=args.matrix, **_exec_kwargs(args))
+                       memory_limit=args.memory_limit, matrix=args.matrix, execution=Execution.from_args(args))
     out = result.to_dict()
     if args.out:
         write_csv(result.top, args.out, "--out")
@@ -287,12 +262,12 @@ def cmd_correlate(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    selection = Selection.from_args(args)
+    selection, execution = Selection.from_args(args), Execution.from_args(args)
     if args.heatmap:
         if args.tickers:
             raise PairscanError("plot --heatmap takes no tickers")
         out = check_output(args.out or "heatmap.png", "--out", PNG)
-        out = pipeline.plot_heatmap(args.store, out, selection=selection, quiet=args.quiet)
+        out = pipeline.plot_heatmap(args.store, out, selection=selection, execution=execution)
         print(printable(out))
         return 0
     if len(args.tickers) != 2:
@@ -306,7 +281,7 @@ def cmd_plot(args) -> int:
         print(f"{printable(out)} (beta = {fields['beta']:.4f}, coint p = {fields['coint_p']:.4g})")
         return 0
     out = check_output(args.out or default_name(a, b), "--out", PNG)
-    out = pipeline.plot_pair(args.store, a, b, out, selection=selection, quiet=args.quiet)
+    out = pipeline.plot_pair(args.store, a, b, out, selection=selection, execution=execution)
     print(printable(out))
     return 0
 
@@ -322,7 +297,7 @@ def cmd_analyze(args) -> int:
     if args.top < 1:
         raise PairscanError(f"--top must be at least 1, not {args.top}")
     frame = analyze(args.store, tuple(args.tickers) or None, k=args.top, window=args.window,
-                    selection=Selection.from_args(args), **_exec_kwargs(args))
+                    selection=Selection.from_args(args), execution=Execution.from_args(args))
     out = analysis_dict(frame)
     if args.out:
         write_csv(frame, args.out, "--out")
@@ -367,7 +342,7 @@ def cmd_run(args) -> int:
     # The report's folder is checked by run, once the work folder (its usual home) exists.
     out = pipeline.run(args.source, args.workdir, k=args.top, report=args.report, format=args.format,
                        selection=Selection.from_args(args), on_bad_lines=args.on_bad_lines,
-                       lock_timeout=args.lock_timeout, **_exec_kwargs(args))
+                       lock_timeout=args.lock_timeout, execution=Execution.from_args(args))
     if args.json:
         _print_json(out)
         return 0

@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 
 from .errors import PairscanError
-from .executors import Pool, open_pool, preload, run_tasks
+from .executors import Execution, Pool, preload, run_tasks
 from .outputs import printable
 from .readers import BAD_LINE_MODES, DEFAULT_MAX_BYTES, READERS, Found, discover, polars_started
 from .store import (
@@ -41,6 +41,7 @@ from .store import (
 
 MANIFEST_VERSION = 2  # 2: entries record their stored file's size and mtime
 DEFAULT_LOCK_TIMEOUT = 600.0  # seconds a convert waits for another one writing the same store
+LOUD = Execution(quiet=False)  # convert's own default: it says what it waits for, and shows progress
 # What its process workers need; each parses one file at a time on a core of its own, where
 # polars' pool of threads would only spin against the other workers.
 preload(__name__, "polars", fork_unsafe=polars_started, environment={"POLARS_MAX_THREADS": "1"})
@@ -136,15 +137,17 @@ def convert(
     format: str = "hdf5",
     on_bad_lines: str = "error",
     force: bool = False,
-    executor="threads",
+    executor=None,
     workers: int | None = None,
-    retries: int = 0,
-    quiet: bool = False,
+    retries: int | None = None,
+    quiet: bool | None = None,
     connect_timeout: float | None = None,
     pool: Pool | None = None,
     ticker_column: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    *,
+    execution: Execution | None = None,
 ) -> dict:
     """Convert every ticker of ``source`` to a stored frame in ``to``.
 
@@ -156,6 +159,11 @@ def convert(
     ``on_bad_lines="error"``), the good files are still converted and
     :class:`ConvertFailed` is raised afterwards, naming every bad file.
 
+    How it runs is an :class:`~pairscan.executors.Execution`: pass one as
+    ``execution=``, or its fields (``executor``, ``workers``, ``retries``, ``quiet``,
+    ``connect_timeout``, ``pool``) as keywords; unlike the other stages, convert is not
+    quiet unless told.
+
     The store mirrors the source: a ticker the manifest records whose source is gone
     is removed (its stored file and its entry; counted as ``"removed"``). One convert
     writes to a store at a time: another waits up to ``lock_timeout`` seconds
@@ -163,6 +171,9 @@ def convert(
     holds the store. A full disk is a :class:`PairscanError` too, after which the
     store holds only whole files and a valid manifest, and a rerun with room finishes.
     """
+    execution = Execution.of(execution or LOUD, executor=executor, workers=workers, retries=retries, quiet=quiet,
+                             connect_timeout=connect_timeout, pool=pool)
+    quiet, retries = execution.quiet, execution.retries
     if format not in FORMATS:
         raise PairscanError(f"--format must be hdf5 or parquet, not {format!r}")
     if on_bad_lines not in BAD_LINE_MODES:
@@ -262,12 +273,11 @@ def convert(
         # Runs last, once our pool is shut down: a worker that died (or was stopped when
         # its pool broke) may have left a temporary file that no one else will remove.
         stack.callback(remove_stale_temporaries, store)
-        if pool is None:
-            opening = time.perf_counter()
-            pool = stack.enter_context(open_pool(executor, workers, **_timeout(connect_timeout)))
-            started += time.perf_counter() - opening  # a Dask cluster's start-up is not the work
-        if pool.client is not None:
-            # Dask workers may run in another folder (or on another machine with the same mount).
+        opening = time.perf_counter()
+        pool = stack.enter_context(execution.opened())
+        started += time.perf_counter() - opening  # a Dask cluster's start-up is not the work
+        if pool.can.remote:
+            # A scheduler's workers may run in another folder (or on another machine with the same mount).
             todo = [(t, (os.path.abspath(src), os.path.abspath(dst), mode, reader, origin and os.path.abspath(origin),
                          *rest))
                     for t, (src, dst, mode, reader, origin, *rest) in todo]
@@ -371,6 +381,3 @@ def _no_data(source: str, ticker: str, entry: dict) -> str:
         why = "no records"
     return f"{source}: {why}; ticker {ticker!r} has no data and is not stored"
 
-
-def _timeout(connect_timeout: float | None) -> dict:
-    return {} if connect_timeout is None else {"connect_timeout": connect_timeout}

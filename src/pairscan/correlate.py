@@ -14,7 +14,6 @@ import contextlib
 import os
 import re
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from .engines import ENGINES, Pairs, top_k
 from .engines.blocked.tasks import EveryPair, TopPairs, correlate_blocked
 from .engines.naive import correlate_naive, pair_corr
 from .errors import PairscanError
-from .executors import Pool, open_pool, preload
+from .executors import Execution, Pool, preload
 from .outputs import check_not_in_store, check_output, output_path, write_csv
 from .pair_reader import stored_series
 from .placement import (Layout, Plan, index_token, is_frame, load, panel_fits, plan_placement, return_counts,
@@ -138,10 +137,11 @@ def correlate(
     engine: str = "auto",
     memory_limit: str | int = DEFAULT_MEMORY_LIMIT,
     matrix: str | os.PathLike | None = None,
-    executor="threads",
+    execution: Execution | None = None,
+    executor=None,
     workers: int | None = None,
-    retries: int = 0,
-    quiet: bool = True,
+    retries: int | None = None,
+    quiet: bool | None = None,
     connect_timeout: float | None = None,
     block_size: int | None = None,
     pool: Pool | None = None,
@@ -154,12 +154,17 @@ def correlate(
     ``corr(a, b) == A.corr(B, method, min_periods)`` on the stored series aligned on
     timestamp, or on log returns of the union-aligned panel, with ``min_periods="auto"``
     fixed from the data first. ``matrix`` writes the full correlation matrix
-    (``.parquet`` or ``.csv``).
+    (``.parquet`` or ``.csv``). How it runs is an :class:`~pairscan.executors.Execution`:
+    pass one as ``execution=``, or its fields (``executor``, ``workers``, ``retries``,
+    ``quiet``, ``connect_timeout``, ``pool``) as keywords.
 
     The steps: the selection resolved, the panel placed (:mod:`pairscan.placement`),
     the engine run with a reducer (the top ``k``, or every pair for ``matrix``), the
     records built.
     """
+    execution = Execution.of(execution, executor=executor, workers=workers, retries=retries, quiet=quiet,
+                             connect_timeout=connect_timeout, pool=pool)
+    quiet, retries = execution.quiet, execution.retries
     selection = Selection.of(selection, column=column, on=on, method=method, min_periods=min_periods,
                              absolute=absolute)
     if k < 1:
@@ -171,9 +176,7 @@ def correlate(
         if isinstance(source, (str, os.PathLike)):
             check_not_in_store(matrix, source, "--matrix")
     with contextlib.ExitStack() as stack:
-        if pool is None:
-            extra = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
-            pool = stack.enter_context(open_pool(executor, workers, **extra))
+        pool = stack.enter_context(execution.opened())
         # The work starts once the executor is up: a Dask cluster's start-up is not it.
         started = time.perf_counter()
         plan = _plan(source, selection, pool, limit)
@@ -202,8 +205,8 @@ def correlate(
 def _plan(source, selection: Selection, pool: Pool, limit: int) -> Plan:
     """Where ``source``'s panel lives for ``pool``."""
     return plan_placement(
-        given=is_frame(source), shares_memory=pool.in_process,
-        shares_files=isinstance(pool.executor, ProcessPoolExecutor), remote=pool.client is not None,
+        given=is_frame(source), shares_memory=pool.can.shares_memory, shares_files=pool.can.maps_files,
+        remote=pool.can.remote,
         workers=pool.workers, memory_limit=limit, fits=lambda: panel_fits(source, selection.column, limit))
 
 
@@ -228,13 +231,17 @@ class PairCorrelation:
     b: pd.Series
 
 
-def pair_correlations(store, pairs, *, selection: Selection | None = None, executor="threads",
-                      workers: int | None = None, quiet: bool = True, pool: Pool | None = None,
+def pair_correlations(store, pairs, *, selection: Selection | None = None, execution: Execution | None = None,
+                      executor=None, workers: int | None = None, retries: int | None = None,
+                      quiet: bool | None = None, connect_timeout: float | None = None, pool: Pool | None = None,
                       **options) -> list[PairCorrelation]:
     """The correlation of each stored pair ``(a, b)`` of ``pairs`` exactly as :func:`correlate`
     computes it for the same selection: returns on the store's union index,
     ``min_periods="auto"`` from the whole store's histories. Reads only the pairs unless
     the selection needs the store (auto, or returns), and then the store once."""
+    execution = Execution.of(execution, executor=executor, workers=workers, retries=retries, quiet=quiet,
+                             connect_timeout=connect_timeout, pool=pool)
+    quiet = execution.quiet
     selection = Selection.of(selection, **options)
     files = store_files(store)
     if not files:
@@ -242,9 +249,7 @@ def pair_correlations(store, pairs, *, selection: Selection | None = None, execu
     paths = [(ticker_file(files, a, store), ticker_file(files, b, store)) for a, b in pairs]
     index, counts = None, None
     if selection.auto or selection.on == "returns":
-        with contextlib.ExitStack() as stack:
-            if pool is None:
-                pool = stack.enter_context(open_pool(executor, workers))
+        with execution.opened() as pool:
             absolute = [os.path.abspath(p) for p in files.values()]
             index, _, counts = store_index(absolute, selection.column, selection.on, pool, quiet)
             if selection.auto and selection.on == "returns":

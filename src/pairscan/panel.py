@@ -19,7 +19,6 @@ import mmap
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import PairscanError
-from .executors import Pool, open_pool, preload, run_tasks, share
+from .executors import Execution, Pool, preload, run_tasks, share
 from .selection import ON
 from .shm import discard, panel_allocator
 from .store import empty_store_error, read_column_arrays, read_index_array, store_files, will_read
@@ -297,12 +296,14 @@ def load_panel(
     column: str = "close",
     on: str = "prices",
     tickers: Sequence[str] | None = None,
-    executor="threads",
+    executor=None,
     workers: int | None = None,
-    quiet: bool = True,
+    quiet: bool | None = None,
     pool: Pool | None = None,
     as_frame: bool = True,
     allocate=None,
+    *,
+    execution: Execution | None = None,
 ):
     """Load ``column`` of every ticker in ``store`` into one aligned panel.
 
@@ -321,6 +322,8 @@ def load_panel(
     onto the whole union (and reads the few tickers that have those timestamps again;
     all of them where there is no room for the second panel beside the first).
     """
+    execution = Execution.of(execution, executor=executor, workers=workers, quiet=quiet, pool=pool)
+    quiet = execution.quiet
     if on not in ON:
         raise PairscanError(f"--on must be prices or returns, not {on!r}")
     files = select_tickers(store_files(store), tickers)
@@ -331,9 +334,8 @@ def load_panel(
     step = TICKERS_PER_TASK
     starts = {names[i]: i for i in range(0, len(paths), step)}
     with contextlib.ExitStack() as stack:
-        if pool is None:
-            pool = stack.enter_context(open_pool(executor, workers))
-        local = isinstance(pool.executor, ProcessPoolExecutor)
+        pool = stack.enter_context(execution.opened())
+        local = pool.can.maps_files
         own_file = allocate is None and local
         if own_file:
             allocate = panel_allocator(stack)  # the file goes when the load ends; the mapping stays
@@ -342,18 +344,18 @@ def load_panel(
             values = np.empty((len(index), len(names)), order="F") if allocate is None else \
                 allocate((len(index), len(names)))
             filename = getattr(values, "filename", None)
-            if pool.in_process or not local or filename is None:
+            if pool.can.shares_memory or not local or filename is None:
                 return values, InMemory(values)  # a cluster's columns come back to this process
             return values, InFile(str(filename), values.shape)
 
         ahead = None
-        if pool.in_process or local:
+        if pool.can.shares_memory or local:
             # Files not in the page cache come in while the first are parsed.
             ahead = threading.Thread(target=will_read, args=(paths,), name="pairscan-read-ahead", daemon=True)
             ahead.start()
         guess = guess_index(paths, column, GUESS_FILES)
         first, first_target = panel_on(guess)
-        shared = pool.in_process or isinstance(first_target, InFile)  # tasks write into the panel
+        shared = pool.can.shares_memory or isinstance(first_target, InFile)  # tasks write into the panel
         target = first_target if shared else None
         index_arg = guess if shared else share(pool, guess)
         tasks = [(label, (paths[i : i + step], column, index_arg, target, i)) for label, i in starts.items()]

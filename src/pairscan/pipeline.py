@@ -19,7 +19,7 @@ from .archive import extract, is_archive
 from .convert import DEFAULT_LOCK_TIMEOUT, convert, source_files
 from .correlate import Correlation, correlate, pair_correlation
 from .errors import PairscanError
-from .executors import open_pool
+from .executors import Execution
 from .outputs import PNG, check_output
 from .readers import holds_sources
 from .sample import sample
@@ -31,7 +31,8 @@ HEATMAP_MAX_TICKERS = 2000  # beyond this a heatmap is unreadable and the matrix
 
 
 def plot_pair(store, a: str, b: str, out: str | os.PathLike = "pair.png", *, selection: Selection | None = None,
-              executor="threads", workers: int | None = None, quiet: bool = True, **options) -> Path:
+              execution: Execution | None = None, executor=None, workers: int | None = None,
+              quiet: bool | None = None, **options) -> Path:
     """Plot two stored tickers over time; the legend carries their correlation as
     :func:`correlate` computes it with the same selection (``column``, ``on``,
     ``method``, ``min_periods``, ``absolute``), their common observations and period."""
@@ -41,7 +42,8 @@ def plot_pair(store, a: str, b: str, out: str | os.PathLike = "pair.png", *, sel
     if a == b:
         raise PairscanError(f"a pair needs two different tickers, not {a!r} twice")
     check_output(out, "out", PNG)
-    pair = pair_correlation(store, a, b, selection=selection, executor=executor, workers=workers, quiet=quiet)
+    pair = pair_correlation(store, a, b, selection=selection, execution=execution, executor=executor,
+                            workers=workers, quiet=quiet)
     prices = [store_series(store, t, selection.column) for t in (a, b)]
     return draw(*prices, out, **_pair_stats(pair.record, selection, pair.min_periods))
 
@@ -163,10 +165,11 @@ def run(
     method: str | None = None,
     min_periods: int | str | None = None,
     absolute: bool | None = None,
-    executor="threads",
+    execution: Execution | None = None,
+    executor=None,
     workers: int | None = None,
-    retries: int = 0,
-    quiet: bool = True,
+    retries: int | None = None,
+    quiet: bool | None = None,
     connect_timeout: float | None = None,
     format: str = "hdf5",
     on_bad_lines: str = "error",
@@ -178,8 +181,13 @@ def run(
     converted (then convert is skipped); with none the built-in sample is written to
     ``workdir`` first. The store, the plots and the report go to ``workdir``; the
     source is never written to. The selection options are :func:`correlate`'s.
-    Returns what ``run --json`` prints.
+    Returns what ``run --json`` prints. Every stage runs on one pool, opened once from
+    ``execution`` (or its fields as keywords: ``executor``, ``workers``, ``retries``,
+    ``quiet``, ``connect_timeout``).
     """
+    execution = Execution.of(execution, executor=executor, workers=workers, retries=retries, quiet=quiet,
+                             connect_timeout=connect_timeout)
+    quiet, retries = execution.quiet, execution.retries
     selection = Selection.of(selection, column=column, on=on, method=method, min_periods=min_periods,
                              absolute=absolute)
     workdir = Path(workdir)
@@ -208,17 +216,16 @@ def run(
     else:
         folder = Path(source)
         source_files(folder)
-    extra = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
-    with open_pool(executor, workers, **extra) as pool:
+    with execution.opened() as pool:
+        running = execution.using(pool)
         converted = None
         if store is not folder:
-            converted = convert(folder, store, format=format, on_bad_lines=on_bad_lines,
-                                retries=retries, quiet=quiet, pool=pool, lock_timeout=lock_timeout)
+            converted = convert(folder, store, format=format, on_bad_lines=on_bad_lines, lock_timeout=lock_timeout,
+                                execution=running)
             stages["convert"] = converted["seconds"]
         n_tickers = len(store_files(store))
         matrix_path = workdir / "matrix.parquet" if n_tickers <= HEATMAP_MAX_TICKERS else None
-        result: Correlation = correlate(store, k=k, selection=selection, matrix=matrix_path,
-                                        retries=retries, quiet=quiet, pool=pool)
+        result: Correlation = correlate(store, k=k, selection=selection, matrix=matrix_path, execution=running)
         stages["correlate"] = result.seconds
         analysis = None
         if len(result.top):

@@ -102,7 +102,7 @@ def _panel_pairs(panel: Panel, pool: Pool, method: str, min_periods: int | None,
                  retries: int) -> Pairs:
     """Every pair of the panel's columns, one ``Series.corr`` task each."""
     frame = panel.to_frame()
-    if pool.client is not None:
+    if pool.can.remote:
         # On a cluster the panel goes to each worker once, not with every pair.
         shared = share(pool, frame)
         return _run_pairs(panel.tickers, pool, panel_pair_corr,

@@ -233,16 +233,16 @@ def correlate_blocked(plan: Plan, layout: Layout, pool: Pool, *, method: str, mi
     specs = block_specs(len(tickers), block_width(plan, len(layout.index), len(tickers), block_size))
     if plan.tasks_fetch:
         # Threads reading the store share this process's BLAS: one thread each.
-        with blas_threads(1 if plan.streamed and pool.in_process and pool.workers > 1 else None):
+        with blas_threads(1 if plan.streamed and pool.can.shares_memory and pool.workers > 1 else None):
             return _fetching(layout, specs, pool, BlockJob(method, min_periods, reducer), quiet, retries)
     parallel = len(specs) > 1 and pool.workers > 1
     source = layout.block_source()
-    job = BlockJob(method, min_periods, reducer, one_blas_thread=parallel and not pool.in_process,
+    job = BlockJob(method, min_periods, reducer, one_blas_thread=parallel and not pool.can.shares_memory,
                    threads=1 if parallel else pool.workers)
     tasks = [(_label(tickers, spec), (source, spec, job)) for spec in specs]
     # With several tasks, parallelism comes from the executor: one BLAS thread per task.
     # A single task uses every core itself: its rows split across threads.
-    with blas_threads(1 if parallel and pool.in_process else None):
+    with blas_threads(1 if parallel and pool.can.shares_memory else None):
         return _reduce(pool, block_task, tasks, reducer, quiet, retries)
 
 
