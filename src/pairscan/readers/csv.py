@@ -17,7 +17,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from ..errors import PairscanError
 from .base import Parsed, Reader, may_use_polars, read_bytes, register
+from .bounds import line_problems
 from .normalize import check_records, column_names, settled, table_to_frame
 
 
@@ -33,6 +35,10 @@ class Csv(Reader):
 def from_bytes(data: bytes, on_bad_lines: str, name) -> Parsed:
     if not data.strip():
         return Parsed(None)
+    for number, reason in line_problems(data, json=False).items():
+        # No parser is given a line longer than a record can be; nor can one such
+        # physical line be skipped alone (a quoted field may span lines).
+        raise PairscanError(reason, name, number)
     return settled(_parse_fast(data), lambda: _parse_slow(data, name), on_bad_lines, name)
 
 
