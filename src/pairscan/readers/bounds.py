@@ -11,11 +11,13 @@ string-aware measure of its depth.
 
 from __future__ import annotations
 
+import codecs
+
 import numpy as np
 
 MAX_DEPTH = 100  # of nested arrays and objects; real records have one or two
 MAX_LINE_BYTES = 1 << 20  # a record is a few hundred bytes; 1 MiB is no record
-MAX_READ_BYTES = 1 << 30  # a per-ticker file is read whole: at most this much of it
+MAX_READ_BYTES = 1 << 29  # a per-ticker file is read whole: at most 512 MiB (about 5 million bars)
 SLICE = 1 << 24  # bytes scanned at a time: the scan's own memory stays small
 
 _NEWLINE, _QUOTE, _BACKSLASH = 10, 34, 92
@@ -35,7 +37,7 @@ def too_long(length: int) -> str:
     return f"a line of {length} bytes, longer than the {size_text(MAX_LINE_BYTES)} a record may have"
 
 
-TOO_DEEP = f"invalid JSON (nested deeper than {MAX_DEPTH} levels)"
+TOO_DEEP = f"invalid JSON (nested too deeply: more than {MAX_DEPTH} levels)"
 
 
 _OUTLINE = bytes.maketrans(b"[", b"{")
@@ -144,3 +146,47 @@ def file_problem(path, json: bool = True) -> tuple[int, str] | None:
                 first_line += whole.count(b"\n")
             if not block:
                 return None
+
+
+def utf8_error(data) -> int | None:
+    """The offset of the first byte of ``data`` that is not UTF-8 text, or None; decoded a
+    slice at a time, so that no copy of the whole text is made."""
+    if data.isascii():
+        return None
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    for start in range(0, len(data), SLICE):
+        try:
+            decoder.decode(view[start:start + SLICE], final=start + SLICE >= len(data))
+        except UnicodeDecodeError as exc:
+            return max(0, start - len(decoder.getstate()[0]) + exc.start)
+    return None
+
+
+_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+         (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
+
+
+def wide_encoding(head: bytes) -> str | None:
+    """``"UTF-16"`` or ``"UTF-32"`` when a file's first bytes show it is text in that
+    encoding (by its byte order mark, or NUL bytes between ASCII characters), else None."""
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name
+    sample = head[:4096]
+    if len(sample) < 4 or b"\x00" not in sample[:4]:
+        return None
+    nul = np.frombuffer(sample[: len(sample) // 4 * 4], dtype=np.uint8).reshape(-1, 4) == 0
+    share = nul.mean(axis=0)  # how often each of the four positions holds a NUL
+    if (share[1:] > 0.9).all() and share[0] < 0.1 or (share[:3] > 0.9).all() and share[3] < 0.1:
+        return "UTF-32"
+    if share[1] > 0.9 and share[3] > 0.9 and share[0] < 0.1 and share[2] < 0.1 or \
+            share[0] > 0.9 and share[2] > 0.9 and share[1] < 0.1 and share[3] < 0.1:
+        return "UTF-16"
+    return None
+
+
+def encoding_problem(head: bytes) -> str | None:
+    """The one-line reason a file of ``head`` is not read as text, for UTF-16 and UTF-32 files."""
+    wide = wide_encoding(head)
+    return None if wide is None else f"this file is {wide} encoded; save it as UTF-8 (pairscan reads UTF-8 text)"

@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from ..errors import PairscanError
-from .base import Parsed, Reader, may_use_polars, read_bytes, register
-from .bounds import line_problems
+from .base import BadLines, Parsed, Reader, may_use_polars, read_bytes, register
+from .bounds import line_problems, utf8_error
 from .normalize import check_records, column_names, settled, table_to_frame
 
 
@@ -33,7 +33,7 @@ class Csv(Reader):
 
 
 def from_bytes(data: bytes, on_bad_lines: str, name) -> Parsed:
-    if not data.strip():
+    if not data or data.isspace():
         return Parsed(None)
     for number, reason in line_problems(data, json=False).items():
         # No parser is given a line longer than a record can be; nor can one such
@@ -43,11 +43,7 @@ def from_bytes(data: bytes, on_bad_lines: str, name) -> Parsed:
 
 
 def _parse_fast(data: bytes) -> pd.DataFrame | None:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if b"\x00" in data:
+    if utf8_error(data) is not None or b"\x00" in data:
         return None
     try:
         if may_use_polars():
@@ -69,37 +65,43 @@ def _parse_fast(data: bytes) -> pd.DataFrame | None:
     return table_to_frame(table, text=True)
 
 
-def _parse_slow(data: bytes, name) -> tuple[pd.DataFrame | None, list[tuple[int, str]]]:
-    """Read row by row; return (frame of the good rows or None, [(line, reason)] of the bad)."""
+def _parse_slow(data: bytes, name) -> tuple[pd.DataFrame | None, BadLines]:
+    """Read row by row; return (frame of the good rows or None, the bad lines).
+
+    The text is decoded as it is read and the rows checked a batch at a time
+    (:func:`check_records`): memory does not grow with the number of rows.
+    """
     if b"\x00" in data:
         first = data[: data.index(b"\x00")].count(b"\n") + 1
-        return None, [(first, "binary data (NUL bytes), not CSV text")]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return None, [(data[: exc.start].count(b"\n") + 1, "binary data (not UTF-8 text), not CSV text")]
-    reader = stdcsv.reader(io.StringIO(text, newline=""))
+        return None, BadLines([(first, "binary data (NUL bytes), not CSV text")])
+    wrong = utf8_error(data)
+    if wrong is not None:
+        return None, BadLines([(data[:wrong].count(b"\n") + 1, "binary data (not UTF-8 text), not CSV text")])
+    reader = stdcsv.reader(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline=""))
     try:
         header = next(reader)
     except (StopIteration, stdcsv.Error):
-        return None, []
+        return None, BadLines()
     header = [h.strip() for h in header]
     column_names(tuple(header))  # two columns that name one thing: the whole file is bad
-    numbered, bad = [], []
-    line = reader.line_num
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except stdcsv.Error as exc:
-            bad.append((line + 1, f"invalid CSV ({exc})"))
-            break
-        number, line = line + 1, reader.line_num
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) != len(header):
-            bad.append((number, f"{len(row)} fields where the header has {len(header)}"))
-            continue
-        numbered.append((number, {h: (None if v.strip() == "" else v) for h, v in zip(header, row)}))
-    return check_records(numbered, text=True, bad=bad)
+    bad = BadLines()
+
+    def rows():
+        line = reader.line_num
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except stdcsv.Error as exc:
+                bad.add(line + 1, f"invalid CSV ({exc})")
+                break
+            number, line = line + 1, reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                bad.add(number, f"{len(row)} fields where the header has {len(header)}")
+                continue
+            yield number, {h: (None if v.strip() == "" else v) for h, v in zip(header, row)}
+
+    return check_records(rows(), text=True, bad=bad)

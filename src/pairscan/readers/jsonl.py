@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.json as pj
 
 from ..errors import PairscanError
-from .base import DEFAULT_MAX_BYTES, Columns, Parsed, Reader, may_use_polars, read_bytes, register
-from .bounds import line_problems, outline
-from .normalize import BadRecord, check_record, records_to_frame, settled, table_to_frame
+from .base import DEFAULT_MAX_BYTES, BadLines, Columns, Parsed, Reader, may_use_polars, read_bytes, register
+from .bounds import line_problems, outline, utf8_error
+from .normalize import BadRecord, check_record, check_records, settled, table_to_frame
 
 
 @register
@@ -45,7 +45,7 @@ def parse_file(path, on_bad_lines: str = "error", name=None, max_bytes: int = DE
 
 
 def from_bytes(data: bytes, on_bad_lines: str, name) -> Parsed:
-    if not data[:4096].strip() and not data.strip():  # cheap test first: files are big
+    if not data or data.isspace():
         return Parsed(None)
     return check_table(parse_table(data), data, on_bad_lines, name)
 
@@ -58,11 +58,8 @@ def parse_table(data: bytes) -> pa.Table | None:
     shape = outline(data)
     if line_problems(data, shape=shape):
         return None
-    if not data.isascii():
-        try:
-            data.decode("utf-8")  # the reader does not check every byte of every string
-        except UnicodeDecodeError:
-            return None
+    if utf8_error(data) is not None:  # the reader does not check every byte of every string
+        return None
     return _read_table(data, shape.count(b'"'))
 
 
@@ -123,24 +120,26 @@ def _every_row_has_every_key(frame, quotes: int) -> bool:
     return quotes == frame.height * 2 * (frame.width + text)
 
 
-def _parse_slow(data: bytes) -> tuple[pd.DataFrame | None, list[tuple[int, str]]]:
-    """Read line by line; return (frame of the good records or None, [(line, reason)] of the bad)."""
-    records: list[dict] = []
-    numbers: list[int] = []
+def _parse_slow(data: bytes) -> tuple[pd.DataFrame | None, BadLines]:
+    """Read line by line; return (frame of the good records or None, the bad lines).
+
+    One line at a time, a batch of records at a time (:func:`check_records`): memory
+    does not grow with the number of lines, good or bad.
+    """
     refused = line_problems(data)  # never handed to a parser: named as they are
-    bad: list[tuple[int, str]] = list(refused.items())
-    lines = data.split(b"\n")
-    last = len(lines)  # a last line with no newline after it
-    for number, raw in enumerate(lines, start=1):
-        if number in refused or not raw.strip():
-            continue
-        try:
-            records.append(_check_line(raw, truncated=number == last))
-            numbers.append(number)
-        except BadRecord as reason:
-            bad.append((number, str(reason)))
-    frame, bad_times = records_to_frame(records, numbers)
-    return frame, sorted(bad + bad_times)
+    bad = BadLines(refused.items())
+    last = data.count(b"\n") + 1  # a last line with no newline after it
+
+    def records():
+        for number, raw in enumerate(io.BytesIO(data), start=1):
+            if number in refused or not raw.strip():
+                continue
+            try:
+                yield number, _check_line(raw, truncated=number == last)
+            except BadRecord as reason:
+                bad.add(number, str(reason))
+
+    return check_records(records(), bad=bad, checked=True)
 
 
 def _reject_constant(name: str):

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from ..errors import PairscanError
 from .base import BOM, Parsed, Reader, register
-from .bounds import file_problem, line_problems
+from .bounds import encoding_problem, file_problem, line_problems
 from .normalize import ticker_column
 from .parquet import from_table
 
@@ -123,6 +123,9 @@ def _column_names(path: Path) -> list[str]:
             return list(pq.read_schema(path).names)
         with open(path, "rb") as f:
             head = f.read(1 << 20)
+        problem = encoding_problem(head)
+        if problem:
+            raise PairscanError(problem, path)
         if head.startswith(BOM):
             head = head[len(BOM):]
         if kind == "csv":
