@@ -39,7 +39,31 @@ def from_bytes(data: bytes, on_bad_lines: str, name) -> Parsed:
         # No parser is given a line longer than a record can be; nor can one such
         # physical line be skipped alone (a quoted field may span lines).
         raise PairscanError(reason, name, number)
+    check_header(data, name)
     return settled(_parse_fast(data), lambda: _parse_slow(data, name), on_bad_lines, name)
+
+
+def check_header(data: bytes, name=None) -> list[str]:
+    """The header's column names; :class:`PairscanError` (line 1) for a name given twice,
+    or two that name one column once normalised (``Close`` and ``close``): no parser
+    keeps one of them silently."""
+    end = data.find(b"\n")
+    first = data if end < 0 else data[:end]
+    try:
+        header = next(stdcsv.reader([first.decode("utf-8", errors="replace").rstrip("\r")]), [])
+    except stdcsv.Error:
+        return []  # a header no CSV reader takes: the line-by-line path names it
+    header = [h.strip() for h in header]
+    seen: set[str] = set()
+    for column in header:
+        if column in seen:
+            raise PairscanError(f"column {column!r} appears twice in the header; rename or remove one", name, 1)
+        seen.add(column)
+    try:
+        column_names(tuple(header))
+    except PairscanError as err:
+        raise PairscanError(err.reason + "; rename or remove one", name, 1) from None
+    return header
 
 
 def _parse_fast(data: bytes) -> pd.DataFrame | None:

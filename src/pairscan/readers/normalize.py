@@ -8,6 +8,7 @@ record bad are decided here, once, so every format stores the same frame for the
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
 import math
 import re
@@ -170,7 +171,10 @@ def _timestamps(column: pa.ChunkedArray, clock: pa.ChunkedArray | None) -> pd.Da
     kind = column.type
     if clock is None and (pa.types.is_timestamp(kind) or pa.types.is_date(kind)):
         if pa.types.is_date(kind):
-            column = column.cast(pa.timestamp("ns"))
+            try:
+                column = column.cast(pa.timestamp("ns"))
+            except pa.ArrowInvalid:  # outside the years 1677-2262: the records' path names the value
+                return None
         values = column.to_pandas()
         if getattr(values.dt, "tz", None) is not None:
             values = values.dt.tz_convert("UTC").dt.tz_localize(None)
@@ -469,7 +473,30 @@ def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def plain_numbers(table: pa.Table) -> pa.Table:
+    """Decimal columns as float64, as pandas converts them (each value correctly rounded,
+    by way of its exact text); ``volume`` as int64 where every value is a whole number."""
+    for i, field in enumerate(table.schema):
+        if not pa.types.is_decimal(field.type):
+            continue
+        text = table.column(i).cast(pa.string())
+        column = None
+        if key(field.name) in ("volume", "vol") and field.type.scale == 0:
+            try:
+                column = text.cast(pa.int64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass
+        if column is None:
+            column = text.cast(pa.float64())
+        table = table.set_column(i, field.name, column)
+    return table
+
+
 def _plain(value):
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, np.ndarray):
         return [_plain(v) for v in value.tolist()]
     if isinstance(value, dict):
@@ -478,8 +505,10 @@ def _plain(value):
         return [_plain(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, dt.date):
+    if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
+    if isinstance(value, (bytes, dt.timedelta)):
+        return str(value)  # what JSON has no text for (a Parquet binary or duration value)
     return value
 
 

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from ..errors import PairscanError
 from .base import Parsed, Reader, check_file, register
 from .bounds import MAX_READ_BYTES, size_text
-from .normalize import check_records, settled, table_to_frame
+from .normalize import check_records, plain_numbers, settled, table_to_frame
 
 
 @register
@@ -39,6 +39,7 @@ def from_table(table: pa.Table, on_bad_lines: str, name, lines=None, text: bool 
     called only for a table with a bad row (default: row numbers)."""
     if table.num_rows == 0:
         return Parsed(None)
+    table = plain_numbers(table)
 
     def slow():
         numbers = range(1, table.num_rows + 1) if lines is None else lines()

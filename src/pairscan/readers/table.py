@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from ..errors import PairscanError
 from .base import BOM, Parsed, Reader, register
 from .bounds import encoding_problem, file_problem, line_problems
+from .csv import check_header
 from .normalize import ticker_column
 from .parquet import from_table
 
@@ -129,6 +130,7 @@ def _column_names(path: Path) -> list[str]:
         if head.startswith(BOM):
             head = head[len(BOM):]
         if kind == "csv":
+            check_header(head, path)
             names = pacsv.read_csv(pa.py_buffer(head.split(b"\n", 1)[0] + b"\n"),
                                    read_options=pacsv.ReadOptions(autogenerate_column_names=False)).column_names
             return [n.strip() for n in names]
