@@ -162,8 +162,11 @@ def convert(
         raise PairscanError(f"--lock-timeout must be a number of seconds >= 0, not {lock_timeout!r}")
     started = time.perf_counter()
     source = Path(source)
-    store = Path(to) if to is not None else (source if source.is_dir() else source.parent)
-    own = _store_files(store) if source.is_dir() and store.resolve() == source.resolve() else frozenset()
+    try:
+        store = Path(to) if to is not None else (source if source.is_dir() else source.parent)
+        own = _store_files(store) if source.is_dir() and store.resolve() == source.resolve() else frozenset()
+    except OSError as exc:  # a source or store that cannot be looked at
+        raise PairscanError(f"cannot read ({exc.strerror or exc})", exc.filename or source) from None
     discovered = discover(source, ticker_column, max_bytes, exclude=own)
     try:
         store.mkdir(parents=True, exist_ok=True)
@@ -317,7 +320,10 @@ SPLIT_PREFIX = ".pairscan-split-"
 
 
 def _table_record(found: Found, on_bad_lines: str) -> dict:
-    stat = found.path.stat()
+    try:
+        stat = found.path.stat()
+    except OSError as exc:
+        raise PairscanError(f"cannot read ({exc.strerror})", found.path) from None
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "on_bad_lines": on_bad_lines,
             "ticker_column": found.options["ticker_column"]}
 

@@ -231,6 +231,14 @@ def discover(source: str | os.PathLike, ticker_column: str | None = None, max_by
     listed in one warning.
     """
     source = Path(source)
+    try:
+        return _discover(source, ticker_column, max_bytes, exclude)
+    except OSError as exc:  # a folder that cannot be listed, a file that went away...
+        where = exc.filename if isinstance(exc.filename, str) else source
+        raise PairscanError(f"cannot read ({exc.strerror or exc})", where) from None
+
+
+def _discover(source: Path, ticker_column: str | None, max_bytes: int, exclude: frozenset[str]) -> list[Found]:
     if not source.exists() and not source.is_symlink():
         raise PairscanError("no such file or folder", source)
     if not source.is_dir():
@@ -271,10 +279,12 @@ def _table(path: Path, ticker_column: str | None) -> Found:
 def holds_sources(folder: str | os.PathLike) -> bool:
     """Whether a folder holds files a reader knows (for "run pairscan convert" hints)."""
     folder = Path(folder)
-    if not folder.is_dir():
+    try:
+        return folder.is_dir() and any(
+            not p.name.startswith(".") and p.suffix.lower() != ".parquet" and reader_for(p) is not None
+            for p in folder.iterdir())
+    except OSError:  # a folder that cannot be listed holds nothing to hint at
         return False
-    return any(not p.name.startswith(".") and p.suffix.lower() != ".parquet" and reader_for(p) is not None
-               for p in folder.iterdir())
 
 
 _polars_pid: int | None = None  # the process that started polars' thread pool
