@@ -25,7 +25,7 @@ from .errors import PairscanError
 from .executors import DEFAULT_CONNECT_TIMEOUT, ClusterLost, TaskFailed, Terminated, parse_workers
 from .outputs import PNG, check_not_in_store, check_output, default_name, printable, write_csv
 from .records import text_table
-from .sample import BAR_MINUTES, sample
+from .sample import BAR_MINUTES, check_sample, sample
 from .selection import Selection
 
 
@@ -208,11 +208,8 @@ def _convert_line(s: dict) -> str:
 
 
 def cmd_sample(args) -> int:
-    for name in ("tickers", "days"):
-        if getattr(args, name) < 1:
-            raise PairscanError(f"--{name} must be at least 1, not {getattr(args, name)}")
-    if not 1 <= args.bars_per_day <= MAX_BARS_PER_DAY:
-        raise PairscanError(f"--bars-per-day must be between 1 and {MAX_BARS_PER_DAY}, not {args.bars_per_day}")
+    check_sample(args.tickers, args.days, args.bars_per_day, args.seed, args.daily,
+                 spell=lambda name: "--" + name.replace("_", "-"))
     try:
         out = sample(args.dir, tickers=args.tickers, days=args.days, bars_per_day=args.bars_per_day,
                      ragged=args.ragged, seed=args.seed, archive=args.archive, daily=args.daily)
