@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("hdf5", "parquet"), default="hdf5")
     p.add_argument("--on-bad-lines", choices=("error", "skip"), default="error")
     p.add_argument("--force", action="store_true", help="convert every file, even those up to date")
+    p.add_argument("--follow-links", action="store_true",
+                   help="read links in the source folder to files outside it (refused by default)")
     p.add_argument("--ticker-column", metavar="C", default=None,
                    help="a long table's ticker column (default: ticker, symbol or name, any case)")
     p.add_argument("--max-bytes", default=None, metavar="SIZE",
@@ -242,7 +244,7 @@ def cmd_convert(args) -> int:
     try:
         summary = convert(source, to=args.to, format=args.format, on_bad_lines=args.on_bad_lines,
                           force=args.force, lock_timeout=args.lock_timeout, ticker_column=args.ticker_column,
-                          **_max_bytes(args), **_exec_kwargs(args))
+                          follow_links=args.follow_links, **_max_bytes(args), **_exec_kwargs(args))
     except ConvertFailed as failed:
         if args.json:
             _print_json(failed.summary)

@@ -136,6 +136,7 @@ def convert(
     ticker_column: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    follow_links: bool = False,
 ) -> dict:
     """Convert every ticker of ``source`` to a stored frame in ``to``.
 
@@ -143,7 +144,8 @@ def convert(
     table (a file with a ticker column, ``ticker_column`` to name it). ``to`` defaults
     to ``source`` itself (the seed keeps the ``.h5`` files beside the JSON), or for a
     long table its folder. Every source file must be a regular file of at most
-    ``max_bytes``. Returns the summary that ``convert --json`` prints. If any file is bad (with
+    ``max_bytes``; a link in the source folder to a file outside it is refused unless
+    ``follow_links``. Returns the summary that ``convert --json`` prints. If any file is bad (with
     ``on_bad_lines="error"``), the good files are still converted and
     :class:`ConvertFailed` is raised afterwards, naming every bad file.
 
@@ -167,7 +169,7 @@ def convert(
         own = _store_files(store) if source.is_dir() and store.resolve() == source.resolve() else frozenset()
     except OSError as exc:  # a source or store that cannot be looked at
         raise PairscanError(f"cannot read ({exc.strerror or exc})", exc.filename or source) from None
-    discovered = discover(source, ticker_column, max_bytes, exclude=own)
+    discovered = discover(source, ticker_column, max_bytes, exclude=own, follow_links=follow_links)
     try:
         store.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -220,7 +220,7 @@ def _too_big(size: int) -> str:
 
 
 def discover(source: str | os.PathLike, ticker_column: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
-             exclude: frozenset[str] = frozenset()) -> list[Found]:
+             exclude: frozenset[str] = frozenset(), follow_links: bool = False) -> list[Found]:
     """The source files of a folder (one ticker each) or of a long-table file, sorted.
 
     Raises :class:`PairscanError` for a ticker found twice (naming both files), a file
@@ -228,17 +228,20 @@ def discover(source: str | os.PathLike, ticker_column: str | None = None, max_by
     reader knows (saying what it looked for and what it found), or a single file with
     no ticker column. ``exclude``: names in the folder that are not sources (the
     store's own files when the store is the source folder). Files no reader knows are
-    listed in one warning.
+    listed in one warning. A link in the folder to a file outside it is refused unless
+    ``follow_links``: a folder from elsewhere (an archive, a download) could otherwise
+    have pairscan read any file of the machine into the store.
     """
     source = Path(source)
     try:
-        return _discover(source, ticker_column, max_bytes, exclude)
+        return _discover(source, ticker_column, max_bytes, exclude, follow_links)
     except OSError as exc:  # a folder that cannot be listed, a file that went away...
         where = exc.filename if isinstance(exc.filename, str) else source
         raise PairscanError(f"cannot read ({exc.strerror or exc})", where) from None
 
 
-def _discover(source: Path, ticker_column: str | None, max_bytes: int, exclude: frozenset[str]) -> list[Found]:
+def _discover(source: Path, ticker_column: str | None, max_bytes: int, exclude: frozenset[str],
+              follow_links: bool) -> list[Found]:
     if not source.exists() and not source.is_symlink():
         raise PairscanError("no such file or folder", source)
     if not source.is_dir():
@@ -254,6 +257,8 @@ def _discover(source: Path, ticker_column: str | None, max_bytes: int, exclude: 
             if path.suffix.lower() not in (".h5",):  # the store's own files
                 unknown.append(path.name)
             continue
+        if not follow_links and path.is_symlink():
+            _inside(path, source)
         check_file(path, max_bytes)
         ticker = reader.ticker(path)
         if ticker in found:
@@ -267,6 +272,14 @@ def _discover(source: Path, ticker_column: str | None, max_bytes: int, exclude: 
         warnings.warn(f"{source}: ignored {len(unknown)} file{'s' if len(unknown) > 1 else ''} of no known format "
                       f"({', '.join(unknown[:10])}{', ...' if len(unknown) > 10 else ''})")
     return [found[t] for t in sorted(found)]
+
+
+def _inside(link: Path, source: Path) -> None:
+    """Refuse a link in a source folder whose file is outside it."""
+    target = link.resolve()
+    if not target.is_relative_to(source.resolve()):
+        raise PairscanError(f"a link to {target}, outside the source folder; pairscan does not follow it unless "
+                            f"asked (convert --follow-links, or follow_links=True)", link)
 
 
 def _table(path: Path, ticker_column: str | None) -> Found:
