@@ -27,6 +27,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from . import checks
 from .correlate import correlate, pair_correlations
 from .engines.blocked import blas_threads
 from .errors import PairscanError
@@ -295,6 +296,10 @@ def analyze(
     ``window``, ``min_periods``, ``seconds`` and ``timings`` (``select``: finding or
     correlating the pairs; ``analyze``).
     """
+    checks.path("store", store)
+    checks.pairs("pairs", pairs, optional=True)
+    checks.integer("k", k)
+    checks.boolean("quiet", quiet)
     selection = Selection.of(selection, column=column, on=on, method=method, min_periods=min_periods,
                              absolute=absolute)
     check_window(window)

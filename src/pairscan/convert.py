@@ -18,6 +18,7 @@ import time
 import warnings
 from pathlib import Path
 
+from . import checks
 from .errors import PairscanError
 from .executors import Pool, open_pool, preload, run_tasks
 from .outputs import printable
@@ -156,6 +157,12 @@ def convert(
     holds the store. A full disk is a :class:`PairscanError` too, after which the
     store holds only whole files and a valid manifest, and a rerun with room finishes.
     """
+    checks.path("source", source)
+    checks.path("to", to, optional=True)
+    checks.text("ticker_column", ticker_column, optional=True)
+    checks.integer("max_bytes", max_bytes, low=1)
+    for name, value in (("force", force), ("quiet", quiet), ("follow_links", follow_links)):
+        checks.boolean(name, value)
     if format not in FORMATS:
         raise PairscanError(f"--format must be hdf5 or parquet, not {format!r}")
     if on_bad_lines not in BAD_LINE_MODES:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import checks
 from .engines import ENGINES, Pairs, top_k
 from .engines.blocked.tasks import EveryPair, TopPairs, correlate_blocked
 from .engines.naive import correlate_naive, pair_corr
@@ -160,6 +161,12 @@ def correlate(
     the engine run with a reducer (the top ``k``, or every pair for ``matrix``), the
     records built.
     """
+    checks.store_or_frame("source", source)
+    checks.integer("k", k)
+    checks.boolean("absolute", absolute, optional=True)
+    checks.boolean("quiet", quiet)
+    checks.integer("block_size", block_size, low=1, optional=True)
+    checks.path("matrix", matrix, optional=True)
     selection = Selection.of(selection, column=column, on=on, method=method, min_periods=min_periods,
                              absolute=absolute)
     if k < 1:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import checks
 from .errors import PairscanError
 from .executors import Pool, open_pool, preload, run_tasks, share
 from .selection import ON
@@ -321,6 +322,10 @@ def load_panel(
     onto the whole union (and reads the few tickers that have those timestamps again;
     all of them where there is no room for the second panel beside the first).
     """
+    checks.path("store", store)
+    checks.text("column", column)
+    checks.texts("tickers", tickers, optional=True)
+    checks.boolean("as_frame", as_frame)
     if on not in ON:
         raise PairscanError(f"--on must be prices or returns, not {on!r}")
     files = select_tickers(store_files(store), tickers)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import checks
 from .archive import extract, is_archive
 from .convert import DEFAULT_LOCK_TIMEOUT, convert, source_files
 from .correlate import Correlation, correlate, pair_correlation
@@ -37,6 +38,10 @@ def plot_pair(store, a: str, b: str, out: str | os.PathLike = "pair.png", *, sel
     ``method``, ``min_periods``, ``absolute``), their common observations and period."""
     from .plot import plot_pair as draw
 
+    checks.path("store", store)
+    checks.text("a", a)
+    checks.text("b", b)
+    checks.path("out", out)
     selection = Selection.of(selection, **options)
     if a == b:
         raise PairscanError(f"a pair needs two different tickers, not {a!r} twice")
@@ -68,6 +73,7 @@ def correlation_matrix(store_or_panel, *, selection: Selection | None = None, **
     frame's ``attrs`` say what was correlated (``column``, ``on``, ``method``,
     ``min_periods``, ``min_periods_auto``, ``pairs_ranked``...).
     """
+    checks.store_or_frame("store_or_panel", store_or_panel)
     with tempfile.TemporaryDirectory(prefix="pairscan-") as tmp:
         result = correlate(store_or_panel, k=1, selection=selection, matrix=Path(tmp) / "m.parquet", **options)
     matrix = result.matrix
@@ -116,6 +122,8 @@ def plot_heatmap(store_or_matrix, out: str | os.PathLike = "heatmap.png", *, sel
     min-periods in grey."""
     from .plot import plot_heatmap as draw
 
+    checks.store_or_frame("store_or_matrix", store_or_matrix)
+    checks.path("out", out)
     check_output(out, "out", PNG)
     if isinstance(store_or_matrix, pd.DataFrame) and store_or_matrix.shape[0] == store_or_matrix.shape[1] \
             and list(store_or_matrix.index) == list(store_or_matrix.columns):
@@ -180,6 +188,11 @@ def run(
     source is never written to. The selection options are :func:`correlate`'s.
     Returns what ``run --json`` prints.
     """
+    checks.path("source", source, optional=True)
+    checks.path("workdir", workdir)
+    checks.integer("k", k)
+    checks.path("report", report, optional=True)
+    checks.boolean("quiet", quiet)
     selection = Selection.of(selection, column=column, on=on, method=method, min_periods=min_periods,
                              absolute=absolute)
     workdir = Path(workdir)
