@@ -257,9 +257,9 @@ def _discover(source: Path, ticker_column: str | None, max_bytes: int, exclude: 
             if path.suffix.lower() not in (".h5",):  # the store's own files
                 unknown.append(path.name)
             continue
+        check_file(path, max_bytes)
         if not follow_links and path.is_symlink():
             _inside(path, source)
-        check_file(path, max_bytes)
         ticker = reader.ticker(path)
         if ticker in found:
             raise PairscanError(f"ticker {ticker!r} found twice: {found[ticker].path.name} and {path.name}", source)
