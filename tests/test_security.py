@@ -923,7 +923,8 @@ def test_parsing_a_utf16_long_table_is_named_as_such(tmp_path):
     ("Date,Close,Close", "column 'Close' appears twice in the header; rename or remove one"),
     ("Date,Close,close", "columns 'Close' and 'close' both name 'close'; rename or remove one"),
     ("Date,Close,<CLOSE>", "columns 'Close' and '<CLOSE>' both name 'close'; rename or remove one"),
-    ("Date,Close,Adj Close,adj_close", "columns 'Adj Close' and 'adj_close' both name 'adj_close'; rename or remove one"),
+    ("Date,Close,Adj Close,adj_close",
+     "columns 'Adj Close' and 'adj_close' both name 'adj_close'; rename or remove one"),
 ])
 def test_parsing_duplicate_csv_headers_are_bad_input_naming_the_column(tmp_path, header, reason):
     from pairscan.readers import READERS
