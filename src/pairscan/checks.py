@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import pandas as pd
@@ -68,10 +68,10 @@ def text(name: str, value, optional: bool = False):
 
 
 def texts(name: str, value, optional: bool = False):
-    """A sequence of strings (a list of tickers), not one string."""
+    """A collection of strings (a list of tickers), not one string."""
     if value is None and optional:
         return value
-    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, pd.Index, np.ndarray, set, frozenset)):
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Collection, pd.Index, np.ndarray)):
         raise PairscanError(f"{name} must be a list of strings, got {_shown(value)}")
     for item in value:
         if not isinstance(item, str):
