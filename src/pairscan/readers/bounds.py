@@ -18,7 +18,7 @@ import numpy as np
 MAX_DEPTH = 100  # of nested arrays and objects; real records have one or two
 MAX_LINE_BYTES = 1 << 20  # a record is a few hundred bytes; 1 MiB is no record
 MAX_READ_BYTES = 1 << 29  # a per-ticker file is read whole: at most 512 MiB (about 5 million bars)
-SLICE = 1 << 24  # bytes scanned at a time: the scan's own memory stays small
+SLICE = 1 << 22  # bytes scanned at a time: the scan's own memory stays small
 
 _NEWLINE, _QUOTE, _BACKSLASH = 10, 34, 92
 _OPEN = (91, 123)  # [ {
@@ -68,19 +68,34 @@ def line_problems(data, json: bool = True, first_line: int = 1, shape: bytes | N
         json = b"{" * (MAX_DEPTH + 1) in shape.translate(None, b'"')
     if not (long or json):
         return {}
-    byte = np.frombuffer(data, dtype=np.uint8)
-    newlines, opens = [], []
-    for start in range(0, size, SLICE):
-        part = byte[start:start + SLICE]
-        newlines.append(np.flatnonzero(part == _NEWLINE) + start)
-        if json:
-            opens.append(np.flatnonzero((part == _OPEN[0]) | (part == _OPEN[1])) + start)
-    ends = np.concatenate([*newlines, [size]])
+    problems: dict[int, str] = {}
+    begin = 0
+    while begin < size:
+        # A window of whole lines of at most SLICE bytes: the positions measured in it
+        # take memory in proportion to it, not to the file.
+        end = data.rfind(b"\n", begin, begin + SLICE) + 1 if begin + SLICE < size else size
+        if end <= begin:  # no newline in a whole slice: one line, longer than any record
+            stop = data.find(b"\n", begin)
+            end = size if stop < 0 else stop + 1
+            problems[first_line] = too_long(end - begin - (stop >= 0))
+        else:
+            window = data[begin:end]
+            if (len(window) > MAX_LINE_BYTES and _block_without_newline(window)) or \
+                    (json and b"{" * (MAX_DEPTH + 1) in outline(window).translate(None, b'"')):
+                problems.update(_measure(np.frombuffer(window, dtype=np.uint8), json, first_line))
+        first_line += data.count(b"\n", begin, end)
+        begin = end
+    return problems
+
+
+def _measure(byte: np.ndarray, json: bool, first_line: int) -> dict[int, str]:
+    """:func:`line_problems` of a window of whole lines, measured."""
+    ends = np.concatenate([np.flatnonzero(byte == _NEWLINE), [len(byte)]])
     starts = np.concatenate([[0], ends[:-1] + 1])
     problems = {int(i) + first_line: too_long(int(ends[i] - starts[i]))
                 for i in np.flatnonzero(ends - starts > MAX_LINE_BYTES)}
     if json:
-        at = np.concatenate(opens)
+        at = np.flatnonzero((byte == _OPEN[0]) | (byte == _OPEN[1]))
         if len(at) > MAX_DEPTH:
             line = np.searchsorted(ends, at)  # the line of each opening bracket
             crowded = np.unique(line[MAX_DEPTH:][line[MAX_DEPTH:] == line[:-MAX_DEPTH]])
@@ -88,7 +103,7 @@ def line_problems(data, json: bool = True, first_line: int = 1, shape: bytes | N
                 number = i + first_line
                 if number not in problems and depth(byte[starts[i]:ends[i]]) > MAX_DEPTH:
                     problems[number] = TOO_DEEP
-    return dict(sorted(problems.items()))
+    return problems
 
 
 def _block_without_newline(data) -> bool:
