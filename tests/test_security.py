@@ -1106,3 +1106,22 @@ def test_parsing_api_arguments_of_the_wrong_type_are_one_error_in_the_callers_na
         call(parsing_store)
     assert str(raised.value) == reason
     assert _parsing_tree(parsing_store) == before
+
+
+def test_parsing_lines_are_measured_across_windows():
+    """The scan measures a window of whole lines at a time: lines on either side of a
+    window's edge, and a line longer than a window, are each named once, by their number."""
+    from pairscan.readers.bounds import MAX_LINE_BYTES, SLICE, line_problems
+
+    ok = b'{"timestamp": 1, "close": 2}\n'
+    deep = b'{"x": ' + b"[" * 101 + b"]" * 101 + b"}\n"
+    first = SLICE // len(ok) - 3
+    data = ok * first + deep + ok * 1000 + deep
+    assert line_problems(data) == {first + 1: "invalid JSON (nested too deeply: more than 100 levels)",
+                                   first + 1002: "invalid JSON (nested too deeply: more than 100 levels)"}
+    data = b"x" * (3 * SLICE) + b"\n" + ok + b"y" * (2 * SLICE)
+    assert line_problems(data) == {1: f"a line of {3 * SLICE} bytes, longer than the 1 MiB a record may have",
+                                   3: f"a line of {2 * SLICE} bytes, longer than the 1 MiB a record may have"}
+    data = b"\n" * (2 * SLICE) + b"z" * (MAX_LINE_BYTES + 1)
+    assert list(line_problems(data)) == [2 * SLICE + 1]
+    assert line_problems(ok * 10_000 + b"z" * MAX_LINE_BYTES) == {}
