@@ -1003,10 +1003,10 @@ def test_parsing_a_source_below_a_file_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("args,reason", [
-    (["--seed", "-1"], "--seed must be from 0 to 9223372036854775807, not -1"),
-    (["--days", "100000000"], "--days must be from 1 to 60000, not 100000000"),
+    (["--seed", "-1"], "--seed must be between 0 and 9223372036854775807, not -1"),
+    (["--days", "100000000"], "--days must be between 1 and 60000, not 100000000"),
     (["--tickers", "0"], "--tickers must be at least 1, not 0"),
-    (["--bars-per-day", "100000"], "--bars-per-day must be from 1 to 720, not 100000"),
+    (["--bars-per-day", "100000"], "--bars-per-day must be between 1 and 720, not 100000"),
     (["--tickers", "1000000000"], "the sample would write about 7,291,557.3 GiB (1,000,000,000 tickers x 71,175 "
                                   "bars), more than 8 GiB; ask for fewer --tickers or --days"),
     (["--days", "60000", "--bars-per-day", "700"], "--days x --bars-per-day is 42,000,000 bars a ticker, more than "
@@ -1021,9 +1021,9 @@ def test_parsing_sample_arguments_are_checked_up_front(tmp_path, args, reason):
 
 @pytest.mark.parametrize("options,reason", [
     ({"tickers": 2.5}, "tickers must be an integer at least 1, got 2.5"),
-    ({"seed": -1}, "seed must be from 0 to 9223372036854775807, not -1"),
-    ({"days": "3"}, "days must be an integer from 1 to 60000, got '3'"),
-    ({"bars_per_day": 0}, "bars_per_day must be from 1 to 720, not 0"),
+    ({"seed": -1}, "seed must be between 0 and 9223372036854775807, not -1"),
+    ({"days": "3"}, "days must be an integer between 1 and 60000, got '3'"),
+    ({"bars_per_day": 0}, "bars_per_day must be between 1 and 720, not 0"),
     ({"daily": "yes"}, "daily must be True or False, got 'yes'"),
     ({"tickers": 100_000, "days": 5040, "daily": True},
      "the sample would write about 51.6 GiB (100,000 tickers x 5,040 bars), more than 8 GiB; ask for fewer tickers "

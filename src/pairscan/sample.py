@@ -58,7 +58,7 @@ def check_sample(tickers, days, bars_per_day, seed, daily=False, ragged=False, a
     """
     for name, value, low, high in (("tickers", tickers, 1, None), ("days", days, 1, MAX_DAYS),
                                    ("bars_per_day", bars_per_day, 1, MAX_BARS_PER_DAY), ("seed", seed, 0, MAX_SEED)):
-        allowed = f"from {low} to {high}" if high is not None else f"at least {low}"
+        allowed = f"between {low} and {high}" if high is not None else f"at least {low}"
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise PairscanError(f"{spell(name)} must be an integer {allowed}, got {value!r}")
         if value < low or (high is not None and value > high):
