@@ -1093,7 +1093,7 @@ def parsing_store(tmp_path_factory):
     (lambda s: pairscan.load_panel(5), "store must be a path (str or os.PathLike), got 5"),
     (lambda s: pairscan.load_panel(s, column=5), "column must be a string, got 5"),
     (lambda s: pairscan.load_panel(s, tickers="aet"), "tickers must be a list of strings, got 'aet'"),
-    (lambda s: pairscan.extract(5), "archive must be a path (str or os.PathLike), got 5"),
+    (lambda s: pairscan.extract(5), "archive must be a path, not int"),
     (lambda s: pairscan.plot_pair(s, 1, "afl"), "a must be a string, got 1"),
     (lambda s: pairscan.plot_heatmap(s, out=5), "out must be a path (str or os.PathLike), got 5"),
     (lambda s: pairscan.run(5), "source must be a path (str or os.PathLike), got 5"),
