@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import io
 import json
 import os
@@ -11,11 +13,15 @@ import struct
 import subprocess
 import sys
 import tarfile
+import tempfile
+import threading
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import pairscan
@@ -1045,3 +1051,422 @@ def test_an_unlistable_store_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "scandir", refuse)
     with pytest.raises(PairscanError, match="cannot list the store .Permission denied"):
         store_files(folder)
+
+
+
+# ---- parsing: bounded in depth, line length and memory; every input error one line, exit 2 ----------
+# What a parser is given is bounded (readers/bounds.py); bad input of every kind is one line
+# naming the file (and line), exit 2, never a traceback or exit 1.
+
+PARSING_OK = b'{"timestamp": "2015-01-02", "close": 1.5}\n'
+PARSING_OK2 = b'{"timestamp": "2015-01-05", "close": 1.7}\n'
+
+
+def _parsing_peak(*args, timeout=600):
+    """The command line in a child process: (exit status, stdout, stderr, peak resident bytes,
+    measured with ``wait4``)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        child = subprocess.Popen([sys.executable, "-m", "pairscan", *map(str, args)], stdout=out, stderr=err)
+        guard = threading.Timer(timeout, child.kill)  # a run that hangs fails, killed, instead of hanging the suite
+        guard.start()
+        try:
+            _, status, usage = os.wait4(child.pid, 0)
+        finally:
+            guard.cancel()
+            child.returncode = 0  # reaped here
+        out.seek(0)
+        err.seek(0)
+        return os.waitstatus_to_exitcode(status), out.read().decode(), err.read().decode(), usage.ru_maxrss * 1024
+
+
+def _parsing_tree(root: Path) -> dict[str, bytes | str]:
+    """Every entry under ``root``: a file's bytes, a link's target, a folder's mark."""
+    seen: dict[str, bytes | str] = {}
+    for path in sorted(root.rglob("*")):
+        key = str(path.relative_to(root))
+        if path.is_symlink():
+            seen[key] = "-> " + os.readlink(path)
+        elif path.is_dir():
+            seen[key] = "dir"
+        else:
+            seen[key] = path.read_bytes()
+    return seen
+
+
+def _parsing_one_error(err: str) -> str:
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("pairscan: error: ")]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
+@pytest.mark.parametrize("nest", [b"[" * 1000 + b"]" * 1000, b'{"a": ' * 1000 + b"1" + b"}" * 1000])
+def test_parsing_nested_json_line_is_a_bad_line_refused_before_any_parser(tmp_path, nest):
+    source = tmp_path / "src"
+    source.mkdir()
+    line = b'{"timestamp": "2015-01-03", "close": 1.0, "x": ' + nest + b"}\n"
+    (source / "aet.json").write_bytes(PARSING_OK + line + PARSING_OK2)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+    before = _parsing_tree(outside), _parsing_tree(source)
+    status, _, err, peak = _parsing_peak("convert", source, "--to", tmp_path / "store", timeout=120)
+    assert status == 2
+    assert _parsing_one_error(err).endswith("aet.json:2: invalid JSON (nested too deeply: more than 100 levels)")
+    assert peak < 3 * 2**30
+    assert (_parsing_tree(outside), _parsing_tree(source)) == before
+    # Skipped, the line goes alone: the lines around it are kept.
+    status, _, err, _ = _parsing_peak("convert", source, "--to", tmp_path / "store", "--on-bad-lines", "skip",
+                                      timeout=120)
+    assert status == 0, err
+    stored = pd.read_hdf(tmp_path / "store" / "aet.h5", "/data")
+    assert stored["close"].tolist() == [1.5, 1.7]
+
+
+def test_parsing_nested_json_in_a_long_table_is_refused_naming_its_line(tmp_path):
+    table = tmp_path / "all.jsonl"
+    row = b'{"ticker": "a", "timestamp": "2015-01-02", "close": 1.0}\n'
+    table.write_bytes(row + b'{"ticker": "b", "timestamp": "2015-01-02", "close": 1.0, "x": '
+                      + b"[" * 5000 + b"]" * 5000 + b"}\n")
+    status, _, err, peak = _parsing_peak("convert", table, "--to", tmp_path / "store", timeout=120)
+    assert status == 2
+    assert _parsing_one_error(err).endswith("all.jsonl:2: invalid JSON (nested too deeply: more than 100 levels)")
+    assert peak < 3 * 2**30
+    # Nested first line: found when the table's columns are read.
+    table.write_bytes(b'{"ticker": "b", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}\n" + row)
+    status, _, err, _ = _parsing_peak("convert", table, "--to", tmp_path / "store", timeout=120)
+    assert status == 2
+    assert _parsing_one_error(err).endswith("all.jsonl:1: invalid JSON (nested too deeply: more than 100 levels)")
+
+
+def test_parsing_brackets_inside_strings_are_not_nesting(tmp_path):
+    from pairscan.readers.jsonl import parse_file
+
+    path = tmp_path / "aet.json"
+    text = b'{"timestamp": "2015-01-02", "close": 1.0, "note": "' + b"[{" * 300 + b'\\" ]]"}\n'
+    path.write_bytes(text + b'{"timestamp": "2015-01-05", "close": 2.0, "note": "x"}\n')
+    frame = parse_file(path).frame
+    assert frame["close"].tolist() == [1.0, 2.0]
+    assert frame["note"].tolist()[0] == "[{" * 300 + '" ]]'
+    # 100 levels is a record; 101 is not.
+    path.write_bytes(b'{"timestamp": "2015-01-02", "close": 1.0, "x": ' + b"[" * 99 + b"]" * 99 + b"}\n")
+    assert parse_file(path).frame["close"].tolist() == [1.0]
+    path.write_bytes(b'{"timestamp": "2015-01-02", "close": 1.0, "x": ' + b"[" * 100 + b"]" * 100 + b"}\n")
+    with pytest.raises(PairscanError, match=r"nested too deeply"):
+        parse_file(path)
+
+
+def test_parsing_a_line_longer_than_a_record_is_refused_without_parsing_it(tmp_path):
+    from pairscan.readers.bounds import MAX_LINE_BYTES
+
+    source = tmp_path / "src"
+    source.mkdir()
+    long = b'{"timestamp": "2015-01-03", "close": 1, "x": "' + b"a" * MAX_LINE_BYTES + b'"}'
+    (source / "aet.json").write_bytes(PARSING_OK + long + b"\n" + PARSING_OK2)
+    (source / "afl.csv").write_bytes(b"Date,Close\n2015-01-02,1\n2015-01-03," + b"1" * (MAX_LINE_BYTES + 1) + b"\n")
+    status, _, err, _ = _parsing_peak("convert", source, "--to", tmp_path / "store")
+    assert status == 2
+    assert "Traceback" not in err
+    assert f"aet.json:2: a line of {len(long)} bytes, longer than the 1 MiB a record may have" in err
+    assert f"afl.csv:3: a line of {MAX_LINE_BYTES + 12} bytes, longer than the 1 MiB a record may have" in err
+    status, _, err, _ = _parsing_peak("convert", source / "aet.json", "--to", tmp_path / "store")
+    assert status == 2  # a single file is a long table: it has no ticker column
+
+
+def test_parsing_a_file_too_large_to_read_whole_is_bad_input(tmp_path, monkeypatch):
+    import pairscan.readers.base as base
+
+    monkeypatch.setattr(base, "MAX_READ_BYTES", 1 << 16)
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "aet.json").write_bytes(PARSING_OK * 2000)  # 84 KB
+    (source / "afl.json").write_bytes(PARSING_OK)
+    from pairscan.convert import ConvertFailed
+
+    with pytest.raises(ConvertFailed) as raised:
+        pairscan.convert(source, tmp_path / "store", executor="serial", quiet=True)
+    (failure,) = raised.value.failures
+    assert failure["file"].endswith("aet.json")
+    assert failure["reason"] == ("84000 bytes, more than the 64 KiB of one ticker's file pairscan reads at once; "
+                                 "give it as a long table (one file with a ticker column), which is read streamed")
+    assert raised.value.summary["converted"] == 1
+
+
+def test_parsing_a_zip_bomb_member_is_refused_in_bounded_memory(tmp_path):
+    """A member that unpacks to more than a file is read whole (under the default
+    --max-bytes) is bad input, and the convert's memory stays far below its size."""
+    import zipfile
+
+    from pairscan.readers.bounds import MAX_READ_BYTES
+
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        with z.open("prices/aet.json", "w", force_zip64=True) as f:
+            chunk = b" " * (1 << 24)
+            for _ in range(MAX_READ_BYTES // len(chunk) + 1):
+                f.write(chunk)
+        z.writestr("prices/afl.json", PARSING_OK)
+    status, _, err, peak = _parsing_peak("convert", archive, "--to", tmp_path / "store")
+    assert status == 2
+    assert "aet.json: 553648128 bytes, more than the 512 MiB of one ticker's file pairscan reads at once" in err
+    assert "Traceback" not in err
+    assert peak < 1 * 2**30
+
+
+def test_parsing_many_bad_lines_are_counted_not_kept():
+    from pairscan.readers.jsonl import _parse_slow
+
+    data = PARSING_OK + b"x\n" * 200_000 + PARSING_OK2
+    frame, bad = _parse_slow(data)
+    assert bad.count == 200_000
+    assert bad.first == (2, "invalid JSON (Expecting value: line 1 column 1 (char 0))")
+    assert frame["close"].tolist() == [1.5, 1.7]
+
+
+def test_parsing_records_checked_in_batches_give_the_frame_of_one(monkeypatch):
+    """The line-by-line path turns records into frames a batch at a time: the stored
+    frame is the same as from one batch, across batches that differ in their keys."""
+    import pairscan.readers.normalize as normalize
+    from pairscan.readers.jsonl import _parse_slow
+
+    lines = [b'{"timestamp": "2015-01-%02d", "close": %d, "volume": %d, "tag": "t%d"}' % (d, d, d, d)
+             for d in range(1, 20)]
+    lines[12] = b'{"timestamp": "2015-01-13", "close": 13, "extra": [1]}'
+    data = b"\n".join(lines) + b"\nnot json\n"
+    whole, bad = _parse_slow(data)
+    monkeypatch.setattr(normalize, "BATCH", 4)
+    batched, bad_batched = _parse_slow(data)
+    pd.testing.assert_frame_equal(normalize.finish(whole)[0], normalize.finish(batched)[0])
+    assert (bad.count, bad.first) == (bad_batched.count, bad_batched.first) == (1, (20, bad.first[1]))
+
+
+@pytest.mark.parametrize("name,data,wide", [
+    ("a.csv", "Date,Close\n2015-01-02,1\n".encode("utf-16"), "UTF-16"),  # with a BOM
+    ("b.csv", "Date,Close\n2015-01-02,1\n".encode("utf-16-le"), "UTF-16"),  # NUL-interleaved, no BOM
+    ("c.json", PARSING_OK.decode().encode("utf-16-be"), "UTF-16"),
+    ("d.json", PARSING_OK.decode().encode("utf-32"), "UTF-32"),
+], ids=["utf16-bom", "utf16le", "utf16be", "utf32-bom"])
+def test_parsing_utf16_and_utf32_files_are_named_as_such(tmp_path, name, data, wide):
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / name).write_bytes(data)
+    (source / "good.json").write_bytes(PARSING_OK)
+    status, _, err, _ = _parsing_peak("convert", source, "--to", tmp_path / "store")
+    assert status == 2
+    assert _parsing_one_error(err) == (f"pairscan: error: {source / name}: this file is {wide} encoded; "
+                                       "save it as UTF-8 (pairscan reads UTF-8 text)")
+
+
+def test_parsing_a_utf16_long_table_is_named_as_such(tmp_path):
+    table = tmp_path / "all.csv"
+    table.write_bytes("ticker,Date,Close\na,2015-01-02,1\n".encode("utf-16"))
+    with pytest.raises(PairscanError, match=r"all.csv: this file is UTF-16 encoded; save it as UTF-8"):
+        pairscan.convert(table, tmp_path / "store", quiet=True)
+
+
+@pytest.mark.parametrize("header,reason", [
+    ("Date,Close,Close", "column 'Close' appears twice in the header; rename or remove one"),
+    ("Date,Close,close", "columns 'Close' and 'close' both name 'close'; rename or remove one"),
+    ("Date,Close,<CLOSE>", "columns 'Close' and '<CLOSE>' both name 'close'; rename or remove one"),
+    ("Date,Close,Adj Close,adj_close",
+     "columns 'Adj Close' and 'adj_close' both name 'adj_close'; rename or remove one"),
+])
+def test_parsing_duplicate_csv_headers_are_bad_input_naming_the_column(tmp_path, header, reason):
+    from pairscan.readers import READERS
+
+    path = tmp_path / "aet.csv"
+    values = ",".join(["2015-01-02"] + ["1"] * (header.count(",")))
+    path.write_text(f"{header}\n{values}\n")
+    with pytest.raises(PairscanError) as raised:
+        READERS["csv"].read(path)
+    assert (raised.value.line, raised.value.reason) == (1, reason)
+    table = tmp_path / "all.csv"
+    table.write_text(f"ticker,{header}\na,{values}\n")
+    with pytest.raises(PairscanError) as raised:
+        pairscan.convert(table, tmp_path / "store", quiet=True)
+    assert (raised.value.file, raised.value.line, raised.value.reason) == (str(table), 1, reason)
+
+
+def test_parsing_a_decimal_parquet_close_is_converted_exactly(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    closes = [decimal.Decimal("1.10"), decimal.Decimal("12345678.123456789"), decimal.Decimal("0.3")]
+    pq.write_table(pa.table({
+        "date": pa.array([dt.date(2015, 1, 2), dt.date(2015, 1, 5), dt.date(2015, 1, 6)], pa.date32()),
+        "close": pa.array(closes, pa.decimal128(20, 9)),
+        "volume": pa.array([decimal.Decimal(5), decimal.Decimal(6), decimal.Decimal(7)], pa.decimal128(12, 0)),
+        "adj": pa.array(closes, pa.decimal256(40, 9)),
+    }), source / "aet.parquet")
+    pairscan.convert(source, tmp_path / "store", quiet=True)
+    stored = pd.read_hdf(tmp_path / "store" / "aet.h5", "/data")
+    assert stored["close"].tolist() == [float(c) for c in closes]  # as pandas converts each Decimal
+    assert stored["adj"].tolist() == [float(c) for c in closes]
+    assert stored["volume"].dtype == "int64" and stored["volume"].tolist() == [5, 6, 7]
+
+
+@pytest.mark.parametrize("times,shown", [
+    (pa.array([dt.date(1600, 1, 1), dt.date(2015, 1, 2)], pa.date32()), '"1600-01-01"'),
+    (pa.array([dt.datetime(2300, 1, 1), dt.datetime(2015, 1, 2)], pa.timestamp("us")), '"2300-01-01T00:00:00"'),
+    (pa.array([dt.time(1), dt.time(2)]), '"01:00:00"'),
+], ids=["date32-1600", "timestamp-2300", "time64"])
+def test_parsing_a_parquet_date_outside_1677_2262_is_one_line_naming_it(tmp_path, times, shown):
+    source = tmp_path / "src"
+    source.mkdir()
+    pq.write_table(pa.table({"date": times, "close": [1.0, 2.0], "raw": pa.array([b"a", b"b"])}),
+                   source / "aet.parquet")
+    status, _, err, _ = _parsing_peak("convert", source, "--to", tmp_path / "store")
+    assert status == 2
+    assert _parsing_one_error(err).startswith(f"pairscan: error: {source / 'aet.parquet'}:1: unparseable timestamp "
+                                              f"{shown} (expected ISO 8601")
+
+
+def test_parsing_an_unreadable_source_folder_is_one_line(tmp_path, monkeypatch, capsys):
+    from pairscan.cli import main
+
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "aet.json").write_bytes(PARSING_OK)
+    listing = pathlib.Path.iterdir
+
+    def unlistable(self):
+        if self == source:
+            raise PermissionError(13, "Permission denied", str(self))
+        return listing(self)
+
+    monkeypatch.setattr(pathlib.Path, "iterdir", unlistable)
+    assert main(["convert", str(source), "--to", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"pairscan: error: {source}: cannot read (Permission denied)\n"
+    assert not (tmp_path / "store").exists()
+
+
+def test_parsing_a_source_below_a_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    status, _, err, _ = _parsing_peak("convert", tmp_path / "file" / "src", "--to", tmp_path / "store")
+    assert status == 2
+    assert _parsing_one_error(err) == f"pairscan: error: {tmp_path / 'file' / 'src'}: no such file or folder"
+
+
+@pytest.mark.parametrize("args,reason", [
+    (["--seed", "-1"], "--seed must be between 0 and 9223372036854775807, not -1"),
+    (["--days", "100000000"], "--days must be between 1 and 60000, not 100000000"),
+    (["--tickers", "0"], "--tickers must be at least 1, not 0"),
+    (["--bars-per-day", "100000"], "--bars-per-day must be between 1 and 720, not 100000"),
+    (["--tickers", "1000000000"], "the sample would write about 7,291,557.3 GiB (1,000,000,000 tickers x 71,175 "
+                                  "bars), more than 8 GiB; ask for fewer --tickers or --days"),
+    (["--days", "60000", "--bars-per-day", "700"], "--days x --bars-per-day is 42,000,000 bars a ticker, more than "
+                                                   "the 4,000,000 a sample file may hold; ask for fewer days or bars"),
+])
+def test_parsing_sample_arguments_are_checked_up_front(tmp_path, args, reason):
+    status, _, err, peak = _parsing_peak("sample", tmp_path / "s", *args, timeout=120)
+    assert (status, err) == (2, f"pairscan: error: {reason}\n")
+    assert not (tmp_path / "s").exists()
+    assert peak < 1 * 2**30
+
+
+@pytest.mark.parametrize("options,reason", [
+    ({"tickers": 2.5}, "tickers must be an integer at least 1, got 2.5"),
+    ({"seed": -1}, "seed must be between 0 and 9223372036854775807, not -1"),
+    ({"days": "3"}, "days must be an integer between 1 and 60000, got '3'"),
+    ({"bars_per_day": 0}, "bars_per_day must be between 1 and 720, not 0"),
+    ({"daily": "yes"}, "daily must be True or False, got 'yes'"),
+    ({"tickers": 100_000, "days": 5040, "daily": True},
+     "the sample would write about 51.6 GiB (100,000 tickers x 5,040 bars), more than 8 GiB; ask for fewer tickers "
+     "or days"),
+])
+def test_parsing_sample_api_names_the_keyword(tmp_path, options, reason):
+    with pytest.raises(PairscanError) as raised:
+        pairscan.sample(tmp_path / "s", **options)
+    assert str(raised.value) == reason
+    assert not (tmp_path / "s").exists()
+
+
+def test_parsing_a_link_out_of_the_source_folder_is_refused_unless_asked(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "aet.json").write_bytes(PARSING_OK)
+    (source / "real.json").write_bytes(PARSING_OK2)
+    (source / "afl.json").symlink_to("real.json")  # inside: read as any file
+    secret = tmp_path / "home" / "secret.json"
+    secret.parent.mkdir()
+    secret.write_bytes(PARSING_OK)
+    (source / "aig.json").symlink_to(secret)
+    before = _parsing_tree(tmp_path)
+    status, _, err, _ = _parsing_peak("convert", source, "--to", tmp_path / "store")
+    assert status == 2
+    assert _parsing_one_error(err) == (
+        f"pairscan: error: {source / 'aig.json'}: a link to {secret}, outside the source folder; pairscan does not "
+        "follow it unless asked (convert --follow-links, or follow_links=True)")
+    assert _parsing_tree(tmp_path) == before  # nothing read into a store
+    status, _, err, _ = _parsing_peak("convert", source, "--to", tmp_path / "store", "--follow-links")
+    assert status == 0, err
+    assert sorted(p.name for p in (tmp_path / "store").glob("*.h5")) == ["aet.h5", "afl.h5", "aig.h5", "real.h5"]
+    with pytest.raises(PairscanError, match="outside the source folder"):
+        pairscan.convert(source, tmp_path / "store2", quiet=True)
+    assert pairscan.convert(source, tmp_path / "store2", quiet=True, follow_links=True)["files"] == 4
+
+
+@pytest.fixture(scope="module")
+def parsing_store(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("parsing-store")
+    pairscan.sample(folder, tickers=3, days=2, bars_per_day=5)
+    pairscan.convert(folder, quiet=True, executor="serial")
+    return folder
+
+
+@pytest.mark.parametrize("call,reason", [
+    (lambda s: pairscan.convert(123), "source must be a path (str or os.PathLike), got 123"),
+    (lambda s: pairscan.convert(s, to=5), "to must be a path (str or os.PathLike), got 5"),
+    (lambda s: pairscan.convert(s, force="no"), "force must be True or False, got 'no'"),
+    (lambda s: pairscan.convert(s, max_bytes="1MB"), "max_bytes must be an integer >= 1, got '1MB'"),
+    (lambda s: pairscan.convert(s, ticker_column=3), "ticker_column must be a string, got 3"),
+    (lambda s: pairscan.convert(s, follow_links=1), "follow_links must be True or False, got 1"),
+    (lambda s: pairscan.top_pairs(s, k="3"), "k must be an integer, got '3'"),
+    (lambda s: pairscan.top_pairs(s, k=2.5), "k must be an integer, got 2.5"),
+    (lambda s: pairscan.top_pairs(123), "store_or_panel must be a store folder (str or os.PathLike) or a DataFrame, "
+                                        "got 123"),
+    (lambda s: pairscan.top_pairs(s, absolute="x"), "absolute must be True or False, got 'x'"),
+    (lambda s: pairscan.top_pairs(s, block_size="x"), "block_size must be an integer >= 1, got 'x'"),
+    (lambda s: pairscan.correlate(s, k=None), "k must be an integer, got None"),
+    (lambda s: pairscan.correlate(s, matrix=5), "matrix must be a path (str or os.PathLike), got 5"),
+    (lambda s: pairscan.correlation_matrix(5), "store_or_panel must be a store folder (str or os.PathLike) or a "
+                                               "DataFrame, got 5"),
+    (lambda s: pairscan.analyze(s, k="2"), "k must be an integer, got '2'"),
+    (lambda s: pairscan.analyze(s, pairs=5), "pairs must be a list of (ticker, ticker) pairs, got 5"),
+    (lambda s: pairscan.analyze(s, pairs=[("aet", 1)]), "pairs must be a list of (ticker, ticker) pairs, but it "
+                                                        "holds ('aet', 1)"),
+    (lambda s: pairscan.load_panel(5), "store must be a path (str or os.PathLike), got 5"),
+    (lambda s: pairscan.load_panel(s, column=5), "column must be a string, got 5"),
+    (lambda s: pairscan.load_panel(s, tickers="aet"), "tickers must be a list of strings, got 'aet'"),
+    (lambda s: pairscan.extract(5), "archive must be a path, not int"),
+    (lambda s: pairscan.plot_pair(s, 1, "afl"), "a must be a string, got 1"),
+    (lambda s: pairscan.plot_heatmap(s, out=5), "out must be a path (str or os.PathLike), got 5"),
+    (lambda s: pairscan.run(5), "source must be a path (str or os.PathLike), got 5"),
+    (lambda s: pairscan.run(s, k="1"), "k must be an integer, got '1'"),
+    (lambda s: pairscan.sample(None), "directory must be a path (str or os.PathLike), got None"),
+])
+def test_parsing_api_arguments_of_the_wrong_type_are_one_error_in_the_callers_names(parsing_store, call, reason):
+    before = _parsing_tree(parsing_store)
+    with pytest.raises(PairscanError) as raised:
+        call(parsing_store)
+    assert str(raised.value) == reason
+    assert _parsing_tree(parsing_store) == before
+
+
+def test_parsing_lines_are_measured_across_windows():
+    """The scan measures a window of whole lines at a time: lines on either side of a
+    window's edge, and a line longer than a window, are each named once, by their number."""
+    from pairscan.readers.bounds import MAX_LINE_BYTES, SLICE, line_problems
+
+    ok = b'{"timestamp": 1, "close": 2}\n'
+    deep = b'{"x": ' + b"[" * 101 + b"]" * 101 + b"}\n"
+    first = SLICE // len(ok) - 3
+    data = ok * first + deep + ok * 1000 + deep
+    assert line_problems(data) == {first + 1: "invalid JSON (nested too deeply: more than 100 levels)",
+                                   first + 1002: "invalid JSON (nested too deeply: more than 100 levels)"}
+    data = b"x" * (3 * SLICE) + b"\n" + ok + b"y" * (2 * SLICE)
+    assert line_problems(data) == {1: f"a line of {3 * SLICE} bytes, longer than the 1 MiB a record may have",
+                                   3: f"a line of {2 * SLICE} bytes, longer than the 1 MiB a record may have"}
+    data = b"\n" * (2 * SLICE) + b"z" * (MAX_LINE_BYTES + 1)
+    assert list(line_problems(data)) == [2 * SLICE + 1]
+    assert line_problems(ok * 10_000 + b"z" * MAX_LINE_BYTES) == {}

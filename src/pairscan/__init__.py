@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from . import checks
 from .analyze import analyze
 from .archive import extract
 from .convert import convert
@@ -49,6 +50,8 @@ def top_pairs(store_or_panel, k: int = 10, **options) -> pd.DataFrame:
     ``execution=Execution(...)``). The frame's ``attrs`` carry the rest
     of what ``correlate --json`` reports.
     """
+    checks.store_or_frame("store_or_panel", store_or_panel)
+    checks.integer("k", k)
     result = correlate(store_or_panel, k=k, **options)
     top = result.top
     top.attrs.update({k: v for k, v in result.to_dict().items() if k != "top"})

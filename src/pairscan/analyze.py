@@ -26,6 +26,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from . import checks
 from .correlate import correlate, pair_correlations
 from .engines.blocked import blas_threads
 from .errors import PairscanError
@@ -296,6 +297,9 @@ def analyze(
     ``window``, ``min_periods``, ``seconds`` and ``timings`` (``select``: finding or
     correlating the pairs; ``analyze``).
     """
+    checks.path("store", store)
+    checks.pairs("pairs", pairs, optional=True)
+    checks.integer("k", k)
     execution = Execution.of(execution, executor=executor, workers=workers, retries=retries, quiet=quiet,
                              connect_timeout=connect_timeout, pool=pool)
     quiet, retries = execution.quiet, execution.retries

@@ -24,7 +24,7 @@ from .errors import PairscanError
 from .executors import ClusterLost, Execution, TaskFailed, Terminated, parse_workers
 from .outputs import PNG, check_not_in_store, check_output, default_name, printable, write_csv
 from .records import text_table
-from .sample import BAR_MINUTES, sample
+from .sample import BAR_MINUTES, check_sample, sample
 from .selection import Selection
 
 
@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("hdf5", "parquet"), default="hdf5")
     p.add_argument("--on-bad-lines", choices=("error", "skip"), default="error")
     p.add_argument("--force", action="store_true", help="convert every file, even those up to date")
+    p.add_argument("--follow-links", action="store_true",
+                   help="read links in the source folder to files outside it (refused by default)")
     p.add_argument("--ticker-column", metavar="C", default=None,
                    help="a long table's ticker column (default: ticker, symbol or name, any case)")
     p.add_argument("--max-bytes", default=None, metavar="SIZE",
@@ -182,11 +184,8 @@ def _convert_line(s: dict) -> str:
 
 
 def cmd_sample(args) -> int:
-    for name in ("tickers", "days"):
-        if getattr(args, name) < 1:
-            raise PairscanError(f"--{name} must be at least 1, not {getattr(args, name)}")
-    if not 1 <= args.bars_per_day <= MAX_BARS_PER_DAY:
-        raise PairscanError(f"--bars-per-day must be between 1 and {MAX_BARS_PER_DAY}, not {args.bars_per_day}")
+    check_sample(args.tickers, args.days, args.bars_per_day, args.seed, args.daily,
+                 spell=lambda name: "--" + name.replace("_", "-"))
     try:
         out = sample(args.dir, tickers=args.tickers, days=args.days, bars_per_day=args.bars_per_day,
                      ragged=args.ragged, seed=args.seed, archive=args.archive, daily=args.daily)
@@ -220,7 +219,7 @@ def cmd_convert(args) -> int:
     try:
         summary = convert(source, to=args.to, format=args.format, on_bad_lines=args.on_bad_lines,
                           force=args.force, lock_timeout=args.lock_timeout, ticker_column=args.ticker_column,
-                          **_max_bytes(args), execution=execution)
+                          follow_links=args.follow_links, **_max_bytes(args), execution=execution)
     except ConvertFailed as failed:
         if args.json:
             _print_json(failed.summary)

@@ -18,6 +18,7 @@ import time
 import warnings
 from pathlib import Path
 
+from . import checks
 from .errors import PairscanError
 from .executors import Execution, Pool, preload, run_tasks
 from .outputs import printable
@@ -146,6 +147,7 @@ def convert(
     ticker_column: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    follow_links: bool = False,
     *,
     execution: Execution | None = None,
 ) -> dict:
@@ -155,7 +157,8 @@ def convert(
     table (a file with a ticker column, ``ticker_column`` to name it). ``to`` defaults
     to ``source`` itself (the seed keeps the ``.h5`` files beside the JSON), or for a
     long table its folder. Every source file must be a regular file of at most
-    ``max_bytes``. Returns the summary that ``convert --json`` prints. If any file is bad (with
+    ``max_bytes``; a link in the source folder to a file outside it is refused unless
+    ``follow_links``. Returns the summary that ``convert --json`` prints. If any file is bad (with
     ``on_bad_lines="error"``), the good files are still converted and
     :class:`ConvertFailed` is raised afterwards, naming every bad file.
 
@@ -171,6 +174,12 @@ def convert(
     holds the store. A full disk is a :class:`PairscanError` too, after which the
     store holds only whole files and a valid manifest, and a rerun with room finishes.
     """
+    checks.path("source", source)
+    checks.path("to", to, optional=True)
+    checks.text("ticker_column", ticker_column, optional=True)
+    checks.integer("max_bytes", max_bytes, low=1)
+    for name, value in (("force", force), ("follow_links", follow_links)):
+        checks.boolean(name, value)
     execution = Execution.of(execution or LOUD, executor=executor, workers=workers, retries=retries, quiet=quiet,
                              connect_timeout=connect_timeout, pool=pool)
     quiet, retries = execution.quiet, execution.retries
@@ -182,9 +191,12 @@ def convert(
         raise PairscanError(f"--lock-timeout must be a number of seconds >= 0, not {lock_timeout!r}")
     started = time.perf_counter()
     source = Path(source)
-    store = Path(to) if to is not None else (source if source.is_dir() else source.parent)
-    own = _store_files(store) if source.is_dir() and store.resolve() == source.resolve() else frozenset()
-    discovered = discover(source, ticker_column, max_bytes, exclude=own)
+    try:
+        store = Path(to) if to is not None else (source if source.is_dir() else source.parent)
+        own = _store_files(store) if source.is_dir() and store.resolve() == source.resolve() else frozenset()
+    except OSError as exc:  # a source or store that cannot be looked at
+        raise PairscanError(f"cannot read ({exc.strerror or exc})", exc.filename or source) from None
+    discovered = discover(source, ticker_column, max_bytes, exclude=own, follow_links=follow_links)
     for found in discovered:  # before anything is written: the lock file too
         try:
             name = stored_name(found.ticker, FORMATS[format]) if found.ticker is not None else None
@@ -362,7 +374,10 @@ SPLIT_PREFIX = ".pairscan-split-"
 
 
 def _table_record(found: Found, on_bad_lines: str) -> dict:
-    stat = found.path.stat()
+    try:
+        stat = found.path.stat()
+    except OSError as exc:
+        raise PairscanError(f"cannot read ({exc.strerror})", found.path) from None
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "on_bad_lines": on_bad_lines,
             "ticker_column": found.options["ticker_column"]}
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import checks
 from .engines import ENGINES, Pairs, top_k
 from .engines.blocked.tasks import EveryPair, TopPairs, correlate_blocked
 from .engines.naive import correlate_naive, pair_corr
@@ -162,6 +163,11 @@ def correlate(
     the engine run with a reducer (the top ``k``, or every pair for ``matrix``), the
     records built.
     """
+    checks.store_or_frame("source", source)
+    checks.integer("k", k)
+    checks.boolean("absolute", absolute, optional=True)
+    checks.integer("block_size", block_size, low=1, optional=True)
+    checks.path("matrix", matrix, optional=True)
     execution = Execution.of(execution, executor=executor, workers=workers, retries=retries, quiet=quiet,
                              connect_timeout=connect_timeout, pool=pool)
     quiet, retries = execution.quiet, execution.retries

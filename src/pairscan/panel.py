@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import checks
 from .errors import PairscanError
 from .executors import Execution, Pool, preload, run_tasks, share
 from .selection import ON
@@ -322,6 +323,10 @@ def load_panel(
     onto the whole union (and reads the few tickers that have those timestamps again;
     all of them where there is no room for the second panel beside the first).
     """
+    checks.path("store", store)
+    checks.text("column", column)
+    checks.texts("tickers", tickers, optional=True)
+    checks.boolean("as_frame", as_frame)
     execution = Execution.of(execution, executor=executor, workers=workers, quiet=quiet, pool=pool)
     quiet = execution.quiet
     if on not in ON:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import checks
 from .archive import extract, is_archive
 from .convert import DEFAULT_LOCK_TIMEOUT, convert, source_files
 from .correlate import Correlation, correlate, pair_correlation
@@ -38,6 +39,10 @@ def plot_pair(store, a: str, b: str, out: str | os.PathLike = "pair.png", *, sel
     ``method``, ``min_periods``, ``absolute``), their common observations and period."""
     from .plot import plot_pair as draw
 
+    checks.path("store", store)
+    checks.text("a", a)
+    checks.text("b", b)
+    checks.path("out", out)
     selection = Selection.of(selection, **options)
     if a == b:
         raise PairscanError(f"a pair needs two different tickers, not {a!r} twice")
@@ -70,6 +75,7 @@ def correlation_matrix(store_or_panel, *, selection: Selection | None = None, **
     frame's ``attrs`` say what was correlated (``column``, ``on``, ``method``,
     ``min_periods``, ``min_periods_auto``, ``pairs_ranked``...).
     """
+    checks.store_or_frame("store_or_panel", store_or_panel)
     with tempfile.TemporaryDirectory(prefix="pairscan-") as tmp:
         result = correlate(store_or_panel, k=1, selection=selection, matrix=Path(tmp) / "m.parquet", **options)
     matrix = result.matrix
@@ -118,6 +124,8 @@ def plot_heatmap(store_or_matrix, out: str | os.PathLike = "heatmap.png", *, sel
     min-periods in grey."""
     from .plot import plot_heatmap as draw
 
+    checks.store_or_frame("store_or_matrix", store_or_matrix)
+    checks.path("out", out)
     check_output(out, "out", PNG)
     if isinstance(store_or_matrix, pd.DataFrame) and store_or_matrix.shape[0] == store_or_matrix.shape[1] \
             and list(store_or_matrix.index) == list(store_or_matrix.columns):
@@ -185,6 +193,10 @@ def run(
     ``execution`` (or its fields as keywords: ``executor``, ``workers``, ``retries``,
     ``quiet``, ``connect_timeout``).
     """
+    checks.path("source", source, optional=True)
+    checks.path("workdir", workdir)
+    checks.integer("k", k)
+    checks.path("report", report, optional=True)
     execution = Execution.of(execution, executor=executor, workers=workers, retries=retries, quiet=quiet,
                              connect_timeout=connect_timeout)
     quiet, retries = execution.quiet, execution.retries

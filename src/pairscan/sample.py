@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import PairscanError
 from .outputs import output_path
 
 SEED_TICKERS = (
@@ -38,6 +39,42 @@ SECTOR_OF = {t: s for s, ts in SECTORS.items() for t in ts}
 FIRST_DAY = "2015-01-02"
 FIRST_DAILY_DAY = "2005-01-03"
 BAR_MINUTES = 2
+MAX_BARS_PER_DAY = 24 * 60 // BAR_MINUTES
+
+
+MAX_DAYS = 60_000  # business days: from 2005 (or 2015) they stay before 2262, the last nanosecond year
+MAX_SEED = 2**63 - 1
+MAX_ROWS_PER_TICKER = 4_000_000  # one ticker's file stays under what a convert reads of one file
+ROW_BYTES = 110  # about one JSON line of the sample
+MAX_BYTES = 8 * 2**30  # the most a sample writes
+
+
+def check_sample(tickers, days, bars_per_day, seed, daily=False, ragged=False, archive=False,
+                 spell=lambda name: name) -> None:
+    """:class:`PairscanError` for a sample that is not one: a value of the wrong type or out
+    of its range, or a sample that would write more than ``MAX_BYTES`` (estimated).
+
+    ``spell`` names an argument as the caller wrote it (``--bars-per-day`` on the command line).
+    """
+    for name, value, low, high in (("tickers", tickers, 1, None), ("days", days, 1, MAX_DAYS),
+                                   ("bars_per_day", bars_per_day, 1, MAX_BARS_PER_DAY), ("seed", seed, 0, MAX_SEED)):
+        allowed = f"between {low} and {high}" if high is not None else f"at least {low}"
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise PairscanError(f"{spell(name)} must be an integer {allowed}, got {value!r}")
+        if value < low or (high is not None and value > high):
+            raise PairscanError(f"{spell(name)} must be {allowed}, not {value}")
+    for name, value in (("daily", daily), ("ragged", ragged), ("archive", archive)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise PairscanError(f"{spell(name)} must be True or False, got {value!r}")
+    per_ticker = days * (1 if daily else bars_per_day)
+    if per_ticker > MAX_ROWS_PER_TICKER:
+        raise PairscanError(f"{spell('days')} x {spell('bars_per_day')} is {per_ticker:,} bars a ticker, more than "
+                            f"the {MAX_ROWS_PER_TICKER:,} a sample file may hold; ask for fewer days or bars")
+    size = tickers * per_ticker * ROW_BYTES
+    if size > MAX_BYTES:
+        raise PairscanError(f"the sample would write about {size / 2**30:,.1f} GiB ({tickers:,} tickers x "
+                            f"{per_ticker:,} bars), more than {MAX_BYTES // 2**30} GiB; ask for fewer "
+                            f"{spell('tickers')} or {spell('days')}")
 
 
 def ticker_names(n: int) -> list[str]:
@@ -185,7 +222,11 @@ def sample(
 
     With ``archive=True`` also write ``<directory>.tgz`` holding the folder, the
     seed's starting point. Returns the folder (or the archive, when written).
+    Values out of their ranges, or a sample of more than 8 GiB, are a :class:`PairscanError`.
     """
+    check_sample(tickers, days, bars_per_day, seed, daily, ragged, archive)
+    if not isinstance(directory, (str, os.PathLike)):
+        raise PairscanError(f"directory must be a path (str or os.PathLike), got {directory!r}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     names = []

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import PairscanError
+from .bounds import MAX_READ_BYTES, encoding_problem, size_text
 
 BAD_LINE_MODES = ("error", "skip")
 DEFAULT_MAX_BYTES = 20 * 2**30  # 20 GiB a file
@@ -96,14 +97,36 @@ class Reader:
         raise NotImplementedError
 
 
-def settle(bad: list[tuple[int, str]], on_bad_lines: str, name) -> tuple[int, str]:
+class BadLines:
+    """A file's bad lines in memory that does not grow with them: how many, and the first.
+
+    A file may hold millions of bad lines (a hostile one, or not the format at all);
+    what is reported is the count and the first by line number.
+    """
+
+    def __init__(self, items=()):
+        self.count = 0
+        self.first: tuple[int, str] | None = None
+        for number, reason in items:
+            self.add(number, reason)
+
+    def add(self, number: int, reason: str) -> None:
+        self.count += 1
+        if self.first is None or number < self.first[0]:
+            self.first = (number, reason)
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def settle(bad: BadLines, on_bad_lines: str, name) -> tuple[int, str]:
     """Raise for the first bad line (``error``), or return (count, "line N: reason") to record."""
-    number, reason = bad[0]
+    number, reason = bad.first
     if on_bad_lines == "error":
-        others = len(bad) - 1
+        others = bad.count - 1
         more = f" (and {others} more bad line{'s' if others > 1 else ''})" if others else ""
         raise PairscanError(reason + more, name, number)
-    return len(bad), f"line {number}: {reason}"
+    return bad.count, f"line {number}: {reason}"
 
 
 READERS: dict[str, Reader] = {}
@@ -163,25 +186,41 @@ def _kind(mode: int) -> str:
 
 
 def read_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
-    """A source file's bytes (without a BOM), refusing special files and files over ``max_bytes``."""
-    check_file(path, max_bytes)
+    """A source file's bytes (without a BOM), refusing special files, files over ``max_bytes``
+    and files over ``MAX_READ_BYTES``, the most of one file read whole into memory."""
+    limit = min(max_bytes, MAX_READ_BYTES)
+    info = check_file(path, max_bytes)
+    if info.st_size > limit:
+        raise PairscanError(_too_big(info.st_size), path)
     try:
         with open(path, "rb") as f:
-            # As many bytes as the file holds and one more (asking for max_bytes + 1 at once
+            problem = encoding_problem(f.read(4096))
+            if problem:
+                raise PairscanError(problem, path)
+            f.seek(0)
+            if f.read(len(BOM)) != BOM:
+                f.seek(0)
+            # As many bytes as the file holds and one more (asking for limit + 1 at once
             # costs an allocation that size): a file that grew since shows it, and is read on.
             size = os.fstat(f.fileno()).st_size
-            data = f.read(min(size, max_bytes) + 1)
-            if size < len(data) <= max_bytes:
-                data += f.read(max_bytes + 1 - len(data))
+            data = f.read(min(size, limit) + 1)
+            if size < len(data) <= limit:
+                data += f.read(limit + 1 - len(data))
     except OSError as exc:
         raise PairscanError(f"cannot read ({exc.strerror})", path) from None
-    if len(data) > max_bytes:
-        raise PairscanError(f"larger than --max-bytes ({max_bytes} bytes)", path)
-    return data[len(BOM):] if data.startswith(BOM) else data
+    if len(data) > limit:
+        raise PairscanError(f"larger than --max-bytes ({max_bytes} bytes)" if limit == max_bytes else
+                            _too_big(len(data)), path)
+    return data
+
+
+def _too_big(size: int) -> str:
+    return (f"{size} bytes, more than the {size_text(MAX_READ_BYTES)} of one ticker's file pairscan reads at "
+            f"once; give it as a long table (one file with a ticker column), which is read streamed")
 
 
 def discover(source: str | os.PathLike, ticker_column: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
-             exclude: frozenset[str] = frozenset()) -> list[Found]:
+             exclude: frozenset[str] = frozenset(), follow_links: bool = False) -> list[Found]:
     """The source files of a folder (one ticker each) or of a long-table file, sorted.
 
     Raises :class:`PairscanError` for a ticker found twice (naming both files), a file
@@ -189,9 +228,20 @@ def discover(source: str | os.PathLike, ticker_column: str | None = None, max_by
     reader knows (saying what it looked for and what it found), or a single file with
     no ticker column. ``exclude``: names in the folder that are not sources (the
     store's own files when the store is the source folder). Files no reader knows are
-    listed in one warning.
+    listed in one warning. A link in the folder to a file outside it is refused unless
+    ``follow_links``: a folder from elsewhere (an archive, a download) could otherwise
+    have pairscan read any file of the machine into the store.
     """
     source = Path(source)
+    try:
+        return _discover(source, ticker_column, max_bytes, exclude, follow_links)
+    except OSError as exc:  # a folder that cannot be listed, a file that went away...
+        where = exc.filename if isinstance(exc.filename, str) else source
+        raise PairscanError(f"cannot read ({exc.strerror or exc})", where) from None
+
+
+def _discover(source: Path, ticker_column: str | None, max_bytes: int, exclude: frozenset[str],
+              follow_links: bool) -> list[Found]:
     if not source.exists() and not source.is_symlink():
         raise PairscanError("no such file or folder", source)
     if not source.is_dir():
@@ -208,6 +258,8 @@ def discover(source: str | os.PathLike, ticker_column: str | None = None, max_by
                 unknown.append(path.name)
             continue
         check_file(path, max_bytes)
+        if not follow_links and path.is_symlink():
+            _inside(path, source)
         ticker = reader.ticker(path)
         if ticker in found:
             raise PairscanError(f"ticker {ticker!r} found twice: {found[ticker].path.name} and {path.name}", source)
@@ -222,6 +274,14 @@ def discover(source: str | os.PathLike, ticker_column: str | None = None, max_by
     return [found[t] for t in sorted(found)]
 
 
+def _inside(link: Path, source: Path) -> None:
+    """Refuse a link in a source folder whose file is outside it."""
+    target = link.resolve()
+    if not target.is_relative_to(source.resolve()):
+        raise PairscanError(f"a link to {target}, outside the source folder; pairscan does not follow it unless "
+                            f"asked (convert --follow-links, or follow_links=True)", link)
+
+
 def _table(path: Path, ticker_column: str | None) -> Found:
     for reader in READERS.values():
         if reader.many and reader.can_read(path):
@@ -232,10 +292,12 @@ def _table(path: Path, ticker_column: str | None) -> Found:
 def holds_sources(folder: str | os.PathLike) -> bool:
     """Whether a folder holds files a reader knows (for "run pairscan convert" hints)."""
     folder = Path(folder)
-    if not folder.is_dir():
+    try:
+        return folder.is_dir() and any(
+            not p.name.startswith(".") and p.suffix.lower() != ".parquet" and reader_for(p) is not None
+            for p in folder.iterdir())
+    except OSError:  # a folder that cannot be listed holds nothing to hint at
         return False
-    return any(not p.name.startswith(".") and p.suffix.lower() != ".parquet" and reader_for(p) is not None
-               for p in folder.iterdir())
 
 
 _polars_pid: int | None = None  # the process that started polars' thread pool

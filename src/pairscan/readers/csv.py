@@ -17,7 +17,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from .base import Parsed, Reader, may_use_polars, read_bytes, register
+from ..errors import PairscanError
+from .base import BadLines, Parsed, Reader, may_use_polars, read_bytes, register
+from .bounds import line_problems, utf8_error
 from .normalize import check_records, column_names, settled, table_to_frame
 
 
@@ -31,17 +33,41 @@ class Csv(Reader):
 
 
 def from_bytes(data: bytes, on_bad_lines: str, name) -> Parsed:
-    if not data.strip():
+    if not data or data.isspace():
         return Parsed(None)
+    for number, reason in line_problems(data, json=False).items():
+        # No parser is given a line longer than a record can be; nor can one such
+        # physical line be skipped alone (a quoted field may span lines).
+        raise PairscanError(reason, name, number)
+    check_header(data, name)
     return settled(_parse_fast(data), lambda: _parse_slow(data, name), on_bad_lines, name)
 
 
-def _parse_fast(data: bytes) -> pd.DataFrame | None:
+def check_header(data: bytes, name=None) -> list[str]:
+    """The header's column names; :class:`PairscanError` (line 1) for a name given twice,
+    or two that name one column once normalised (``Close`` and ``close``): no parser
+    keeps one of them silently."""
+    end = data.find(b"\n")
+    first = data if end < 0 else data[:end]
     try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if b"\x00" in data:
+        header = next(stdcsv.reader([first.decode("utf-8", errors="replace").rstrip("\r")]), [])
+    except stdcsv.Error:
+        return []  # a header no CSV reader takes: the line-by-line path names it
+    header = [h.strip() for h in header]
+    seen: set[str] = set()
+    for column in header:
+        if column in seen:
+            raise PairscanError(f"column {column!r} appears twice in the header; rename or remove one", name, 1)
+        seen.add(column)
+    try:
+        column_names(tuple(header))
+    except PairscanError as err:
+        raise PairscanError(err.reason + "; rename or remove one", name, 1) from None
+    return header
+
+
+def _parse_fast(data: bytes) -> pd.DataFrame | None:
+    if utf8_error(data) is not None or b"\x00" in data:
         return None
     try:
         if may_use_polars():
@@ -63,37 +89,43 @@ def _parse_fast(data: bytes) -> pd.DataFrame | None:
     return table_to_frame(table, text=True)
 
 
-def _parse_slow(data: bytes, name) -> tuple[pd.DataFrame | None, list[tuple[int, str]]]:
-    """Read row by row; return (frame of the good rows or None, [(line, reason)] of the bad)."""
+def _parse_slow(data: bytes, name) -> tuple[pd.DataFrame | None, BadLines]:
+    """Read row by row; return (frame of the good rows or None, the bad lines).
+
+    The text is decoded as it is read and the rows checked a batch at a time
+    (:func:`check_records`): memory does not grow with the number of rows.
+    """
     if b"\x00" in data:
         first = data[: data.index(b"\x00")].count(b"\n") + 1
-        return None, [(first, "binary data (NUL bytes), not CSV text")]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return None, [(data[: exc.start].count(b"\n") + 1, "binary data (not UTF-8 text), not CSV text")]
-    reader = stdcsv.reader(io.StringIO(text, newline=""))
+        return None, BadLines([(first, "binary data (NUL bytes), not CSV text")])
+    wrong = utf8_error(data)
+    if wrong is not None:
+        return None, BadLines([(data[:wrong].count(b"\n") + 1, "binary data (not UTF-8 text), not CSV text")])
+    reader = stdcsv.reader(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline=""))
     try:
         header = next(reader)
     except (StopIteration, stdcsv.Error):
-        return None, []
+        return None, BadLines()
     header = [h.strip() for h in header]
     column_names(tuple(header))  # two columns that name one thing: the whole file is bad
-    numbered, bad = [], []
-    line = reader.line_num
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except stdcsv.Error as exc:
-            bad.append((line + 1, f"invalid CSV ({exc})"))
-            break
-        number, line = line + 1, reader.line_num
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) != len(header):
-            bad.append((number, f"{len(row)} fields where the header has {len(header)}"))
-            continue
-        numbered.append((number, {h: (None if v.strip() == "" else v) for h, v in zip(header, row)}))
-    return check_records(numbered, text=True, bad=bad)
+    bad = BadLines()
+
+    def rows():
+        line = reader.line_num
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except stdcsv.Error as exc:
+                bad.add(line + 1, f"invalid CSV ({exc})")
+                break
+            number, line = line + 1, reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                bad.add(number, f"{len(row)} fields where the header has {len(header)}")
+                continue
+            yield number, {h: (None if v.strip() == "" else v) for h, v in zip(header, row)}
+
+    return check_records(rows(), text=True, bad=bad)

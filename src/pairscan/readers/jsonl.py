@@ -12,14 +12,14 @@ from __future__ import annotations
 import io
 import json
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pj
 
 from ..errors import PairscanError
-from .base import DEFAULT_MAX_BYTES, Columns, Parsed, Reader, may_use_polars, read_bytes, register
-from .normalize import BadRecord, check_record, records_to_frame, settled, table_to_frame
+from .base import DEFAULT_MAX_BYTES, BadLines, Columns, Parsed, Reader, may_use_polars, read_bytes, register
+from .bounds import line_problems, outline, utf8_error
+from .normalize import BadRecord, check_record, check_records, settled, table_to_frame
 
 
 @register
@@ -45,19 +45,22 @@ def parse_file(path, on_bad_lines: str = "error", name=None, max_bytes: int = DE
 
 
 def from_bytes(data: bytes, on_bad_lines: str, name) -> Parsed:
-    if not data[:4096].strip() and not data.strip():  # cheap test first: files are big
+    if not data or data.isspace():
         return Parsed(None)
     return check_table(parse_table(data), data, on_bad_lines, name)
 
 
 def parse_table(data: bytes) -> pa.Table | None:
-    """The compiled reader's table of the file's bytes; None when the file needs the line-by-line path."""
-    if not data.isascii():
-        try:
-            data.decode("utf-8")  # the reader does not check every byte of every string
-        except UnicodeDecodeError:
-            return None
-    return _read_table(data)
+    """The compiled reader's table of the file's bytes; None when the file needs the line-by-line path.
+
+    No compiled reader sees a line too long or nested too deeply (see :mod:`.bounds`).
+    """
+    shape = outline(data)
+    if line_problems(data, shape=shape):
+        return None
+    if utf8_error(data) is not None:  # the reader does not check every byte of every string
+        return None
+    return _read_table(data, shape.count(b'"'))
 
 
 def check_table(table: pa.Table | None, data: bytes, on_bad_lines: str, name) -> Parsed:
@@ -74,7 +77,7 @@ def _parse_fast(data: bytes) -> pd.DataFrame | None:
     return frame.to_frame() if isinstance(frame, Columns) else frame
 
 
-def _read_table(data: bytes) -> pa.Table | None:
+def _read_table(data: bytes, quotes: int) -> pa.Table | None:
     """JSON Lines -> an Arrow table, or None where the compiled reader refuses it."""
     if may_use_polars():
         import polars as pl
@@ -84,15 +87,13 @@ def _read_table(data: bytes) -> pa.Table | None:
             # of them; but a key that first appears later would be dropped. Unless every
             # row surely has every key, read again guessing from all rows.
             frame = pl.read_ndjson(io.BytesIO(data))
-            if not _every_row_has_every_key(frame, data):
+            if not _every_row_has_every_key(frame, quotes):
                 frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
             return frame.to_arrow()
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException:  # noqa: BLE001 - polars panics (a BaseException) on some input
             return None  # every refusal means: read it line by line
-    if _too_deep(data):
-        return None
     try:
         table = pj.read_json(io.BytesIO(data))
         # pyarrow reads extra keys that look like times as times; keep them as written.
@@ -107,7 +108,7 @@ def _read_table(data: bytes) -> pa.Table | None:
         return None
 
 
-def _every_row_has_every_key(frame, data: bytes) -> bool:
+def _every_row_has_every_key(frame, quotes: int) -> bool:
     """Whether no row holds a key the frame lacks: then each row has exactly two quotes
     per key and per text value, and a key more would add two. (An escaped quote inside
     a text value also adds one: that only costs the full re-read.)"""
@@ -116,43 +117,29 @@ def _every_row_has_every_key(frame, data: bytes) -> bool:
     if any(column.null_count() for column in frame.get_columns()):  # kept with each column: no pass
         return False
     text = sum(kind == pl.String for kind in frame.schema.values())
-    return data.count(b'"') == frame.height * 2 * (frame.width + text)
+    return quotes == frame.height * 2 * (frame.width + text)
 
 
-MAX_DEPTH = 100  # of nested arrays and objects; real records have one or two
+def _parse_slow(data: bytes) -> tuple[pd.DataFrame | None, BadLines]:
+    """Read line by line; return (frame of the good records or None, the bad lines).
 
-
-def _too_deep(data: bytes) -> bool:
-    """Whether the text may nest deeper than ``MAX_DEPTH``.
-
-    pyarrow's reader recurses without a bound and crashes the interpreter on input
-    nested some ten thousand deep, so such files never reach it. Brackets inside
-    strings count too: the answer errs towards the slow path, which is safe.
+    One line at a time, a batch of records at a time (:func:`check_records`): memory
+    does not grow with the number of lines, good or bad.
     """
-    if b"[" not in data and data.count(b"{") <= data.count(b"\n") + 1:
-        return False  # the usual file: one object a line, no arrays
-    byte = np.frombuffer(data, dtype=np.uint8)
-    step = (byte == ord("[")).astype(np.int32) + (byte == ord("{")) - (byte == ord("]")) - (byte == ord("}"))
-    return int(np.cumsum(step).max(initial=0)) > MAX_DEPTH
+    refused = line_problems(data)  # never handed to a parser: named as they are
+    bad = BadLines(refused.items())
+    last = data.count(b"\n") + 1  # a last line with no newline after it
 
+    def records():
+        for number, raw in enumerate(io.BytesIO(data), start=1):
+            if number in refused or not raw.strip():
+                continue
+            try:
+                yield number, _check_line(raw, truncated=number == last)
+            except BadRecord as reason:
+                bad.add(number, str(reason))
 
-def _parse_slow(data: bytes) -> tuple[pd.DataFrame | None, list[tuple[int, str]]]:
-    """Read line by line; return (frame of the good records or None, [(line, reason)] of the bad)."""
-    records: list[dict] = []
-    numbers: list[int] = []
-    bad: list[tuple[int, str]] = []
-    lines = data.split(b"\n")
-    last = len(lines)  # a last line with no newline after it
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            records.append(_check_line(raw, truncated=number == last))
-            numbers.append(number)
-        except BadRecord as reason:
-            bad.append((number, str(reason)))
-    frame, bad_times = records_to_frame(records, numbers)
-    return frame, sorted(bad + bad_times)
+    return check_records(records(), bad=bad, checked=True)
 
 
 def _reject_constant(name: str):

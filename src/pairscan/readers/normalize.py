@@ -8,6 +8,7 @@ record bad are decided here, once, so every format stores the same frame for the
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
 import math
 import re
@@ -20,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import PairscanError
-from .base import Columns, Parsed, settle
+from .base import BadLines, Columns, Parsed, settle
 
 REQUIRED = ("close",)
 PRICES = ("open", "high", "low", "close")
@@ -170,7 +171,10 @@ def _timestamps(column: pa.ChunkedArray, clock: pa.ChunkedArray | None) -> pd.Da
     kind = column.type
     if clock is None and (pa.types.is_timestamp(kind) or pa.types.is_date(kind)):
         if pa.types.is_date(kind):
-            column = column.cast(pa.timestamp("ns"))
+            try:
+                column = column.cast(pa.timestamp("ns"))
+            except pa.ArrowInvalid:  # outside the years 1677-2262: the records' path names the value
+                return None
         values = column.to_pandas()
         if getattr(values.dt, "tz", None) is not None:
             values = values.dt.tz_convert("UTC").dt.tz_localize(None)
@@ -469,7 +473,30 @@ def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def plain_numbers(table: pa.Table) -> pa.Table:
+    """Decimal columns as float64, as pandas converts them (each value correctly rounded,
+    by way of its exact text); ``volume`` as int64 where every value is a whole number."""
+    for i, field in enumerate(table.schema):
+        if not pa.types.is_decimal(field.type):
+            continue
+        text = table.column(i).cast(pa.string())
+        column = None
+        if key(field.name) in ("volume", "vol") and field.type.scale == 0:
+            try:
+                column = text.cast(pa.int64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass
+        if column is None:
+            column = text.cast(pa.float64())
+        table = table.set_column(i, field.name, column)
+    return table
+
+
 def _plain(value):
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, np.ndarray):
         return [_plain(v) for v in value.tolist()]
     if isinstance(value, dict):
@@ -478,29 +505,61 @@ def _plain(value):
         return [_plain(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, dt.date):
+    if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
+    if isinstance(value, (bytes, dt.timedelta)):
+        return str(value)  # what JSON has no text for (a Parquet binary or duration value)
     return value
 
 
-def check_records(numbered, text: bool = False, bad=()) -> tuple[pd.DataFrame | None, list[tuple[int, str]]]:
-    """``(line, record)`` pairs -> (frame of the good records or None, sorted ``[(line, reason)]``
-    of the bad ones, with ``bad`` found before, such as lines that are not records at all)."""
-    records, numbers, bad = [], [], list(bad)
+BATCH = 1 << 16  # records held as dicts at a time; the frames they become are far smaller
+
+
+def check_records(numbered, text: bool = False, bad: BadLines | None = None,
+                  checked: bool = False) -> tuple[pd.DataFrame | None, BadLines]:
+    """``(line, record)`` pairs -> (frame of the good records or None, the bad ones, added to
+    ``bad`` found before, such as lines that are not records at all).
+
+    The pairs may come from a generator: they are taken a batch at a time, so memory
+    holds one batch of records, the frames of those before, and two bad lines.
+    ``checked``: the records have been through :func:`check_record` already (a
+    :class:`BadRecord` or a record's error may then come from the generator itself).
+    """
+    bad = BadLines() if bad is None else bad
+    frames: list[pd.DataFrame] = []
+    records: list[dict] = []
+    numbers: list[int] = []
+
+    def flush() -> None:
+        frame, bad_times = records_to_frame(records, numbers)
+        for number, reason in bad_times:
+            bad.add(number, reason)
+        if frame is not None:
+            frames.append(frame)
+        records.clear()
+        numbers.clear()
+
     for number, record in numbered:
         try:
-            records.append(check_record(record, text=text))
+            records.append(record if checked else check_record(record, text=text))
             numbers.append(number)
         except BadRecord as reason:
-            bad.append((number, str(reason)))
-    frame, bad_times = records_to_frame(records, numbers, text=text)
-    return frame, sorted(bad + bad_times)
+            bad.add(number, str(reason))
+        if len(records) >= BATCH:
+            flush()
+    flush()
+    if not frames:
+        return None, bad
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, sort=False)
+    if text:
+        frame = _numbers_from_text(frame)
+    return frame, bad
 
 
 def settled(frame: pd.DataFrame | None, slow, on_bad_lines: str, name):
     """A reader's result: ``frame`` from its fast path or, where that is None, what its
     record-by-record path ``slow()`` returns, ``(frame of the good records or None,
-    [(line, reason)] of the bad)``, the bad lines settled (:func:`~.base.settle`); then
+    :class:`~.base.BadLines`)``, the bad lines settled (:func:`~.base.settle`); then
     sorted and de-duplicated (:func:`finish`)."""
     skipped, first_bad = 0, None
     if frame is None:

@@ -20,6 +20,8 @@ import pyarrow.parquet as pq
 
 from ..errors import PairscanError
 from .base import BOM, Parsed, Reader, register
+from .bounds import encoding_problem, file_problem, line_problems
+from .csv import check_header
 from .normalize import ticker_column
 from .parquet import from_table
 
@@ -55,6 +57,13 @@ class LongTable(Reader):
     def split(self, path: Path, scratch: Path, column: str) -> list[tuple[str, Path]]:
         """Stream the table into ``scratch/<ticker>`` parts; return (ticker, part folder), sorted."""
         kind = _kind(path)
+        if kind == "json":  # no parser is given a line nested too deeply (see .bounds)
+            try:
+                problem = file_problem(path)
+            except OSError as exc:
+                raise PairscanError(f"cannot read the long table ({exc.strerror})", path) from None
+            if problem is not None:
+                raise PairscanError(problem[1], path, problem[0])
         try:
             source = ds.dataset(path, format=_format(path, kind))
             schema = source.schema.append(pa.field(LINE, pa.int64()))
@@ -144,19 +153,25 @@ def _column_names(path: Path) -> list[str]:
             return list(pq.read_schema(path).names)
         with open(path, "rb") as f:
             head = f.read(1 << 20)
+        problem = encoding_problem(head)
+        if problem:
+            raise PairscanError(problem, path)
         if head.startswith(BOM):
             head = head[len(BOM):]
         if kind == "csv":
+            check_header(head, path)
             names = pacsv.read_csv(pa.py_buffer(head.split(b"\n", 1)[0] + b"\n"),
                                    read_options=pacsv.ReadOptions(autogenerate_column_names=False)).column_names
             return [n.strip() for n in names]
-        for line in head.splitlines():
+        for number, line in enumerate(head.split(b"\n"), start=1):
             if line.strip():
+                for reason in line_problems(line).values():
+                    raise PairscanError(reason, path, number)
                 record = json.loads(line)
                 if isinstance(record, dict):
                     return list(record)
                 break
-    except (OSError, ValueError, pa.ArrowException) as exc:
+    except (OSError, ValueError, RecursionError, pa.ArrowException) as exc:
         raise PairscanError(f"cannot read the table's columns ({str(exc).splitlines()[0]})", path) from None
     return []
 
