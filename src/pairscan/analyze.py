@@ -307,7 +307,7 @@ def analyze(
                              absolute=absolute)
     check_window(window)
     if k < 1:
-        raise PairscanError(f"--top must be at least 1, not {k}")
+        raise PairscanError(f"k must be at least 1, not {k}")
     files = {t: os.path.abspath(p) for t, p in store_files(store).items()}
     if not files:
         raise empty_store_error(store)

@@ -41,6 +41,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _at_least_one(text: str) -> int:
+    """A whole number >= 1, as an option's type: argparse names the option in its message."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -90,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("correlate", parents=[quiet], help="find the most correlated pairs of a store")
     p.add_argument("store", metavar="STORE")
-    p.add_argument("--top", type=int, default=10, metavar="K")
+    p.add_argument("--top", type=_at_least_one, default=10, metavar="K")
     p.add_argument("--engine", choices=ENGINES, default="auto")
     p.add_argument("--memory-limit", default=DEFAULT_MEMORY_LIMIT, metavar="SIZE",
                    help=f"bound on the engine's working set, e.g. 200MB (default {DEFAULT_MEMORY_LIMIT})")
@@ -117,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="hedge ratio, cointegration, half-life of a pair or the top pairs")
     p.add_argument("store", metavar="STORE")
     p.add_argument("tickers", nargs="*", metavar="A B", help="the pair to analyze (default: the top K pairs)")
-    p.add_argument("--top", type=int, default=10, metavar="K", help="analyze the K most correlated pairs")
+    p.add_argument("--top", type=_at_least_one, default=10, metavar="K", help="analyze the K most correlated pairs")
     p.add_argument("--window", type=int, default=60, metavar="W",
                    help="observations in each window of the rolling correlation (default 60)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -129,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", nargs="?", metavar="SOURCE",
                    help="an archive or folder of <ticker>.json, or a store (default: the built-in sample)")
     p.add_argument("--workdir", default=pipeline.DEFAULT_WORKDIR, metavar="DIR")
-    p.add_argument("--top", type=int, default=10, metavar="K")
+    p.add_argument("--top", type=_at_least_one, default=10, metavar="K")
     p.add_argument("--format", choices=("hdf5", "parquet"), default="hdf5")
     p.add_argument("--on-bad-lines", choices=("error", "skip"), default="error")
     p.add_argument("--report", metavar="FILE.html", help="also write a self-contained HTML report")
@@ -293,8 +304,6 @@ def cmd_analyze(args) -> int:
         check_output(args.out, "--out")
     if len(args.tickers) not in (0, 2):
         raise PairscanError("analyze takes two tickers (analyze STORE A B), or none for the top pairs")
-    if args.top < 1:
-        raise PairscanError(f"--top must be at least 1, not {args.top}")
     frame = analyze(args.store, tuple(args.tickers) or None, k=args.top, window=args.window,
                     selection=Selection.from_args(args), execution=Execution.from_args(args))
     out = analysis_dict(frame)

@@ -174,7 +174,7 @@ def correlate(
     selection = Selection.of(selection, column=column, on=on, method=method, min_periods=min_periods,
                              absolute=absolute)
     if k < 1:
-        raise PairscanError(f"--top must be at least 1, not {k}")
+        raise PairscanError(f"k must be at least 1, not {k}")
     limit = parse_size(memory_limit)
     choose_engine(engine, selection.method, True)  # check the names before any work
     if matrix is not None:
