@@ -127,3 +127,13 @@ class Pool:
     def in_process(self) -> bool:
         """Tasks run in this interpreter (``can.shares_memory``)."""
         return self.can.shares_memory
+
+
+POLL = 0.5  # seconds between looks at a cluster while its tasks run
+
+
+def progress(total: int, desc: str, quiet: bool):
+    """A tqdm bar on stderr, shown only when stderr is a terminal and not ``quiet``."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="task", disable=True if quiet else None, leave=False)

@@ -18,9 +18,8 @@ from concurrent.futures import Executor
 from typing import Any
 
 from ..errors import PairscanError
-from .base import CLUSTER, DEFAULT_CONNECT_TIMEOUT, LOCAL_CLUSTER, ClusterLost, Pool, TaskFailed
+from .base import CLUSTER, DEFAULT_CONNECT_TIMEOUT, LOCAL_CLUSTER, POLL, ClusterLost, Pool, TaskFailed, progress
 from .processes import WORKER_MODULES, ignore_sigint, sigint_held
-from .tasks import POLL, progress
 LOCALHOST = "127.0.0.1"
 
 

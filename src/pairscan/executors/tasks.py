@@ -13,10 +13,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from ..errors import PairscanError
-from .base import Pool, TaskFailed
-
-POLL = 0.5  # seconds between looks at a cluster while its tasks run
-
+from .base import POLL, Pool, TaskFailed, progress
 
 def share(pool: Pool, value: Any) -> Any:
     """``value`` itself, or on a remote pool a reference to a copy of it on every worker.
@@ -30,13 +27,6 @@ def share(pool: Pool, value: Any) -> Any:
     from .dask import scatter  # here: tasks on a pool of any kind need not import it
 
     return scatter(pool, value)
-
-
-def progress(total: int, desc: str, quiet: bool):
-    """A tqdm bar on stderr, shown only when stderr is a terminal and not ``quiet``."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="task", disable=True if quiet else None, leave=False)
 
 
 def reduce_tasks(
