@@ -6,6 +6,7 @@ Everything the command line does is one import away::
     folder = pairscan.sample("data/daily-stock")
     pairscan.convert(folder, executor="processes")
     pairscan.top_pairs(folder, k=5)            # a DataFrame: a, b, corr, n, p, ci_low, ci_high
+    pairscan.partners(folder, ["aapl"], k=5)   # each named ticker's 5 best partners: a, b, rank, corr, ...
     pairscan.analyze(folder, k=5)              # hedge ratio, cointegration, half-life of the top pairs
     pairscan.plot_pair(...), pairscan.plot_heatmap(...)
 
@@ -34,8 +35,8 @@ from .version import __version__  # noqa: F401  (pairscan.__version__)
 
 __all__ = [
     "Correlation", "Execution", "PairscanError", "Selection", "SerialExecutor", "TaskFailed", "analyze", "convert",
-    "correlate", "correlation_matrix", "extract", "load_panel", "plot_heatmap", "plot_pair", "run", "sample",
-    "top_pairs",
+    "correlate", "correlation_matrix", "extract", "load_panel", "partners", "plot_heatmap", "plot_pair", "run",
+    "sample", "top_pairs",
 ]
 
 
@@ -56,3 +57,21 @@ def top_pairs(store_or_panel, k: int = 10, **options) -> pd.DataFrame:
     top = result.top
     top.attrs.update({k: v for k, v in result.to_dict().items() if k != "top"})
     return top
+
+
+def partners(store_or_panel, tickers, k: int = 10, **options) -> pd.DataFrame:
+    """Each of ``tickers``' ``k`` best partners (by correlation, or ``|corr|`` with
+    ``absolute=True``) among the selected tickers, as a DataFrame with columns
+    ``a, b, rank, corr, n, p, ci_low, ci_high``: ``a`` the named ticker (so ``a > b``
+    happens), ``rank`` 1 to ``k`` within it; ranked pairs only.
+
+    ``tickers`` is a list of names or shell patterns, a string ``"a,b,c*"`` or
+    ``"@FILE"``, or ``"all"`` for every ticker. Other options are :func:`correlate`'s
+    (the selection, ``engine``, ``memory_limit``, ``executor``, ``workers`` or
+    ``execution=Execution(...)``...). The frame's ``attrs``
+    carry the rest of what ``correlate --with --json`` reports.
+    """
+    result = correlate(store_or_panel, k=k, partners_of=tickers, partners_option="tickers", **options)
+    found = result.top
+    found.attrs.update({key: value for key, value in result.to_dict().items() if key != "partners"})
+    return found

@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("correlate", parents=[quiet], help="find the most correlated pairs of a store")
     p.add_argument("store", metavar="STORE")
     p.add_argument("--top", type=_at_least_one, default=10, metavar="K")
+    p.add_argument("--with", dest="partners_of", metavar="LIST|all",
+                   help="each named ticker's top K partners instead of the top pairs: names or patterns "
+                        "separated by commas, @FILE, or all")
     p.add_argument("--engine", choices=ENGINES, default="auto")
     p.add_argument("--memory-limit", default=DEFAULT_MEMORY_LIMIT, metavar="SIZE",
                    help=f"bound on the engine's working set, e.g. 200MB (default {DEFAULT_MEMORY_LIMIT})")
@@ -252,7 +255,8 @@ def cmd_correlate(args) -> int:
     if args.out:
         check_output(args.out, "--out")
     result = correlate(args.store, k=args.top, selection=Selection.from_args(args), engine=args.engine,
-                       memory_limit=args.memory_limit, matrix=args.matrix, execution=Execution.from_args(args))
+                       memory_limit=args.memory_limit, matrix=args.matrix, partners_of=args.partners_of,
+                       partners_option="--with", execution=Execution.from_args(args))
     out = result.to_dict()
     if args.out:
         write_csv(result.top, args.out, "--out")
@@ -267,8 +271,15 @@ def cmd_correlate(args) -> int:
         if out["nonfinite_missing"]:
             noun = "non-finite return" if out["on"] == "returns" else "non-finite price"
             print(f"{_count(out['nonfinite_missing'], noun)} treated as missing")
-        print(text_table(out["top"]))
+        print(answer_tables(out))
     return 0
+
+
+def answer_tables(out: dict) -> str:
+    """The top pairs' table, or with ``--with`` one table of partners per named ticker."""
+    if "partners" not in out:
+        return text_table(out["top"])
+    return "\n\n".join(f"partners of {ticker}:\n{text_table(rows)}" for ticker, rows in out["partners"].items())
 
 
 def cmd_plot(args) -> int:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from . import checks
 from .engines import ENGINES, Pairs, top_k
+from .engines.blocked.partners import BestPartners, directed, partners_blocked
 from .engines.blocked.tasks import EveryPair, TopPairs, correlate_blocked
 from .engines.naive import correlate_naive, pair_corr
 from .errors import PairscanError
@@ -33,6 +34,7 @@ from .placement import (Layout, Plan, index_token, is_frame, load, panel_fits, p
 from .records import fisher_interval, kendall_p, pair_frame, pearson_p, records, spearman_p
 from .selection import METHODS, Selection
 from .store import empty_store_error, store_files, ticker_file
+from .universe import match, parse_list
 
 DEFAULT_MEMORY_LIMIT = "1GB"
 preload(__name__)  # what its process workers need
@@ -79,6 +81,15 @@ class Correlation:
     histogram: np.ndarray | None = None
     nonfinite_missing: int = 0  # non-finite values (prices or returns) treated as missing
     streamed: bool = False  # blocks read from the store by the tasks: the panel does not fit the limit
+    partners_of: list[str] | None = None  # --with: the named tickers; ``top`` is then their partners
+
+    @property
+    def partners(self) -> dict[str, pd.DataFrame] | None:
+        """Each named ticker's partners (``a`` the named ticker), best first; None
+        unless partners were asked for."""
+        if self.partners_of is None:
+            return None
+        return {t: self.top[self.top["a"] == t].reset_index(drop=True) for t in self.partners_of}
 
     column = property(lambda self: self.selection.column)
     on = property(lambda self: self.selection.on)
@@ -86,6 +97,10 @@ class Correlation:
 
     @property
     def pairs_considered(self) -> int:
+        """Every pair of the series, or with partners those involving a named ticker."""
+        if self.partners_of is not None:
+            m = len(self.partners_of)
+            return m * (self.series - 1) - m * (m - 1) // 2
         return self.series * (self.series - 1) // 2
 
     def to_dict(self) -> dict:
@@ -102,12 +117,18 @@ class Correlation:
             "min_periods_auto": self.selection.auto,
             "abs": self.selection.absolute,
             "pairs_ranked": self.pairs_ranked,
-            "top": records(self.top),
+            **self._answer(),
             "nonfinite_missing": self.nonfinite_missing,
             "streamed": self.streamed,
             "seconds": round(self.seconds, 4),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }
+
+    def _answer(self) -> dict:
+        if self.partners_of is None:
+            return {"top": records(self.top)}
+        return {"with": list(self.partners_of),
+                "partners": {t: records(frame.drop(columns="rank")) for t, frame in self.partners.items()}}
 
 
 def choose_engine(engine: str, method: str, complete: bool) -> str:
@@ -146,6 +167,8 @@ def correlate(
     connect_timeout: float | None = None,
     block_size: int | None = None,
     pool: Pool | None = None,
+    partners_of=None,
+    partners_option: str = "partners_of",
 ) -> Correlation:
     """Find the ``k`` most correlated pairs of a store (a folder) or a panel (a DataFrame).
 
@@ -162,6 +185,11 @@ def correlate(
     The steps: the selection resolved, the panel placed (:mod:`pairscan.placement`),
     the engine run with a reducer (the top ``k``, or every pair for ``matrix``), the
     records built.
+
+    ``partners_of`` (names or patterns, ``"all"`` for every ticker) asks for each named
+    ticker's ``k`` best partners instead of the top pairs: ``top`` then holds them, with
+    the named ticker in ``a`` and a ``rank`` column (see :attr:`Correlation.partners`).
+    ``partners_option`` is how the caller spells that option, for messages.
     """
     checks.store_or_frame("source", source)
     checks.integer("k", k)
@@ -181,6 +209,13 @@ def correlate(
         _check_writable(Path(matrix))
         if isinstance(source, (str, os.PathLike)):
             check_not_in_store(matrix, source, "--matrix")
+    wanted = _partners_list(partners_of, partners_option)
+    if wanted is not None and matrix is not None:
+        raise PairscanError(f"{partners_option} and --matrix answer different questions: ask one at a time")
+    if wanted not in (None, "all") and not is_frame(source):
+        files = store_files(source)
+        if files:
+            match(wanted, files, option=partners_option)  # a bad name fails before the load
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(execution.opened())
         # The work starts once the executor is up: a Dask cluster's start-up is not it.
@@ -191,6 +226,19 @@ def correlate(
         periods = selection.resolve(layout.counts)
         chosen = choose_engine(engine, selection.method, layout.complete)
         load_seconds = time.perf_counter() - started
+        if wanted is not None:
+            named = None if wanted == "all" else [layout.tickers.index(t) for t in
+                                                  match(wanted, layout.tickers, option=partners_option)]
+            best = _partners(chosen, plan, layout, pool, named, k, selection, periods, block_size=block_size,
+                             quiet=quiet, retries=retries)
+            top = _top_frame(best, layout.tickers, selection.method, _PairValues(layout))
+            top.insert(2, "rank", _ranks(best.a))
+            owners = [layout.tickers[i] for i in (range(len(layout.tickers)) if named is None else named)]
+            seconds = time.perf_counter() - started
+            nonfinite = layout.nonfinite if layout.panel is not None else best.nonfinite
+            return Correlation(top, len(layout.tickers), selection, periods, best.ranked, chosen, pool.name,
+                               pool.workers, seconds, {"load": load_seconds, "correlate": seconds - load_seconds},
+                               None, best.histogram, nonfinite, plan.streamed, owners)
         reducer = EveryPair() if matrix is not None else TopPairs(k, selection.absolute)
         pairs = _run_engine(chosen, plan, layout, pool, selection.method, periods, reducer,
                             block_size=block_size, quiet=quiet, retries=retries)
@@ -206,6 +254,40 @@ def correlate(
     return Correlation(top, len(layout.tickers), selection, periods, pairs.ranked, chosen, pool.name, pool.workers,
                        seconds, {"load": load_seconds, "correlate": seconds - load_seconds}, full, pairs.histogram,
                        nonfinite, plan.streamed)
+
+
+def _partners_list(value, option: str):
+    """``"all"``, the parsed names and patterns, or None (no partners asked)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip() == "all":
+        return "all"
+    return parse_list(value, option=option)
+
+
+def _partners(chosen: str, plan: Plan, layout: Layout, pool: Pool, named: list[int] | None, k: int,
+              selection: Selection, periods: int, *, block_size: int | None, quiet: bool, retries: int) -> Pairs:
+    """The ``k`` best partners of the columns ``named`` (every column when None): the
+    blocked engine's product of the panel with those columns, or the naive engine on
+    the pairs that involve them."""
+    if chosen == "blocked":
+        return partners_blocked(plan, layout, pool, named, k=k, absolute=selection.absolute,
+                                method=selection.method, min_periods=periods, block_size=block_size, quiet=quiet,
+                                retries=retries)
+    columns = len(layout.tickers)
+    owners = set(range(columns)) if named is None else set(named)
+    pairs = [(i, j) for i in range(columns) for j in range(i + 1, columns) if i in owners or j in owners]
+    found = correlate_naive(layout, pool, method=selection.method, min_periods=periods, quiet=quiet,
+                            retries=retries, pairs=pairs).tallied()
+    return BestPartners(k, selection.absolute).merge(directed(found, None if named is None else np.asarray(named)))
+
+
+def _ranks(owners: np.ndarray) -> np.ndarray:
+    """1, 2, ... within each run of equal ``owners`` (sorted by owner)."""
+    if not len(owners):
+        return np.empty(0, np.int64)
+    starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+    return np.arange(len(owners)) - np.repeat(starts, np.diff(np.r_[starts, len(owners)])) + 1
 
 
 def _plan(source, selection: Selection, pool: Pool, limit: int) -> Plan:

@@ -70,17 +70,17 @@ def panel_pair_corr(frame: pd.DataFrame, i: int, j: int, method: str, min_period
 
 
 def correlate_naive(layout: Layout, pool: Pool, *, method: str = "pearson", min_periods: int | None = None,
-                    quiet: bool = True, retries: int = 0) -> Pairs:
-    """Every pair of ``layout``'s columns, one ``Series.corr`` task each: on the panel
-    held here, or, where it is not (Dask, a panel too large for the limit), on the
-    two stored tickers the task reads itself."""
+                    quiet: bool = True, retries: int = 0, pairs: list[tuple[int, int]] | None = None) -> Pairs:
+    """Every pair of ``layout``'s columns (or only ``pairs``, ``(i, j)`` with ``i < j``),
+    one ``Series.corr`` task each: on the panel held here, or, where it is not (Dask, a
+    panel too large for the limit), on the two stored tickers the task reads itself."""
     if layout.panel is None:
-        return _store_pairs(layout, pool, method, min_periods, quiet, retries)
-    return _panel_pairs(layout.panel, pool, method, min_periods, quiet, retries)
+        return _store_pairs(layout, pool, method, min_periods, quiet, retries, pairs)
+    return _panel_pairs(layout.panel, pool, method, min_periods, quiet, retries, pairs)
 
 
 def _store_pairs(layout: Layout, pool: Pool, method: str, min_periods: int | None, quiet: bool,
-                 retries: int) -> Pairs:
+                 retries: int, pairs: list[tuple[int, int]] | None = None) -> Pairs:
     """Every pair of stored tickers, one task each that reads its two tickers itself.
 
     For executors whose workers do not share this interpreter's memory (Dask): a task
@@ -94,28 +94,30 @@ def _store_pairs(layout: Layout, pool: Pool, method: str, min_periods: int | Non
         layout.tickers, pool, stored_pair_corr,
         lambda i, j: (paths[i], paths[j], column, on, union, token,
                       method, min_periods, (j == i + 1, j == i + 1 == len(paths) - 1)),
-        quiet, retries,
+        quiet, retries, pairs,
     )
 
 
 def _panel_pairs(panel: Panel, pool: Pool, method: str, min_periods: int | None, quiet: bool,
-                 retries: int) -> Pairs:
+                 retries: int, pairs: list[tuple[int, int]] | None = None) -> Pairs:
     """Every pair of the panel's columns, one ``Series.corr`` task each."""
     frame = panel.to_frame()
     if pool.can.remote:
         # On a cluster the panel goes to each worker once, not with every pair.
         shared = share(pool, frame)
         return _run_pairs(panel.tickers, pool, panel_pair_corr,
-                          lambda i, j: (shared, i, j, method, min_periods), quiet, retries)
+                          lambda i, j: (shared, i, j, method, min_periods), quiet, retries, pairs)
     # Each task gets its two series without missing values, as the seed's did.
     series = [frame.iloc[:, k].dropna() for k in range(frame.shape[1])]
     return _run_pairs(panel.tickers, pool, pair_corr,
-                      lambda i, j: (series[i], series[j], method, min_periods), quiet, retries)
+                      lambda i, j: (series[i], series[j], method, min_periods), quiet, retries, pairs)
 
 
-def _run_pairs(tickers: list[str], pool: Pool, fn, args, quiet: bool, retries: int) -> Pairs:
+def _run_pairs(tickers: list[str], pool: Pool, fn, args, quiet: bool, retries: int,
+               pairs: list[tuple[int, int]] | None = None) -> Pairs:
     n = len(tickers)
-    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    if pairs is None:
+        pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
     tasks = [(f"{tickers[i]}~{tickers[j]}", args(i, j)) for i, j in pairs]
     where = {label: pair for (label, _), pair in zip(tasks, pairs)}
     a, b, corr, count = [], [], [], []

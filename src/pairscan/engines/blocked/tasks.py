@@ -58,6 +58,7 @@ class Block:
     j0: int
     same: bool
     nonfinite: int = 0
+    rows: np.ndarray | None = None  # the columns of corr's rows where they are not i0, i0 + 1, ...
 
 
 class Reducer(Protocol):
