@@ -434,3 +434,17 @@ def test_the_scheduler_killed_mid_correlate_is_one_line_naming_it(tmp_path, kend
         run = _kill_mid_run(own, kendall_store, lambda: os.killpg(own.procs[0].pid, signal.SIGKILL))
     assert (run.returncode, run.stdout) == (1, "")
     assert run.stderr == f"pairscan: lost the Dask scheduler at {own.address}: it stopped answering\n"
+
+
+@pytest.mark.parametrize("named", ["two", "all"])
+@pytest.mark.parametrize("given", ["store", "panel"])
+def test_partners_on_the_cluster_equal_serial(cluster, serial_store, named, given):
+    panel = pairscan.load_panel(serial_store)
+    named = sorted(panel.columns)[1:3] if named == "two" else named
+    source = serial_store if given == "store" else panel
+    on = "returns" if given == "store" else "prices"
+    want = pairscan.partners(serial_store, named, k=3, executor="serial", on=on)
+    got = pairscan.partners(source, named, k=3, executor=cluster.address, block_size=5, on=on)
+    assert got.attrs["executor"] == cluster.address and got.attrs["engine"] == "blocked" and len(got)
+    assert list(zip(got.a, got.b, got["rank"], got.n)) == list(zip(want.a, want.b, want["rank"], want.n))
+    np.testing.assert_allclose(got["corr"], want["corr"], rtol=0, atol=1e-12)
