@@ -191,3 +191,22 @@ def test_bad_lists_exit_2_in_one_line(store, tmp_path, capsys, args, message):
 def test_the_api_names_its_own_keyword(store):
     with pytest.raises(pairscan.PairscanError, match="^tickers: no ticker 'nope' in the store"):
         pairscan.partners(store, ["nope"], executor="serial")
+
+
+def test_run_with_shows_the_partners_and_plots_the_first_ones_best(store, tmp_path, capsys):
+    work = tmp_path / "work"
+    assert main(["run", str(store), "--workdir", str(work), "--with", "hal,b", "--top", "2",
+                 "--executor", "serial", "--report", str(work / "report.html"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    want = pairscan.partners(store, ["hal", "b"], k=2, executor="serial")
+    assert out["with"] == ["b", "hal"] and len(out["top"]) == 2
+    assert [(p["a"], p["b"], p["n"]) for t in out["with"] for p in out["partners"][t]] == list(
+        zip(want.a, want.b, want.n))
+    assert out["plots"]["partners"] == str(work / "partners.png")
+    assert (work / "partners.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (work / "report.html").read_text()
+    assert page.count("best partners of") == 2 and f"{want['b'][0]}</td>" in page
+
+    assert main(["run", str(store), "--workdir", str(work), "--with", "Hal", "--executor", "serial"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean 'hal'?" in err

@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("hdf5", "parquet"), default="hdf5")
     p.add_argument("--on-bad-lines", choices=("error", "skip"), default="error")
     p.add_argument("--report", metavar="FILE.html", help="also write a self-contained HTML report")
+    p.add_argument("--with", dest="partners_of", metavar="LIST|all",
+                   help="also each named ticker's top K partners, and the plot of the first one's best partner")
     p.add_argument("--json", action="store_true")
     Selection.add_arguments(p)
     _lock_option(p)
@@ -361,7 +363,8 @@ def cmd_run(args) -> int:
     # The report's folder is checked by run, once the work folder (its usual home) exists.
     out = pipeline.run(args.source, args.workdir, k=args.top, report=args.report, format=args.format,
                        selection=Selection.from_args(args), on_bad_lines=args.on_bad_lines,
-                       lock_timeout=args.lock_timeout, execution=Execution.from_args(args))
+                       lock_timeout=args.lock_timeout, partners_of=args.partners_of,
+                       execution=Execution.from_args(args))
     if args.json:
         _print_json(out)
         return 0
@@ -380,6 +383,9 @@ def cmd_run(args) -> int:
         print()
         print(f"analysis of the top pairs on log {out['column']} prices (rolling window {analysis['window']}):")
         print(_analysis_table(analysis["pairs"]))
+    if "partners" in out:
+        print()
+        print(answer_tables({"partners": out["partners"]}))
     print()
     for name, path in out["plots"].items():
         print(f"{name} plot: {printable(path)}")

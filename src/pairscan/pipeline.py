@@ -182,6 +182,7 @@ def run(
     format: str = "hdf5",
     on_bad_lines: str = "error",
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    partners_of=None,
 ) -> dict:
     """The whole pipeline: (sample or extract) -> convert -> correlate -> analyze -> plots (-> report).
 
@@ -189,9 +190,11 @@ def run(
     converted (then convert is skipped); with none the built-in sample is written to
     ``workdir`` first. The store, the plots and the report go to ``workdir``; the
     source is never written to. The selection options are :func:`correlate`'s.
-    Returns what ``run --json`` prints. Every stage runs on one pool, opened once from
-    ``execution`` (or its fields as keywords: ``executor``, ``workers``, ``retries``,
-    ``quiet``, ``connect_timeout``).
+    ``partners_of`` (``--with``): also each named ticker's ``k`` best partners
+    (``with`` and ``partners`` in the answer) and the pair plot of the first named
+    ticker's best partner. Returns what ``run --json`` prints. Every stage runs on one
+    pool, opened once from ``execution`` (or its fields as keywords: ``executor``,
+    ``workers``, ``retries``, ``quiet``, ``connect_timeout``).
     """
     checks.path("source", source, optional=True)
     checks.path("workdir", workdir)
@@ -239,6 +242,11 @@ def run(
         matrix_path = workdir / "matrix.parquet" if n_tickers <= HEATMAP_MAX_TICKERS else None
         result: Correlation = correlate(store, k=k, selection=selection, matrix=matrix_path, execution=running)
         stages["correlate"] = result.seconds
+        partners = None
+        if partners_of is not None:
+            partners = correlate(store, k=k, selection=selection, execution=running, partners_of=partners_of,
+                                 partners_option="--with")
+            stages["partners"] = partners.seconds
         analysis = None
         if len(result.top):
             from .analyze import analyze_top
@@ -254,6 +262,16 @@ def run(
         best = out["top"][0]
         pair = [store_series(store, best[t], selection.column) for t in ("a", "b")]
         plots["pair"] = str(draw(*pair, workdir / "pair.png", **_pair_stats(best, selection, result.min_periods)))
+    if partners is not None:
+        answer = partners.to_dict()
+        out.update({"with": answer["with"], "partners": answer["partners"]})
+        first = answer["partners"][answer["with"][0]] if answer["with"] else []
+        if first:
+            from .plot import plot_pair as draw
+
+            pair = [store_series(store, first[0][t], selection.column) for t in ("a", "b")]
+            plots["partners"] = str(draw(*pair, workdir / "partners.png",
+                                         **_pair_stats(first[0], selection, partners.min_periods)))
     best_coint = best_cointegrated(analysis)
     if best_coint is not None:
         plots["spread"] = str(plot_store_spread(store, best_coint["a"], best_coint["b"], workdir / "spread.png",

@@ -105,6 +105,7 @@ def render(out: dict, result, facts: dict) -> str:
         _pairs_section(top, symbol, what, out),
         _histogram_section(out, result, symbol, what),
         _pair_plot_section(out, top, what),
+        _partners_section(out, symbol, what),
         analysis_section(out["analysis"]["pairs"], _plot_file(out, "spread"), out["analysis"]["window"])
         if out.get("analysis") else "",
         _heatmap_section(out, result),
@@ -215,6 +216,35 @@ def _pairs_section(top: list[dict], symbol: str, what: str, out: dict) -> str:
         "<th class=num>95 % interval</th></tr></thead>"
         f"<tbody>{rows}</tbody></table></section>"
     )
+
+
+def _partners_section(out: dict, symbol: str, what: str) -> str:
+    """With ``--with``: one table per named ticker, and the plot of the first one's best partner."""
+    if "partners" not in out:
+        return ""
+    tables = []
+    for ticker, pairs in out["partners"].items():
+        if not pairs:
+            tables.append(f"<p>{_e(ticker)}: no partner has a correlation (too little overlap, or a constant "
+                          "series).</p>")
+            continue
+        rows = "\n".join(
+            f"<tr><td class=num>{rank}</td><td>{_e(p['b'])}</td><td class=num>{p['corr']:.6f}</td>"
+            f"<td class=num>{p['n']:,}</td><td class=num>{_e(format_p(p.get('p')))}</td>"
+            f"<td class=num>{_interval(p)}</td></tr>"
+            for rank, p in enumerate(pairs, 1))
+        tables.append(
+            f'<table class="pairs"><caption>The {len(pairs)} best partners of {_e(ticker)}: {_e(symbol)} of '
+            f"{_e(what)}</caption><thead><tr><th class=num>rank</th><th>partner</th>"
+            f"<th class=num>{_e(symbol)}</th><th class=num><i>n</i></th><th class=num><i>p</i></th>"
+            f"<th class=num>95 % interval</th></tr></thead><tbody>{rows}</tbody></table>")
+    png = _plot_file(out, "partners")
+    if png is not None:
+        first = next(iter(out["partners"].values()))[0]
+        caption = (f"{_e(first['a'])} and its best partner {_e(first['b'])}: their "
+                   f"{_e(out.get('column', 'close'))} prices over time, each divided by its own maximum.")
+        tables.append(_figure(png, f"{first['a']} and {first['b']} over time", caption))
+    return '<section id="partners"><h2>Partners</h2>' + "\n".join(tables) + "</section>"
 
 
 def _interval(p: dict) -> str:
