@@ -14,6 +14,7 @@ gives the same pairs (by ``(min, max)`` of the two columns).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -24,7 +25,7 @@ from ...panel import InMemory
 from ...placement import Layout, Plan, index_token
 from .. import Pairs, tally
 from .kernel import blas_threads, correlate_blocks
-from .tasks import Block, BlockJob, BlockSource, StoreBlocks, _label, _reduce, block_width, correlate_blocked
+from .tasks import Block, BlockJob, BlockSource, StoreBlocks, _reduce, block_width, correlate_blocked
 
 preload(__name__)  # what its process workers need
 
@@ -112,7 +113,7 @@ def partner_task(source: BlockSource, values: np.ndarray, named: np.ndarray, spe
     """Task: the named columns (``values``, the panel's columns ``named``) against the
     panel's columns ``spec = (j0, j1)``: the reducer's part."""
     j0, j1 = spec
-    with blas_threads(1) if job.one_blas_thread else _nothing():
+    with blas_threads(1) if job.one_blas_thread else contextlib.nullcontext():
         vj = source.columns(j0, j1)
         corr, n = correlate_blocks(values, vj, job.method, job.min_periods, job.threads)
     return job.reducer.block(Block(np.array(corr, dtype=np.float64), n, 0, j0, False, source.nonfinite(j0, j1),
@@ -129,14 +130,6 @@ def panel_partner_task(panel: np.ndarray, values: np.ndarray, named: np.ndarray,
                        job: BlockJob) -> Pairs:
     """Task: :func:`partner_task` on a panel the worker holds (a caller's DataFrame on Dask)."""
     return partner_task(InMemory(panel), values, named, spec, job)
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def partners_blocked(plan: Plan, layout: Layout, pool: Pool, named: list[int] | None, *, k: int, absolute: bool,
@@ -156,7 +149,8 @@ def partners_blocked(plan: Plan, layout: Layout, pool: Pool, named: list[int] | 
     values = named_values(layout, named)
     rows = np.asarray(named, dtype=np.int64)
     parallel = len(specs) > 1 and pool.workers > 1
-    labels = [_label(layout.tickers, (j0, j1, j0, j1)).split(" x ")[0] for j0, j1 in specs]
+    tickers = layout.tickers
+    labels = [f"partners x {tickers[j0]}..{tickers[j1 - 1]}" for j0, j1 in specs]
     if plan.tasks_fetch:
         job = BlockJob(method, min_periods, reducer)
         shared = share(pool, values)

@@ -4,8 +4,8 @@ A task takes its two blocks from a :class:`BlockSource` (a slice of the panel th
 process holds, the file a local process pool maps, or the store, read by the worker
 itself), computes their correlations and overlap counts (:mod:`.kernel`), and hands
 the matrices to a :class:`Reducer`, which keeps what the question needs of them and
-merges the tasks' parts: :class:`TopPairs` (the ``k`` best pairs) or
-:class:`EveryPair` (``--matrix``). Another question over every pair (the partners of
+merges the tasks' parts: :class:`TopPairs` (the ``k`` best pairs),
+:class:`EveryPair` (``--matrix``) or :class:`~.partners.BestPartners` (``--with all``). Another question over every pair (the partners of
 each ticker, a spanning forest) is another reducer, not another pass.
 
 Where the panel lives is the :class:`~pairscan.placement.Plan`'s answer; this module
@@ -50,7 +50,9 @@ class Block:
     """One pair of column blocks' results: ``corr[i, j]`` and ``n[i, j]`` are those of the
     panel's columns ``i0 + i`` and ``j0 + j``. ``same``: a block with itself (only the
     upper triangle is meaningful; ``corr`` is the reducer's to change).
-    ``nonfinite``: values the task's source made missing (each block counted once)."""
+    ``nonfinite``: values the task's source made missing (each block counted once).
+    ``rows``: where the rows are a few named columns rather than a block (partners:
+    :mod:`.partners`), their column indices; ``i0`` then means nothing."""
 
     corr: np.ndarray
     n: np.ndarray
@@ -58,7 +60,7 @@ class Block:
     j0: int
     same: bool
     nonfinite: int = 0
-    rows: np.ndarray | None = None  # the columns of corr's rows where they are not i0, i0 + 1, ...
+    rows: np.ndarray | None = None
 
 
 class Reducer(Protocol):

@@ -1,0 +1,72 @@
+"""Partners benchmark: `correlate --with ONE` and `--with all` against the full correlate.
+
+Run: ``python benchmarks/partners.py [--tickers 3000] [--days 5040] [--repeat 3] [--executor threads]``
+
+Data: the daily universe of ``benchmarks/universe.py`` (built once and cached; late
+listings, delistings, halts), correlated on returns with the default ranking. Each
+figure is the best of ``--repeat`` runs, after one untimed read of the store so that
+no run pays for the disk. Printed: each run's load and compute (``timings``), and the
+ratios the contract asks about: the compute of ``--with ONE`` over the full
+correlate's compute (at most 5 %), and its wall time over the load's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pairscan
+from pairscan.correlate import correlate
+from pairscan.store import store_files
+
+from universe import universe
+
+
+def best_of(repeat: int, **options) -> dict:
+    runs = [correlate(**options) for _ in range(repeat)]
+    best = min(runs, key=lambda r: r.seconds)
+    return {"seconds": best.seconds, **best.timings, "result": best}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tickers", type=int, default=3000)
+    parser.add_argument("--days", type=int, default=5040)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--executor", default="threads")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    store = universe(args.tickers, args.days)
+    pairscan.load_panel(store, on="returns", executor=args.executor)  # warm the page cache, untimed
+    one = sorted(store_files(store))[len(store_files(store)) // 2]
+    common = dict(source=store, k=10, on="returns", executor=args.executor)
+    full = best_of(args.repeat, **common)
+    named = best_of(args.repeat, **common, partners_of=[one])
+    every = best_of(max(1, args.repeat - 1), **common, partners_of="all")
+    assert len(named["result"].top) > 0, "the named ticker has no ranked partner"
+    figures = {
+        "store": f"{args.tickers:,} tickers x {args.days:,} days (daily, returns)",
+        "executor": f"{args.executor} x{full['result'].workers}",
+        "named": one,
+        "full": {k: round(full[k], 3) for k in ("seconds", "load", "correlate")},
+        "with_one": {k: round(named[k], 3) for k in ("seconds", "load", "correlate")},
+        "with_all": {k: round(every[k], 3) for k in ("seconds", "load", "correlate")},
+        "with_one_compute_over_full_compute": round(named["correlate"] / full["correlate"], 4),
+        "with_one_wall_over_load": round(named["seconds"] / named["load"], 3),
+        "with_all_compute_over_full_compute": round(every["correlate"] / full["correlate"], 3),
+    }
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return
+    print(f"{figures['store']}, executor {figures['executor']}, best of {args.repeat}")
+    for name in ("full", "with_one", "with_all"):
+        f = figures[name]
+        print(f"  {name:<9} wall {f['seconds']:8.3f} s   load {f['load']:8.3f} s   compute {f['correlate']:8.3f} s")
+    print(f"--with {one}: compute {100 * figures['with_one_compute_over_full_compute']:.2f} % of the full "
+          f"correlate's compute (contract: at most 5 %); wall {figures['with_one_wall_over_load']:.2f} x its load")
+    print(f"--with all: compute {figures['with_all_compute_over_full_compute']:.2f} x the full correlate's")
+
+
+if __name__ == "__main__":
+    main()
