@@ -281,7 +281,8 @@ def answer_tables(out: dict) -> str:
     """The top pairs' table, or with ``--with`` one table of partners per named ticker."""
     if "partners" not in out:
         return text_table(out["top"])
-    return "\n\n".join(f"partners of {ticker}:\n{text_table(rows)}" for ticker, rows in out["partners"].items())
+    return "\n\n".join(f"partners of {printable(ticker)}:\n{text_table(rows)}"
+                       for ticker, rows in out["partners"].items())
 
 
 def cmd_plot(args) -> int:
