@@ -37,8 +37,9 @@ def universe(tmp_path_factory):
 
 def panel_of(store, on="prices") -> pd.DataFrame:
     frames = {t: pd.read_hdf(p, "/data")["close"] for t, p in store_files(store).items()}
-    panel = pd.concat(frames, axis=1, sort=True)
-    return np.log(panel).diff() if on == "returns" else panel
+    if on == "returns":  # each ticker's log returns on its own timestamps
+        frames = {t: np.log(s).diff() for t, s in frames.items()}
+    return pd.concat(frames, axis=1, sort=True)
 
 
 def oracle_top(panel: pd.DataFrame, min_periods: int, k: int, method: str = "pearson") -> list[tuple]:
