@@ -434,3 +434,17 @@ def test_the_scheduler_killed_mid_correlate_is_one_line_naming_it(tmp_path, kend
         run = _kill_mid_run(own, kendall_store, lambda: os.killpg(own.procs[0].pid, signal.SIGKILL))
     assert (run.returncode, run.stdout) == (1, "")
     assert run.stderr == f"pairscan: lost the Dask scheduler at {own.address}: it stopped answering\n"
+
+
+@pytest.mark.parametrize("engine", ["blocked", "naive"])
+def test_a_question_asked_on_the_cluster_is_the_oracles(cluster, serial_store, tmp_path, engine):
+    # The selection travels with the tasks: the workers cut, resample and take returns themselves.
+    names = sorted(store_files(serial_store))
+    first = pd.read_hdf(store_files(serial_store)[names[1]], "/data").index[0]
+    start = (first + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+    got = correlate(serial_store, k=3, engine=engine, executor=cluster.address, matrix=tmp_path / "m.parquet",
+                    min_periods=1, on="returns", start=start, resample="h", tickers=",".join(names[:-1]),
+                    exclude=names[0])
+    series = oracle_series(serial_store, on="returns", start=start, resample="h", tickers=names[1:-1])
+    assert list(got.matrix.index) == sorted(series) and got.series == len(names) - 2
+    assert_matches(got.matrix, oracle_pairs(series, min_periods=1))

@@ -236,7 +236,8 @@ def test_unknown_ticker_suggests_the_closest(universe):
 
 # -- one set of selection options -------------------------------------------------------
 
-SELECTION = {"--column": "close", "--on": "prices", "--method": "pearson", "--min-periods": "auto", "--abs": False}
+SELECTION = {"--column": "close", "--on": "prices", "--method": "pearson", "--min-periods": "auto", "--abs": False,
+             "--start": None, "--end": None, "--resample": None, "--tickers": None, "--exclude": None}
 
 
 def _options(parser: argparse.ArgumentParser) -> dict:

@@ -63,6 +63,7 @@ def common(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return index, a.to_numpy()[ia], b.to_numpy()[ib]
 
 
-def read_pair(path_a: str, path_b: str, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Two stored tickers' ``column`` on their common timestamps: ``(index, a, b)``."""
-    return common(stored_series(path_a, column), stored_series(path_b, column))
+def read_pair(path_a: str, path_b: str, column: str, cut: Cut | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two stored tickers' ``column`` (cut to a selection's period and frequency) on
+    their common timestamps: ``(index, a, b)``."""
+    return common(stored_series(path_a, column, cut=cut), stored_series(path_b, column, cut=cut))
