@@ -223,3 +223,29 @@ def test_the_selection_options_are_checked_once():
     for bad in (dict(start="2006-02-30"), dict(resample="M2"), dict(tickers=""), dict(exclude=[1])):
         with pytest.raises(pairscan.PairscanError):
             Selection(**bad)
+
+
+# -- resampling without pandas' resample on the hot path is pandas' resample ----------------------
+
+@pytest.mark.parametrize("rule", ["D", "W", "ME", "QE", "h", "15min", "2h", "30s", "2D", "B", "W-MON", "YE"])
+def test_resampling_equals_pandas_resample_last(rule):
+    from pairscan.selection import resample_last
+
+    rng = np.random.default_rng(abs(hash(rule)) % 2**32)
+    for kind in ("daily with weekends", "minutes", "sparse", "before 1970"):
+        if kind == "minutes":
+            index = pd.date_range("2020-02-27 09:30", periods=3000, freq="2min")
+        elif kind == "sparse":
+            index = pd.DatetimeIndex(np.sort(rng.choice(pd.date_range("2019-12-01", "2021-03-31 23:59", freq="min"),
+                                                        size=400, replace=False)))
+        elif kind == "before 1970":
+            index = pd.date_range("1968-11-03 17:00", periods=900, freq="7h")
+        else:
+            index = pd.date_range("2019-12-28", periods=500, freq="D")
+        index = index.as_unit("ns")
+        values = rng.standard_normal(len(index))
+        values[rng.random(len(index)) < 0.2] = np.nan
+        want = pd.Series(values, index=index).resample(rule).last().dropna()
+        got_index, got_values = resample_last(np.asarray(index.as_unit("ns").values), values, rule)
+        pd.testing.assert_series_equal(pd.Series(got_values, index=pd.DatetimeIndex(got_index)), want,
+                                       check_freq=False, check_names=False)
