@@ -249,3 +249,47 @@ def test_resampling_equals_pandas_resample_last(rule):
         got_index, got_values = resample_last(np.asarray(index.as_unit("ns").values), values, rule)
         pd.testing.assert_series_equal(pd.Series(got_values, index=pd.DatetimeIndex(got_index)), want,
                                        check_freq=False, check_names=False)
+
+
+# -- a period reads only its rows, and the same rows as pandas' label slicing ----------------------
+
+@pytest.mark.parametrize("fmt", ["hdf5", "parquet"])
+def test_a_period_read_from_the_store_is_pandas_label_slicing(tmp_path, fmt):
+    from pairscan.selection import Cut
+    from pairscan.store import formats, read_column_period
+
+    fast = formats.by_name(fmt).read_column_rows
+    store = make_store(tmp_path, ragged=True, fmt=fmt, tickers=3, days=6, bars_per_day=30)
+    for ticker, path in pairscan.store.store_files(store).items():
+        frame = pd.read_hdf(path, "/data") if fmt == "hdf5" else pd.read_parquet(path)
+        first, last = frame.index[0], frame.index[-1]
+        middle = frame.index[len(frame) // 2]
+        for start, end in ((None, None), (str(first.date()), None), (None, str(middle.date())),
+                           (str(middle), str(middle)), (middle.strftime("%Y-%m-%d %H:%M"), str(last.year)),
+                           (middle.strftime("%Y-%m-%d %H"), middle.strftime("%Y-%m")), ("1990", "1991"),
+                           (str(last + pd.Timedelta(days=1)), None), (f"{first.year}Q1", None)):
+            want = frame["close"].loc[start:end]
+            cut = Cut(start, end)
+            assert cut.bounds() is not None
+            got = fast(path, "close", *cut.bounds())  # the format's own partial read
+            assert np.array_equal(got[0], np.asarray(want.index.as_unit("ns").values))
+            index, values = read_column_period(path, "close", *cut.bounds())
+            pd.testing.assert_series_equal(pd.Series(values, index=pd.DatetimeIndex(index, name=want.index.name)),
+                                           want, check_names=False, check_freq=False)
+            stamps = np.asarray(frame.index.as_unit("ns").values)
+            assert np.array_equal(stamps[cut.rows(stamps)], stamps[frame.index.slice_indexer(start, end)])
+
+
+def test_period_bounds_equal_pandas_label_slicing_on_indexes_of_every_resolution():
+    from pairscan.selection import Cut
+
+    indexes = [pd.date_range("2007-12-20", periods=400, freq=f) for f in ("D", "h", "min", "s")]
+    indexes.append(pd.date_range("2007-12-31 23:59:59.5", periods=50, freq="100ms"))
+    texts = [None, "2008", "2008-01", "2008-01-01", "2008-01-01 05", "2008-01-01 05:30", "2008-01-01 05:30:10",
+             "2008-01-01T00:00:00.3", "2007-12-31 23:59:59", "2008Q1", "20080101", "Jan 1 2008"]
+    for index in indexes:
+        stamps = np.asarray(index.as_unit("ns").values)
+        for start, end in itertools.product(texts, texts):
+            cut = Cut(start, end)
+            want = stamps[pd.DatetimeIndex(stamps).slice_indexer(start, end)]
+            assert np.array_equal(stamps[cut.rows(stamps)], want), (index.freq, start, end)

@@ -32,7 +32,8 @@ from .errors import PairscanError
 from .executors import Execution, Pool, preload, run_tasks, share
 from .selection import ON, Cut, selected
 from .shm import discard, panel_allocator
-from .store import empty_store_error, read_column_arrays, read_index_array, store_files, will_read
+from .store import (empty_store_error, read_column_arrays, read_column_period, read_index_array, store_files,
+                    will_read)
 
 TICKERS_PER_TASK = 32
 GUESS_FILES = 32  # the largest files whose timestamps are the first guess of the union
@@ -119,7 +120,11 @@ class Panel:
 
 
 def read_selected(path, column: str, on: str = "prices", cut: Cut | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One stored ticker's series as the selection has it (:func:`~pairscan.selection.selected`)."""
+    """One stored ticker's series as the selection has it (:func:`~pairscan.selection.selected`),
+    reading only the rows of its period where the format allows (:func:`~pairscan.store.read_column_period`)."""
+    if cut is not None and cut.period and cut.bounds() is not None:
+        index, values = read_column_period(path, column, *cut.bounds())
+        return selected(index, values, on, Cut(resample=cut.resample) if cut.resample is not None else None)
     return selected(*read_column_arrays(path, column), on, cut)
 
 

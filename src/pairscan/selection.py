@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import re
 import warnings
@@ -238,10 +239,30 @@ class Cut:
     end: str | None = None
     resample: str | None = None
 
+    @property
+    def period(self) -> bool:
+        return self.start is not None or self.end is not None
+
+    def bounds(self) -> tuple[np.datetime64 | None, np.datetime64 | None] | None:
+        """The first and last timestamps ``series.loc[start:end]`` can keep (None: no
+        bound), so that a sorted index is cut by two binary searches; None where the
+        strings are not of the kind :func:`period_bounds` handles."""
+        return period_bounds(self.start, self.end)
+
+    def rows(self, index: np.ndarray) -> slice:
+        """The rows of a sorted, unique ``index`` that ``series.loc[start:end]`` keeps."""
+        bounds = self.bounds()
+        if bounds is None:
+            return pd.DatetimeIndex(index).slice_indexer(self.start, self.end)
+        low, high = bounds
+        first = 0 if low is None else int(np.searchsorted(index, low, "left"))
+        stop = len(index) if high is None else int(np.searchsorted(index, high, "right"))
+        return slice(first, max(first, stop))
+
     def apply(self, index: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``series.loc[start:end]``, then ``.resample(rule).last()`` without empty bins."""
-        if self.start is not None or self.end is not None:
-            rows = pd.DatetimeIndex(index).slice_indexer(self.start, self.end)
+        if self.period:
+            rows = self.rows(index)
             index, values = index[rows], values[rows]
         if self.resample is not None:
             index, values = resample_last(index, values, self.resample)
@@ -249,6 +270,31 @@ class Cut:
 
 
 DAY = 86_400 * 10**9  # nanoseconds
+
+
+@functools.lru_cache(maxsize=64)
+def period_bounds(start: str | None, end: str | None):
+    """``(first, last)`` timestamps (datetime64[ns], None for an open end) that pandas'
+    label slicing ``loc[start:end]`` of a sorted index keeps: a date string covers the
+    whole span of its resolution (``2009`` a year, ``2009-06`` a month), as
+    ``pd.Period(text)`` spans it; a finer index point inside a string's span is kept, and
+    where pandas slices exactly (the index no finer than the string) no index point lies
+    inside the span but the string's own. None for strings with a time zone or that
+    ``pd.Period`` does not read: the caller then asks pandas, ticker by ticker."""
+    try:
+        bounds = []
+        for text, edge in ((start, "start_time"), (end, "end_time")):
+            if text is None:
+                bounds.append(None)
+                continue
+            if pd.Timestamp(text).tz is not None:
+                return None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                bounds.append(getattr(pd.Period(text), edge).as_unit("ns").to_datetime64())
+        return tuple(bounds)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def bin_labels(index: np.ndarray, rule: str) -> np.ndarray | None:
