@@ -249,11 +249,6 @@ def union_index(*parts: tuple[np.ndarray, bool, dict]) -> tuple[np.ndarray, bool
     return index, complete, {path: n for _, _, counts in parts for path, n in counts.items()}
 
 
-def observations(values: np.ndarray) -> np.ndarray:
-    """The number of values (not missing) in each column of a panel."""
-    return np.count_nonzero(~np.isnan(values), axis=0)
-
-
 def store_index(paths: list[str | Path], column: str, on: str, pool: Pool, quiet: bool, cut: Cut | None = None):
     """The union index of the stored files' series ``paths``, whether it is complete, and
     each one's count of values (prices or returns, in ``paths``' order), read where the
