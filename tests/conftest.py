@@ -40,16 +40,35 @@ def any_store(request, aligned_store, ragged_store) -> Path:
     return aligned_store if request.param == "aligned" else ragged_store
 
 
-def oracle_series(store: Path, column: str = "close", on: str = "prices") -> dict[str, pd.Series]:
-    """The stored series exactly as DESIGN.md's oracle defines them, read with pandas."""
-    frames = {}
+def oracle_series(store: Path, column: str = "close", on: str = "prices", start=None, end=None, resample=None,
+                  tickers=None) -> dict[str, pd.Series]:
+    """The series exactly as DESIGN.md's oracle defines them, read with pandas: each
+    ticker's ``F[column].loc[start:end]``, resampled (``.resample(rule).last()``, empty
+    bins dropped) if asked, and for returns ``np.log(S).diff()`` on its own timestamps.
+    With a period or a rule, tickers with no value leave."""
+    series = {}
     for ticker, path in store_files(store).items():
+        if tickers is not None and ticker not in tickers:
+            continue
         frame = pd.read_hdf(path, "/data") if path.suffix == ".h5" else pd.read_parquet(path)
-        frames[ticker] = frame[column]
-    if on == "prices":
-        return frames
-    returns = np.log(pd.concat(frames, axis=1, sort=True)).diff()
-    return {t: returns[t] for t in returns}
+        s = frame[column].loc[start:end]
+        if resample is not None:
+            s = s.resample(resample).last().dropna()
+        if on == "returns":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                s = np.log(s).diff()
+        if (start is not None or end is not None or resample is not None) and not np.isfinite(s).any():
+            continue
+        series[ticker] = s
+    return series
+
+
+def own_returns(frame: pd.DataFrame) -> pd.DataFrame:
+    """A panel's log returns as the contract takes them: each column on its own
+    timestamps (where it has a value), ``np.log(series).diff()``, then aligned."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        returns = {c: np.log(frame[c].dropna()).diff() for c in frame.columns}
+    return pd.concat(returns, axis=1, sort=True).reindex(columns=frame.columns)
 
 
 def oracle_pairs(series: dict[str, pd.Series], method: str = "pearson", min_periods=None) -> dict:

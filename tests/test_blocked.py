@@ -18,12 +18,12 @@ from pairscan.correlate import correlate, parse_size
 from pairscan.engines.blocked import block_size_for, block_specs
 from pairscan.sample import sample_frames
 
-from conftest import assert_matches, oracle_series
+from conftest import assert_matches, oracle_series, own_returns
 
 
 def pandas_pairs(frame: pd.DataFrame, method="pearson", min_periods=None, on="prices") -> dict:
     if on == "returns":
-        frame = np.log(frame).diff()
+        frame = own_returns(frame)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return {(a, b): frame[a].corr(frame[b], method=method, min_periods=min_periods)

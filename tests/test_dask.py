@@ -448,3 +448,17 @@ def test_partners_on_the_cluster_equal_serial(cluster, serial_store, named, give
     assert got.attrs["executor"] == cluster.address and got.attrs["engine"] == "blocked" and len(got)
     assert list(zip(got.a, got.b, got["rank"], got.n)) == list(zip(want.a, want.b, want["rank"], want.n))
     np.testing.assert_allclose(got["corr"], want["corr"], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("engine", ["blocked", "naive"])
+def test_a_question_asked_on_the_cluster_is_the_oracles(cluster, serial_store, tmp_path, engine):
+    # The selection travels with the tasks: the workers cut, resample and take returns themselves.
+    names = sorted(store_files(serial_store))
+    first = pd.read_hdf(store_files(serial_store)[names[1]], "/data").index[0]
+    start = (first + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+    got = correlate(serial_store, k=3, engine=engine, executor=cluster.address, matrix=tmp_path / "m.parquet",
+                    min_periods=1, on="returns", start=start, resample="h", tickers=",".join(names[:-1]),
+                    exclude=names[0])
+    series = oracle_series(serial_store, on="returns", start=start, resample="h", tickers=names[1:-1])
+    assert list(got.matrix.index) == sorted(series) and got.series == len(names) - 2
+    assert_matches(got.matrix, oracle_pairs(series, min_periods=1))

@@ -58,8 +58,9 @@ def missed_store(tmp_path_factory):
 def oracle_panel(store, on: str, tickers=None) -> pd.DataFrame:
     """Each stored file read with pandas, outer-aligned on timestamp (DESIGN.md's oracle)."""
     series = {t: read_frame(p)["close"] for t, p in store_files(store).items() if tickers is None or t in tickers}
-    panel = pd.concat(series, axis=1, sort=True)[sorted(series)]
-    return np.log(panel).diff() if on == "returns" else panel
+    if on == "returns":  # each ticker's log returns on its own timestamps, then aligned
+        series = {t: np.log(s).diff() for t, s in series.items()}
+    return pd.concat(series, axis=1, sort=True)[sorted(series)]
 
 
 def assert_panel(panel: pairscan.panel.Panel, want: pd.DataFrame) -> None:

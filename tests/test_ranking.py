@@ -37,8 +37,9 @@ def universe(tmp_path_factory):
 
 def panel_of(store, on="prices") -> pd.DataFrame:
     frames = {t: pd.read_hdf(p, "/data")["close"] for t, p in store_files(store).items()}
-    panel = pd.concat(frames, axis=1, sort=True)
-    return np.log(panel).diff() if on == "returns" else panel
+    if on == "returns":  # each ticker's log returns on its own timestamps
+        frames = {t: np.log(s).diff() for t, s in frames.items()}
+    return pd.concat(frames, axis=1, sort=True)
 
 
 def oracle_top(panel: pd.DataFrame, min_periods: int, k: int, method: str = "pearson") -> list[tuple]:
@@ -235,7 +236,8 @@ def test_unknown_ticker_suggests_the_closest(universe):
 
 # -- one set of selection options -------------------------------------------------------
 
-SELECTION = {"--column": "close", "--on": "prices", "--method": "pearson", "--min-periods": "auto", "--abs": False}
+SELECTION = {"--column": "close", "--on": "prices", "--method": "pearson", "--min-periods": "auto", "--abs": False,
+             "--start": None, "--end": None, "--resample": None, "--tickers": None, "--exclude": None}
 
 
 def _options(parser: argparse.ArgumentParser) -> dict:

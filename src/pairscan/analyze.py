@@ -33,7 +33,7 @@ from .errors import PairscanError
 from .executors import Execution, Pool, preload, run_tasks
 from .pair_reader import read_pair
 from .records import PAIR_FIELDS, pair_frame
-from .selection import Selection
+from .selection import Cut, Selection
 from .store import empty_store_error, store_files, ticker_file
 
 DEFAULT_WINDOW = 60
@@ -232,9 +232,9 @@ def _count(n: int, noun: str) -> str:
 # -- tasks and the store ------------------------------------------------------------------
 
 
-def analyze_stored_pair(path_a: str, path_b: str, column: str, window: int) -> dict:
+def analyze_stored_pair(path_a: str, path_b: str, column: str, window: int, cut: Cut | None = None) -> dict:
     """Task: :func:`analyze_pair` of two stored tickers, read from the store where it runs."""
-    _, a, b = read_pair(path_a, path_b, column)
+    _, a, b = read_pair(path_a, path_b, column, cut)
     positive = (a > 0) & (b > 0)
     if not positive.all():
         fields = dict.fromkeys(FIELDS, math.nan)
@@ -272,6 +272,11 @@ def analyze(
     method: str | None = None,
     min_periods: int | str | None = None,
     absolute: bool | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    resample: str | None = None,
+    tickers=None,
+    exclude=None,
     execution: Execution | None = None,
     executor=None,
     workers: int | None = None,
@@ -284,12 +289,14 @@ def analyze(
 
     ``pairs`` is a list of ``(a, b)`` tickers (or one such tuple); without it, the top
     ``k`` pairs of :func:`~pairscan.correlate` with the same selection (``selection=``,
-    or ``column``, ``on``, ``method``, ``min_periods``, ``absolute``; by default the
-    ranking of ``correlate``, min-periods auto). Each pair is one task on the executor;
+    or ``column``, ``on``, ``method``, ``min_periods``, ``absolute``, ``start``,
+    ``end``, ``resample``, ``tickers``, ``exclude``; by default the ranking of
+    ``correlate``, min-periods auto). Each pair is one task on the executor;
     its worker reads the two series from the store. The analysis is always of the log
-    prices of ``column`` on the pair's common timestamps; ``corr`` is as the selection
-    says. How it runs is an :class:`~pairscan.executors.Execution` (``execution=``, or
-    ``executor``, ``workers``, ``retries``, ``quiet``, ``connect_timeout``, ``pool``).
+    prices of ``column`` (cut to the selection's period and frequency) on the pair's
+    common timestamps; ``corr`` is as the selection says. How it runs is an
+    :class:`~pairscan.executors.Execution` (``execution=``, or ``executor``, ``workers``,
+    ``retries``, ``quiet``, ``connect_timeout``, ``pool``).
 
     Returns a DataFrame with one row per pair (in the order given, or by rank): the pair
     record (``a, b, corr, n, p, ci_low, ci_high``, as ``correlate`` reports them), the
@@ -304,7 +311,8 @@ def analyze(
                              connect_timeout=connect_timeout, pool=pool)
     quiet, retries = execution.quiet, execution.retries
     selection = Selection.of(selection, column=column, on=on, method=method, min_periods=min_periods,
-                             absolute=absolute)
+                             absolute=absolute, start=start, end=end, resample=resample, tickers=tickers,
+                             exclude=exclude)
     check_window(window)
     if k < 1:
         raise PairscanError(f"k must be at least 1, not {k}")
@@ -323,7 +331,7 @@ def analyze(
             top = pd.DataFrame([f.record for f in found], columns=list(PAIR_FIELDS))
             periods = found[0].min_periods
         selected = time.perf_counter()
-        frame = _run(files, top, window, selection.column, pool, quiet, retries)
+        frame = _run(files, top, window, selection.column, pool, quiet, retries, selection.cut)
         finished = time.perf_counter()
     frame.attrs.update(seconds=finished - started, min_periods=periods,
                        timings={"select": selected - started, "analyze": finished - selected})
@@ -331,13 +339,14 @@ def analyze(
 
 
 def analyze_top(store: str | os.PathLike, top: pd.DataFrame, pool: Pool, *, window: int = DEFAULT_WINDOW,
-                column: str = "close", quiet: bool = True, retries: int = 0) -> pd.DataFrame:
+                column: str = "close", quiet: bool = True, retries: int = 0,
+                cut: Cut | None = None) -> pd.DataFrame:
     """:func:`analyze` of pairs already ranked: ``top`` is ``correlate``'s top (the pair records)."""
     check_window(window)
     _mackinnonp(0.0)
     files = {t: os.path.abspath(p) for t, p in store_files(store).items()}
     started = time.perf_counter()
-    frame = _run(files, top, window, column, pool, quiet, retries)
+    frame = _run(files, top, window, column, pool, quiet, retries, cut)
     seconds = time.perf_counter() - started
     frame.attrs.update(seconds=seconds, timings={"select": 0.0, "analyze": seconds})
     return frame
@@ -349,10 +358,10 @@ def check_window(window) -> None:
 
 
 def _run(files, top: pd.DataFrame, window: int, column: str, pool: Pool, quiet: bool,
-         retries: int) -> pd.DataFrame:
+         retries: int, cut: Cut | None = None) -> pd.DataFrame:
     """One task per pair of ``top``; the rows in its order: the pair record, then the analysis."""
     chosen = list(zip(top["a"], top["b"]))
-    tasks = [(f"{a}~{b}", (files[a], files[b], column, int(window))) for a, b in chosen]
+    tasks = [(f"{a}~{b}", (files[a], files[b], column, int(window), cut)) for a, b in chosen]
     results = dict(run_tasks(pool, analyze_stored_pair, tasks, desc="analyze", quiet=quiet, retries=retries))
     pairs = pair_frame(top["a"], top["b"], top["corr"], top["n"], top["p"], (top["ci_low"], top["ci_high"]))
     analysis = pd.DataFrame([results[f"{a}~{b}"] for a, b in chosen], columns=[*FIELDS, "reason"])

@@ -172,9 +172,11 @@ def _count(n: int, noun: str) -> str:
 
 
 def _summary_line(r: dict) -> str:
-    what = "log returns" if r["on"] == "returns" else "prices"
-    return (f"{_count(r['series'], 'ticker')}, {_count(r['pairs_considered'], 'pair')}: {r['method']} on "
-            f"{r['column']} {what}; "
+    what = Selection.of_answer(r).describe()
+    stored = r.get("tickers_stored")
+    tickers = f"{r['series']:,} of {_count(stored, 'ticker')}" if stored not in (None, r["series"]) else \
+        _count(r["series"], "ticker")
+    return (f"{tickers}, {_count(r['pairs_considered'], 'pair')}: {r['method']} on {what}; "
             f"engine {r['engine']}, executor {r['executor']} x{r['workers']}, {r['seconds']:.3f} s")
 
 
@@ -301,7 +303,8 @@ def cmd_plot(args) -> int:
         raise PairscanError(f"plot needs two different tickers, not {a!r} twice")
     if args.spread:
         out = check_output(args.out or default_name(a, b, "spread"), "--out", PNG)
-        out, fields = pipeline.plot_store_spread(args.store, a, b, out, selection.column, args.window)
+        out, fields = pipeline.plot_store_spread(args.store, a, b, out, selection.column, args.window,
+                                                 selection.cut)
         print(f"{printable(out)} (beta = {fields['beta']:.4f}, coint p = {fields['coint_p']:.4g})")
         return 0
     out = check_output(args.out or default_name(a, b), "--out", PNG)

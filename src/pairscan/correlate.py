@@ -29,8 +29,7 @@ from .errors import PairscanError
 from .executors import Execution, Pool, preload
 from .outputs import check_not_in_store, check_output, output_path, write_csv
 from .pair_reader import stored_series
-from .placement import (Layout, Plan, index_token, is_frame, load, panel_fits, plan_placement, return_counts,
-                        store_index)
+from .placement import Layout, Plan, is_frame, load, panel_fits, plan_placement, store_index
 from .records import fisher_interval, kendall_p, pair_frame, pearson_p, records, spearman_p
 from .selection import METHODS, Selection
 from .store import empty_store_error, store_files, ticker_file
@@ -81,6 +80,7 @@ class Correlation:
     histogram: np.ndarray | None = None
     nonfinite_missing: int = 0  # non-finite values (prices or returns) treated as missing
     streamed: bool = False  # blocks read from the store by the tasks: the panel does not fit the limit
+    stored: int | None = None  # the tickers of the store (columns of the frame) the selection chose from
     partners_of: list[str] | None = None  # --with: the named tickers; ``top`` is then their partners
 
     @property
@@ -103,6 +103,12 @@ class Correlation:
             return m * (self.series - 1) - m * (m - 1) // 2
         return self.series * (self.series - 1) // 2
 
+    @property
+    def headline(self) -> str:
+        """What was correlated, in words: ``weekly log returns of close, 2003-01-01 to
+        2006-06-30, 40 of 3,000 tickers``."""
+        return self.selection.describe(self.series, self.stored)
+
     def to_dict(self) -> dict:
         return {
             "series": self.series,
@@ -116,6 +122,10 @@ class Correlation:
             "min_periods": self.min_periods,
             "min_periods_auto": self.selection.auto,
             "abs": self.selection.absolute,
+            "start": self.selection.start,
+            "end": self.selection.end,
+            "resample": self.selection.resample,
+            "tickers_stored": self.stored,
             "pairs_ranked": self.pairs_ranked,
             **self._answer(),
             "nonfinite_missing": self.nonfinite_missing,
@@ -156,6 +166,11 @@ def correlate(
     method: str | None = None,
     min_periods: int | str | None = None,
     absolute: bool | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    resample: str | None = None,
+    tickers=None,
+    exclude=None,
     engine: str = "auto",
     memory_limit: str | int = DEFAULT_MEMORY_LIMIT,
     matrix: str | os.PathLike | None = None,
@@ -174,13 +189,15 @@ def correlate(
 
     What is correlated is a :class:`~pairscan.selection.Selection`: pass one as
     ``selection=``, or its fields (``column``, ``on``, ``method``, ``min_periods``,
-    ``absolute``) as keywords. Semantics are the oracle's (docs/semantics.md):
-    ``corr(a, b) == A.corr(B, method, min_periods)`` on the stored series aligned on
-    timestamp, or on log returns of the union-aligned panel, with ``min_periods="auto"``
-    fixed from the data first. ``matrix`` writes the full correlation matrix
-    (``.parquet`` or ``.csv``). How it runs is an :class:`~pairscan.executors.Execution`:
-    pass one as ``execution=``, or its fields (``executor``, ``workers``, ``retries``,
-    ``quiet``, ``connect_timeout``, ``pool``) as keywords.
+    ``absolute``, ``start``, ``end``, ``resample``, ``tickers``, ``exclude``) as
+    keywords. Semantics are the oracle's (docs/semantics.md):
+    ``corr(a, b) == A.corr(B, method, min_periods)`` on the selected series (each
+    ticker's cut to the period, resampled, and for returns its log returns on its own
+    timestamps) aligned on timestamp, with ``min_periods="auto"`` fixed from the data
+    first. ``matrix`` writes the full correlation matrix (``.parquet`` or ``.csv``).
+    How it runs is an :class:`~pairscan.executors.Execution`: pass one as
+    ``execution=``, or its fields (``executor``, ``workers``, ``retries``, ``quiet``,
+    ``connect_timeout``, ``pool``) as keywords.
 
     The steps: the selection resolved, the panel placed (:mod:`pairscan.placement`),
     the engine run with a reducer (the top ``k``, or every pair for ``matrix``), the
@@ -200,7 +217,8 @@ def correlate(
                              connect_timeout=connect_timeout, pool=pool)
     quiet, retries = execution.quiet, execution.retries
     selection = Selection.of(selection, column=column, on=on, method=method, min_periods=min_periods,
-                             absolute=absolute)
+                             absolute=absolute, start=start, end=end, resample=resample, tickers=tickers,
+                             exclude=exclude)
     if k < 1:
         raise PairscanError(f"k must be at least 1, not {k}")
     limit = parse_size(memory_limit)
@@ -222,7 +240,7 @@ def correlate(
         started = time.perf_counter()
         plan = _plan(source, selection, pool, limit)
         layout = load(plan, source, column=selection.column, on=selection.on, auto=selection.auto, pool=pool,
-                      stack=stack, quiet=quiet)
+                      stack=stack, quiet=quiet, selection=selection)
         periods = selection.resolve(layout.counts)
         chosen = choose_engine(engine, selection.method, layout.complete)
         load_seconds = time.perf_counter() - started
@@ -238,7 +256,8 @@ def correlate(
             nonfinite = layout.nonfinite if layout.panel is not None else best.nonfinite
             return Correlation(top, len(layout.tickers), selection, periods, best.ranked, chosen, pool.name,
                                pool.workers, seconds, {"load": load_seconds, "correlate": seconds - load_seconds},
-                               None, best.histogram, nonfinite, plan.streamed, owners)
+                               None, best.histogram, nonfinite, plan.streamed, layout.stored,
+                               partners_of=owners)
         reducer = EveryPair() if matrix is not None else TopPairs(k, selection.absolute)
         pairs = _run_engine(chosen, plan, layout, pool, selection.method, periods, reducer,
                             block_size=block_size, quiet=quiet, retries=retries)
@@ -253,7 +272,7 @@ def correlate(
     nonfinite = layout.nonfinite if layout.panel is not None else pairs.nonfinite
     return Correlation(top, len(layout.tickers), selection, periods, pairs.ranked, chosen, pool.name, pool.workers,
                        seconds, {"load": load_seconds, "correlate": seconds - load_seconds}, full, pairs.histogram,
-                       nonfinite, plan.streamed)
+                       nonfinite, plan.streamed, layout.stored)
 
 
 def _partners_list(value, option: str):
@@ -324,9 +343,10 @@ def pair_correlations(store, pairs, *, selection: Selection | None = None, execu
                       quiet: bool | None = None, connect_timeout: float | None = None, pool: Pool | None = None,
                       **options) -> list[PairCorrelation]:
     """The correlation of each stored pair ``(a, b)`` of ``pairs`` exactly as :func:`correlate`
-    computes it for the same selection: returns on the store's union index,
-    ``min_periods="auto"`` from the whole store's histories. Reads only the pairs unless
-    the selection needs the store (auto, or returns), and then the store once."""
+    computes it for the same selection: each ticker's series cut and its returns on its
+    own timestamps, ``min_periods="auto"`` from the histories of the tickers the
+    selection correlates. Reads only the pairs unless ``min_periods`` is auto, and then
+    the selected tickers once."""
     execution = Execution.of(execution, executor=executor, workers=workers, retries=retries, quiet=quiet,
                              connect_timeout=connect_timeout, pool=pool)
     quiet = execution.quiet
@@ -335,18 +355,18 @@ def pair_correlations(store, pairs, *, selection: Selection | None = None, execu
     if not files:
         raise empty_store_error(store)
     paths = [(ticker_file(files, a, store), ticker_file(files, b, store)) for a, b in pairs]
-    index, counts = None, None
-    if selection.auto or selection.on == "returns":
+    counts = None
+    if selection.auto:
         with execution.opened() as pool:
-            absolute = [os.path.abspath(p) for p in files.values()]
-            index, _, counts = store_index(absolute, selection.column, selection.on, pool, quiet)
-            if selection.auto and selection.on == "returns":
-                counts = return_counts(absolute, selection.column, index, pool, quiet)
+            chosen = selection.universe(files) if selection.subset else list(files)
+            absolute = [os.path.abspath(files[t]) for t in chosen]
+            _, _, counts = store_index(absolute, selection.column, selection.on, pool, quiet, selection.cut)
+            if selection.cut is not None:
+                counts = counts[counts > 0]  # tickers with no value in the period leave the median
     periods = selection.resolve(counts)
-    token = index_token(index) if index is not None else None
     found = []
     for (a, b), (path_a, path_b) in zip(pairs, paths):
-        sa, sb = (stored_series(str(p), selection.column, selection.on, index, token).rename(t)
+        sa, sb = (stored_series(str(p), selection.column, selection.on, selection.cut).rename(t)
                   for p, t in ((path_a, a), (path_b, b)))
         corr, n = pair_corr(sa, sb, selection.method, periods)  # the naive engine's, as the oracle says
         x, y = _aligned(sa, sb)
@@ -377,9 +397,7 @@ class _PairValues:
         layout = self.layout
         if layout.panel is not None:
             return np.asarray(layout.panel.values[:, i]), np.asarray(layout.panel.values[:, j])
-        token = index_token(layout.index)
-        return _aligned(*(stored_series(layout.paths[t], layout.column, layout.on, layout.index, token)
-                          for t in (i, j)))
+        return _aligned(*(stored_series(layout.paths[t], layout.column, layout.on, layout.cut) for t in (i, j)))
 
 
 def _top_frame(best: Pairs, tickers: list[str], method: str, values: _PairValues) -> pd.DataFrame:

@@ -2,8 +2,8 @@
 
 The naive engine and ``analyze`` read pairs of tickers from the store where their task
 runs. Consecutive pairs share a ticker, so a worker keeps the last series it read; the
-cache key carries the file's size and mtime and the union index's token, because
-workers outlive a run and must not serve a rewritten file or another index.
+cache key carries the file's size and mtime and the selection's cut, because workers
+outlive a run and must not serve a rewritten file or another question.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections import OrderedDict
 import numpy as np
 import pandas as pd
 
-from .panel import align, finish
-from .store import read_column
+from .panel import finish, read_selected
+from .selection import Cut
 
 # A worker keeps the last series it read: consecutive pairs share a ticker.
 SERIES_CACHE = 32
@@ -25,39 +25,31 @@ _SERIES: OrderedDict = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 
 
-def stored_series(path: str, column: str, on: str = "prices", index: np.ndarray | None = None,
-                  token: str | None = None) -> pd.Series:
-    """One ticker's column without missing values (returns: on the union ``index``).
-
-    With ``on="returns"`` the series is the ticker's log returns on the union
-    ``index`` of the store (``token`` names that index), as in the panel. Non-finite
-    values count as missing (see :func:`stored_series_counted`).
+def stored_series(path: str, column: str, on: str = "prices", cut: Cut | None = None) -> pd.Series:
+    """One ticker's series as the panel has it (:func:`~pairscan.panel.read_selected`:
+    cut, and for returns its log returns on its own timestamps), without missing
+    values. Non-finite values count as missing (see :func:`stored_series_counted`).
     """
-    return stored_series_counted(path, column, on, index, token)[0]
+    return stored_series_counted(path, column, on, cut)[0]
 
 
-def stored_series_counted(path: str, column: str, on: str = "prices", index: np.ndarray | None = None,
-                          token: str | None = None) -> tuple[pd.Series, int]:
+def stored_series_counted(path: str, column: str, on: str = "prices",
+                          cut: Cut | None = None) -> tuple[pd.Series, int]:
     """:func:`stored_series`, and how many non-finite values it made missing."""
     try:
         stat = os.stat(path)
         stamp = (stat.st_mtime_ns, stat.st_size)
     except OSError:
         stamp = None  # read_column names the problem
-    key = (path, stamp, column, on, token)
+    key = (path, stamp, column, on, cut)
     with _CACHE_LOCK:
         cached = _SERIES.get(key)
         if cached is not None:
             _SERIES.move_to_end(key)
             return cached
-    series = read_column(path, column)
-    if on == "returns":
-        _, values = align([series.index.values], [series.to_numpy()], index)
-        stamps = pd.DatetimeIndex(index, name="timestamp")
-    else:
-        values, stamps = series.to_numpy(dtype=np.float64).reshape(-1, 1).copy(order="F"), series.index
-    values, missing = finish(values, on)
-    cached = pd.Series(values[:, 0], index=stamps).dropna(), missing
+    index, values = read_selected(path, column, on, cut)
+    values, missing = finish(values.reshape(-1, 1))
+    cached = pd.Series(values[:, 0], index=pd.DatetimeIndex(index, name="timestamp")).dropna(), missing
     with _CACHE_LOCK:
         _SERIES[key] = cached
         while len(_SERIES) > SERIES_CACHE:
@@ -71,6 +63,7 @@ def common(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return index, a.to_numpy()[ia], b.to_numpy()[ib]
 
 
-def read_pair(path_a: str, path_b: str, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Two stored tickers' ``column`` on their common timestamps: ``(index, a, b)``."""
-    return common(stored_series(path_a, column), stored_series(path_b, column))
+def read_pair(path_a: str, path_b: str, column: str, cut: Cut | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two stored tickers' ``column`` (cut to a selection's period and frequency) on
+    their common timestamps: ``(index, a, b)``."""
+    return common(stored_series(path_a, column, cut=cut), stored_series(path_b, column, cut=cut))

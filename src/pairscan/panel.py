@@ -1,8 +1,10 @@
 """Panel: the store -> one aligned array of a column, timestamps x tickers.
 
 The panel is the union of every ticker's timestamps, NaN where a ticker has no bar.
-With ``on="returns"`` it holds log returns on that union index,
-``np.log(panel).diff()`` with no filling, as docs/semantics.md defines them.
+Each ticker's series is read as the selection defines it (:func:`read_selected`: cut
+to a period, resampled, and with ``on="returns"`` its log returns on its own
+timestamps, ``np.log(series).diff()``), then aligned, as docs/semantics.md defines it:
+a pair's values never depend on the other tickers.
 A non-finite value (an infinite price; the log return of a zero or negative price)
 is missing, as ``DataFrame.corr`` treats it, and counted (``Panel.nonfinite``).
 Loading is split into tasks of a few tickers each, so it runs in parallel on the
@@ -28,9 +30,10 @@ import pandas as pd
 from . import checks
 from .errors import PairscanError
 from .executors import Execution, Pool, preload, run_tasks, share
-from .selection import ON
+from .selection import ON, Cut, selected
 from .shm import discard, panel_allocator
-from .store import empty_store_error, read_column_arrays, read_index_array, store_files, will_read
+from .store import (empty_store_error, read_column_arrays, read_column_period, read_index_array, store_files,
+                    will_read)
 
 TICKERS_PER_TASK = 32
 GUESS_FILES = 32  # the largest files whose timestamps are the first guess of the union
@@ -67,10 +70,42 @@ class Panel:
             self.complete = every_or_none(np.count_nonzero(~np.isnan(self.values), axis=1), self.values.shape[1])
         return self.complete
 
+    def drop_empty(self) -> "Panel":
+        """Without the tickers that have no value (a period or frequency they have no bar
+        in): their columns go, the others move left in place (no second panel)."""
+        counts = self.observations()
+        keep = np.flatnonzero(counts > 0)
+        if len(keep) == len(self.tickers):
+            return self
+        for to, k in enumerate(keep):
+            if to != k:
+                self.values[:, to] = self.values[:, k]
+        self.values = self.values[:, : len(keep)]
+        self.tickers = [self.tickers[k] for k in keep]
+        self.counts = counts[keep]
+        self.complete = None
+        return self
+
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(
             self.values, index=pd.DatetimeIndex(self.index, name="timestamp"), columns=self.tickers
         )
+
+    @classmethod
+    def from_selected(cls, frame: pd.DataFrame, column: str = "close", on: str = "prices",
+                      cut: Cut | None = None) -> "Panel":
+        """A caller's panel as a selection has it: each column's values (its own
+        timestamps are where it has one) cut, and for returns its log returns on them;
+        then aligned again. A new array."""
+        frame = frame.sort_index(axis=1)
+        stamps = np.asarray(pd.DatetimeIndex(frame.index).as_unit("ns").values)
+        series = []
+        for name in frame.columns:
+            col = frame[name].to_numpy(dtype=np.float64)
+            present = ~np.isnan(col)
+            series.append(selected(stamps[present], col[present], on, cut))
+        index, values = align([i for i, _ in series], [v for _, v in series])
+        return cls([str(c) for c in frame.columns], index, values, column, on)
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, column: str = "close", on: str = "prices") -> "Panel":
@@ -84,12 +119,23 @@ class Panel:
         )
 
 
-def read_chunk(paths: Sequence[str], column: str) -> tuple[np.ndarray, np.ndarray]:
-    """Task: read ``column`` of a few stored tickers, aligned on their own union index.
+def read_selected(path, column: str, on: str = "prices", cut: Cut | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One stored ticker's series as the selection has it (:func:`~pairscan.selection.selected`),
+    reading only the rows of its period where the format allows (:func:`~pairscan.store.read_column_period`)."""
+    if cut is not None and cut.period and cut.bounds() is not None:
+        index, values = read_column_period(path, column, *cut.bounds())
+        return selected(index, values, on, Cut(resample=cut.resample) if cut.resample is not None else None)
+    return selected(*read_column_arrays(path, column), on, cut)
+
+
+def read_chunk(paths: Sequence[str], column: str, on: str = "prices",
+               cut: Cut | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Task: read ``column`` of a few stored tickers (:func:`read_selected`), aligned on
+    their own union index.
 
     Returns ``(index, values)`` with values of shape (len(index), len(paths)).
     """
-    series = [read_column_arrays(p, column) for p in paths]
+    series = [read_selected(p, column, on, cut) for p in paths]
     return align([index for index, _ in series], [values for _, values in series])
 
 
@@ -118,28 +164,6 @@ def align(indexes: Sequence[np.ndarray], columns: Sequence[np.ndarray], union: n
     return union, out
 
 
-def log_returns(values: np.ndarray) -> tuple[np.ndarray, int]:
-    """Log returns down the rows, ``np.log(panel).diff()`` with no filling, in place, and
-    how many returns of two present prices were not finite.
-
-    A zero price gives -inf and +inf returns, a negative one NaN: a bad tick, not a
-    reason to lose the ticker's pairs, so those returns become missing, and are counted.
-    """
-    count = 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for k in range(values.shape[1]):  # a column at a time: no second panel in memory
-            column = values[:, k]
-            present = ~np.isnan(column)
-            np.log(column, out=column)
-            column[1:] = column[1:] - column[:-1]
-            bad = present[1:] & present[:-1] & ~np.isfinite(column[1:])
-            if bad.any():
-                column[1:][bad] = np.nan
-                count += int(bad.sum())
-    values[:1] = np.nan
-    return values, count
-
-
 def mask_nonfinite(values: np.ndarray) -> int:
     """Make infinite values missing (NaN), in place; how many there were."""
     count = 0
@@ -152,10 +176,11 @@ def mask_nonfinite(values: np.ndarray) -> int:
     return count
 
 
-def finish(values: np.ndarray, on: str) -> tuple[np.ndarray, int]:
-    """Prices -> prices or log returns, non-finite values missing, in place; and their count."""
-    if on == "returns":
-        return log_returns(values)
+def finish(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Aligned series (prices, or returns taken on each ticker's own timestamps) with
+    non-finite values missing, in place; and their count. A return of two present
+    prices that was not finite (a zero or negative price: a bad tick, not a reason to
+    lose the ticker's pairs) was marked infinite when it was taken, so it is counted here."""
     return values, mask_nonfinite(values)
 
 
@@ -173,7 +198,8 @@ def every_or_none(present_per_row: np.ndarray, tickers: int) -> bool:
     return bool(np.all((present_per_row == 0) | (present_per_row == tickers)))
 
 
-def guess_index(paths: Sequence[str], column: str, files: int) -> np.ndarray:
+def guess_index(paths: Sequence[str], column: str, files: int, on: str = "prices",
+                cut: Cut | None = None) -> np.ndarray:
     """The union of the timestamps of the ``files`` largest stored files: a part of the
     store's union, and on real data (a calendar every long history shares, gaps here
     and there) usually all of it."""
@@ -182,6 +208,8 @@ def guess_index(paths: Sequence[str], column: str, files: int) -> np.ndarray:
         with contextlib.suppress(OSError):
             sizes[path] = os.stat(path).st_size
     largest = sorted(sizes, key=sizes.get, reverse=True)[:files] or list(paths[:1])
+    if cut is not None:  # the cut series' timestamps, not the stored ones
+        return union_of([read_selected(p, column, on, cut)[0] for p in largest])
     return union_of([read_index_array(p, column) for p in largest])
 
 
@@ -223,8 +251,10 @@ class InFile:
         return 0  # the load counted them (Panel.nonfinite)
 
 
-def place_chunk(paths: Sequence[str], column: str, index: np.ndarray, target, start: int):
-    """Task (first pass): read ``column`` of a few stored tickers and place their prices
+def place_chunk(paths: Sequence[str], column: str, index: np.ndarray, target, start: int, on: str = "prices",
+                cut: Cut | None = None):
+    """Task (first pass): read ``column`` of a few stored tickers and place their series
+    (:func:`read_selected`)
     on ``index`` in the columns ``start:`` of ``target`` (:class:`InMemory`,
     :class:`InFile`, or None: a new array, returned).
 
@@ -235,7 +265,7 @@ def place_chunk(paths: Sequence[str], column: str, index: np.ndarray, target, st
         target.columns(start, start + len(paths))
     outside = {}
     for k, path in enumerate(paths):
-        idx, col = read_column_arrays(path, column)
+        idx, col = read_selected(path, column, on, cut)
         if not _place_column(values[:, k], index, idx, col):
             outside[start + k] = idx
     return (values if target is None else None), outside
@@ -264,11 +294,13 @@ class Moved:
     index: np.ndarray
     column: str
     left_out: dict[int, str]  # panel column -> stored file
+    on: str = "prices"
+    cut: Cut | None = None
 
 
-def finish_chunk(target, start: int, stop: int, on: str, index: np.ndarray, moved: Moved | None = None):
-    """Task (second pass): make the columns ``start:stop`` of ``target`` (on ``index``)
-    prices or log returns (:func:`finish`) and count them. With ``moved``, first move
+def finish_chunk(target, start: int, stop: int, index: np.ndarray, moved: Moved | None = None):
+    """Task (second pass): make the non-finite values of the columns ``start:stop`` of
+    ``target`` (on ``index``) missing (:func:`finish`) and count them. With ``moved``, first move
     them there from the first pass's panel, and read the tickers it left out again.
 
     Returns ``(non-finite values made missing, values of each ticker, tickers with a
@@ -285,9 +317,9 @@ def finish_chunk(target, start: int, stop: int, on: str, index: np.ndarray, move
             if path is None:
                 values[:, k] = np.nan
                 values[at, k] = source[:, k]
-            elif not _place_column(values[:, k], index, *read_column_arrays(path, moved.column)):
+            elif not _place_column(values[:, k], index, *read_selected(path, moved.column, moved.on, moved.cut)):
                 raise PairscanError("the stored frame changed while the store was read; run again", path)
-    values, nonfinite = finish(values, on)
+    values, nonfinite = finish(values)
     present = ~np.isnan(values)
     return nonfinite, np.count_nonzero(present, axis=0), np.count_nonzero(present, axis=1).astype(np.int32)
 
@@ -305,12 +337,14 @@ def load_panel(
     allocate=None,
     *,
     execution: Execution | None = None,
+    cut: Cut | None = None,
 ):
-    """Load ``column`` of every ticker in ``store`` into one aligned panel.
+    """Load ``column`` of every ticker in ``store`` (or of ``tickers``) into one aligned panel.
 
     Returns a DataFrame (timestamps x tickers, sorted by ticker) or, with
-    ``as_frame=False``, a :class:`Panel`. With ``on="returns"`` the values are log
-    returns on the union-aligned panel. ``allocate(shape)``, if given, makes the
+    ``as_frame=False``, a :class:`Panel`. ``cut`` keeps a period and resamples (see
+    :class:`~pairscan.selection.Cut`); with ``on="returns"`` the values are each
+    ticker's log returns on its own timestamps, aligned. ``allocate(shape)``, if given, makes the
     Fortran-ordered float64 array the values go into (a memory map, say; for a local
     process pool, a ``np.memmap`` of a file its workers write into).
 
@@ -358,12 +392,12 @@ def load_panel(
             # Files not in the page cache come in while the first are parsed.
             ahead = threading.Thread(target=will_read, args=(paths,), name="pairscan-read-ahead", daemon=True)
             ahead.start()
-        guess = guess_index(paths, column, GUESS_FILES)
+        guess = guess_index(paths, column, GUESS_FILES, on, cut)
         first, first_target = panel_on(guess)
         shared = pool.can.shares_memory or isinstance(first_target, InFile)  # tasks write into the panel
         target = first_target if shared else None
         index_arg = guess if shared else share(pool, guess)
-        tasks = [(label, (paths[i : i + step], column, index_arg, target, i)) for label, i in starts.items()]
+        tasks = [(label, (paths[i : i + step], column, index_arg, target, i, on, cut)) for label, i in starts.items()]
         left_out: dict[int, np.ndarray] = {}
         for label, (chunk, outside) in run_tasks(pool, place_chunk, tasks, desc="load", quiet=quiet):
             if chunk is not None:
@@ -386,10 +420,11 @@ def load_panel(
         # Over the panel alone: a few large tasks for each worker where they share it, else here.
         wide = max(step, -(-len(paths) // (4 * pool.workers)))
         spans = {names[i]: (i, min(i + wide, len(paths))) for i in range(0, len(paths), wide)}
-        tasks = [(label, (final, i, j, on, index, Moved(first_target, guess, column, {
-            k: paths[k] for k in left_out if i <= k < j}) if left_out else None)) for label, (i, j) in spans.items()]
+        tasks = [(label, (final, i, j, index, Moved(first_target, guess, column, {
+            k: paths[k] for k in left_out if i <= k < j}, on, cut) if left_out else None))
+            for label, (i, j) in spans.items()]
         nonfinite, counts, per_row = 0, np.empty(len(names), dtype=np.int64), np.zeros(len(index), np.int64)
-        done = run_tasks(pool, finish_chunk, tasks, desc="returns" if on == "returns" else "check", quiet=True) \
+        done = run_tasks(pool, finish_chunk, tasks, desc="check", quiet=True) \
             if shared else ((label, finish_chunk(*args)) for label, args in tasks)
         for label, (bad, found, present) in done:
             nonfinite += bad

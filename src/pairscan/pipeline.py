@@ -49,7 +49,7 @@ def plot_pair(store, a: str, b: str, out: str | os.PathLike = "pair.png", *, sel
     check_output(out, "out", PNG)
     pair = pair_correlation(store, a, b, selection=selection, execution=execution, executor=executor,
                             workers=workers, quiet=quiet)
-    prices = [store_series(store, t, selection.column) for t in (a, b)]
+    prices = [store_series(store, t, selection.column, selection) for t in (a, b)]
     return draw(*prices, out, **_pair_stats(pair.record, selection, pair.min_periods))
 
 
@@ -57,15 +57,23 @@ def _pair_stats(record: dict, selection: Selection, min_periods: int) -> dict:
     """What the pair plot says of a pair, from its record."""
     corr = record["corr"]
     return dict(corr=math.nan if corr is None else corr, column=selection.column, on=selection.on,
-                method=selection.method, n=record["n"], p=record["p"], min_periods=min_periods)
+                method=selection.method, n=record["n"], p=record["p"], min_periods=min_periods,
+                question=selection.describe() if selection.cut is not None else None)
 
 
-def store_series(store: str | os.PathLike, ticker: str, column: str = "close") -> pd.Series:
-    """One stored ticker's column, named by the ticker."""
+def store_series(store: str | os.PathLike, ticker: str, column: str = "close",
+                 selection: Selection | None = None) -> pd.Series:
+    """One stored ticker's column, named by the ticker; cut to the period and frequency
+    of ``selection`` if given (prices still: the plots draw prices)."""
     files = store_files(store)
     if not files:
         raise empty_store_error(store)
-    return read_column(ticker_file(files, ticker, store), column).rename(ticker)
+    series = read_column(ticker_file(files, ticker, store), column)
+    cut = selection.cut if selection is not None else None
+    if cut is not None:
+        index, values = cut.apply(np.asarray(series.index.values), series.to_numpy(dtype=np.float64))
+        series = pd.Series(values, index=pd.DatetimeIndex(index, name=series.index.name))
+    return series.rename(ticker)
 
 
 def correlation_matrix(store_or_panel, *, selection: Selection | None = None, **options) -> pd.DataFrame:
@@ -84,7 +92,7 @@ def correlation_matrix(store_or_panel, *, selection: Selection | None = None, **
 
 
 def plot_store_spread(store, a: str, b: str, out="spread.png", column: str = "close",
-                      window: int = 60) -> tuple[Path, dict]:
+                      window: int = 60, cut=None) -> tuple[Path, dict]:
     """Analyse two stored tickers and plot their spread; return the plot's path and the analysis."""
     from .analyze import analyze_pair, check_window, rolling_corr
     from .pair_reader import read_pair
@@ -98,7 +106,7 @@ def plot_store_spread(store, a: str, b: str, out="spread.png", column: str = "cl
     if a == b:
         raise PairscanError(f"a pair needs two different tickers, not {a!r} twice")
     check_window(window)
-    index, pa, pb = read_pair(str(path_a), str(path_b), column)
+    index, pa, pb = read_pair(str(path_a), str(path_b), column, cut)
     if (pa <= 0).any() or (pb <= 0).any():
         raise PairscanError(f"{a} or {b} has prices <= 0 on their common timestamps: no log prices to plot")
     la, lb = np.log(pa), np.log(pb)
@@ -147,7 +155,8 @@ def ranked_tickers(matrix: pd.DataFrame) -> list:
 def heatmap_title(facts: dict, tickers: int, left_out: int = 0) -> str:
     """What the heatmap shows, in words: the selection and the ranking rule."""
     column, on = facts.get("column", "close"), facts.get("on", "prices")
-    what = f"log returns of {column}" if on == "returns" else f"{column} prices"
+    what = Selection(column, on, start=facts.get("start"), end=facts.get("end"),
+                     resample=facts.get("resample")).describe()
     title = f"Correlation of {what}, {tickers} tickers in cluster order"
     if facts.get("min_periods"):
         title += f"\ngrey: pairs with fewer than {facts['min_periods']:,} common observations, or constant"
@@ -173,6 +182,11 @@ def run(
     method: str | None = None,
     min_periods: int | str | None = None,
     absolute: bool | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    resample: str | None = None,
+    tickers=None,
+    exclude=None,
     execution: Execution | None = None,
     executor=None,
     workers: int | None = None,
@@ -204,7 +218,8 @@ def run(
                              connect_timeout=connect_timeout)
     quiet, retries = execution.quiet, execution.retries
     selection = Selection.of(selection, column=column, on=on, method=method, min_periods=min_periods,
-                             absolute=absolute)
+                             absolute=absolute, start=start, end=end, resample=resample, tickers=tickers,
+                             exclude=exclude)
     workdir = Path(workdir)
     try:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -251,7 +266,8 @@ def run(
         if len(result.top):
             from .analyze import analyze_top
 
-            analysis = analyze_top(store, result.top, pool, column=selection.column, quiet=quiet, retries=retries)
+            analysis = analyze_top(store, result.top, pool, column=selection.column, quiet=quiet, retries=retries,
+                                   cut=selection.cut)
             stages["analyze"] = analysis.attrs["seconds"]
     out = result.to_dict()
     t1 = time.perf_counter()
@@ -260,7 +276,7 @@ def run(
         from .plot import plot_pair as draw
 
         best = out["top"][0]
-        pair = [store_series(store, best[t], selection.column) for t in ("a", "b")]
+        pair = [store_series(store, best[t], selection.column, selection) for t in ("a", "b")]
         plots["pair"] = str(draw(*pair, workdir / "pair.png", **_pair_stats(best, selection, result.min_periods)))
     if partners is not None:
         answer = partners.to_dict()
@@ -275,7 +291,7 @@ def run(
     best_coint = best_cointegrated(analysis)
     if best_coint is not None:
         plots["spread"] = str(plot_store_spread(store, best_coint["a"], best_coint["b"], workdir / "spread.png",
-                                                selection.column, analysis.attrs["window"])[0])
+                                                selection.column, analysis.attrs["window"], selection.cut)[0])
     if result.matrix is not None:
         result.matrix.attrs.update({k: v for k, v in out.items() if k != "top"})
         plots["heatmap"] = str(plot_heatmap(result.matrix, workdir / "heatmap.png"))

@@ -34,8 +34,9 @@ import numpy as np
 import pandas as pd
 
 from .errors import PairscanError
-from .executors import Pool, reduce_tasks, run_tasks, share
-from .panel import InFile, InMemory, Panel, align, finish, load_panel, read_chunk, union_of
+from .executors import Pool, reduce_tasks
+from .panel import InFile, InMemory, Panel, finish, load_panel, read_chunk, union_of
+from .selection import Cut, Selection
 from .shm import panel_allocator
 from .store import read_column_arrays, store_files
 
@@ -125,6 +126,8 @@ class Layout:
     panel: Panel | None = None
     paths: list[str] | None = None
     mapped: bool = False  # the panel's values are a file the workers map
+    cut: Cut | None = None  # the period and frequency of each ticker's series
+    stored: int | None = None  # the tickers of the store (or columns of the frame) before the subset
 
     @property
     def nonfinite(self) -> int | None:
@@ -140,37 +143,56 @@ class Layout:
 
 
 def load(plan: Plan, source, *, column: str, on: str, auto: bool, pool: Pool, stack: contextlib.ExitStack,
-         quiet: bool = True) -> Layout:
+         quiet: bool = True, selection: Selection | None = None) -> Layout:
     """Do what ``plan`` says with ``source`` (a store or a DataFrame): the :class:`Layout`.
 
     ``auto``: count each ticker's values (prices or returns) for ``min_periods="auto"``.
-    A mapped file lives until ``stack`` closes.
+    ``selection``: its period, frequency and subset of tickers (``column`` and ``on``
+    are given apart). With a period or a frequency, tickers with no value in it leave
+    the panel. A mapped file lives until ``stack`` closes.
     """
+    selection = selection or Selection(column, on)
+    cut = selection.cut
     if plan.given:
-        panel = Panel.from_frame(source, column, on)
-        panel.values, panel.nonfinite = finish(panel.values.copy(order="F"), on)
+        stored = source.shape[1]
+        frame = source[selection.universe([str(c) for c in source.columns])] if selection.subset else source
+        if cut is None and on == "prices":
+            panel = Panel.from_frame(frame, column, on)
+            panel.values = panel.values.copy(order="F")
+        else:
+            panel = Panel.from_selected(frame, column, on, cut)
+        panel.values, panel.nonfinite = finish(panel.values)
+        if cut is not None:
+            panel.drop_empty()
         _enough(panel.tickers, None)
         return Layout(panel.tickers, panel.index, panel.full_overlap(), panel.observations() if auto else None,
-                      column, on, panel=panel)
+                      column, on, panel=panel, cut=cut, stored=stored)
+    files = store_files(source)
+    stored = len(files)
+    tickers = selection.universe(files) if selection.subset else None
     if plan.loads:
         # The workers share this machine: read the store in parallel once (into a file
         # they map, for a process pool) instead of each block task reading it again.
         allocate = panel_allocator(stack) if plan.where is Where.FILE else None
-        panel = load_panel(source, column, on, executor=None, pool=pool, quiet=quiet, as_frame=False,
-                           allocate=allocate)
+        panel = load_panel(source, column, on, tickers, executor=None, pool=pool, quiet=quiet, as_frame=False,
+                           allocate=allocate, cut=cut)
+        if cut is not None:
+            panel.drop_empty()
         _enough(panel.tickers, source)
         return Layout(panel.tickers, panel.index, panel.full_overlap(), panel.observations() if auto else None,
-                      column, on, panel=panel, mapped=allocate is not None)
+                      column, on, panel=panel, mapped=allocate is not None, cut=cut, stored=stored)
     # Workers elsewhere (or a panel too large for the limit) read the store
     # themselves: tasks carry paths they can open, and hold only their blocks.
-    files = {t: os.path.abspath(p) for t, p in store_files(source).items()}
+    files = {t: os.path.abspath(p) for t, p in files.items() if tickers is None or t in tickers}
     tickers, paths = list(files), list(files.values())
     _enough(tickers, source)
-    # Full prices give returns that miss only the first row: still complete.
-    index, complete, counts = store_index(paths, column, on, pool, quiet)
-    if auto and on == "returns":
-        counts = return_counts(paths, column, index, pool, quiet)
-    return Layout(tickers, index, complete, counts, column, on, paths=paths)
+    index, complete, counts = store_index(paths, column, on, pool, quiet, cut)
+    if cut is not None and not counts.all():
+        keep = np.flatnonzero(counts > 0)
+        tickers, paths, counts = [tickers[k] for k in keep], [paths[k] for k in keep], counts[keep]
+        _enough(tickers, source)
+        index, complete, _ = store_index(paths, column, on, pool, quiet, cut)
+    return Layout(tickers, index, complete, counts, column, on, paths=paths, cut=cut, stored=stored)
 
 
 def _enough(tickers: list[str], where) -> None:
@@ -204,14 +226,15 @@ def index_token(index: np.ndarray) -> str:
     return hashlib.blake2b(np.ascontiguousarray(index).view(np.uint8), digest_size=16).hexdigest()
 
 
-def index_chunk(paths: list[str], column: str, on: str = "prices") -> tuple[np.ndarray, bool, dict[str, int]]:
-    """Task: the union index of a few tickers, whether all have every timestamp (with a
-    finite value there, and for returns a positive one), and how many finite values
-    each has (by path)."""
-    index, values = read_chunk(paths, column)
-    with np.errstate(invalid="ignore"):
-        usable = np.isfinite(values) & (values > 0 if on == "returns" else True)
-    counts = np.count_nonzero(np.isfinite(values), axis=0)
+def index_chunk(paths: list[str], column: str, on: str = "prices",
+                cut: Cut | None = None) -> tuple[np.ndarray, bool, dict[str, int]]:
+    """Task: the union index of a few tickers' series (:func:`~pairscan.panel.read_selected`),
+    whether all have a finite value at every timestamp (returns: at every one but the
+    first, which none has), and how many finite values each has (by path)."""
+    index, values = read_chunk(paths, column, on, cut)
+    finite = np.isfinite(values)
+    usable = finite[1:] if on == "returns" else finite
+    counts = np.count_nonzero(finite, axis=0)
     return index, bool(usable.all()), dict(zip(paths, counts.tolist()))
 
 
@@ -226,35 +249,15 @@ def union_index(*parts: tuple[np.ndarray, bool, dict]) -> tuple[np.ndarray, bool
     return index, complete, {path: n for _, _, counts in parts for path, n in counts.items()}
 
 
-def returns_chunk(paths: list[str], column: str, index: np.ndarray) -> np.ndarray:
-    """Task: how many log returns each of a few tickers has on the union ``index``."""
-    series = [read_column_arrays(p, column) for p in paths]
-    _, values = align([i for i, _ in series], [v for _, v in series], index)
-    return observations(finish(values, "returns")[0])
-
-
-def observations(values: np.ndarray) -> np.ndarray:
-    """The number of values (not missing) in each column of a panel."""
-    return np.count_nonzero(~np.isnan(values), axis=0)
-
-
-def store_index(paths: list[str | Path], column: str, on: str, pool: Pool, quiet: bool):
-    """The union index of the stored files ``paths``, whether it is complete, and each
-    one's count of values (in ``paths``' order), read where the tasks run."""
+def store_index(paths: list[str | Path], column: str, on: str, pool: Pool, quiet: bool, cut: Cut | None = None):
+    """The union index of the stored files' series ``paths``, whether it is complete, and
+    each one's count of values (prices or returns, in ``paths``' order), read where the
+    tasks run."""
     paths = [str(p) for p in paths]
-    tasks = [(f"index {paths[i]}", (paths[i : i + STEP], column, on)) for i in range(0, len(paths), STEP)]
+    tasks = [(f"index {paths[i]}", (paths[i : i + STEP], column, on, cut)) for i in range(0, len(paths), STEP)]
     # On Dask the chunks' indexes are merged on the cluster; one index comes back.
     index, complete, counts = reduce_tasks(pool, index_chunk, tasks, union_index, desc="index", quiet=quiet)
     return index, complete, np.array([counts[p] for p in paths], dtype=np.int64)
-
-
-def return_counts(paths: list[str | Path], column: str, index: np.ndarray, pool: Pool, quiet: bool) -> np.ndarray:
-    """Each stored file's number of log returns on the union index, counted where it is read."""
-    paths = [str(p) for p in paths]
-    shared = share(pool, index)
-    tasks = [(f"count {paths[i]}", (paths[i : i + STEP], column, shared)) for i in range(0, len(paths), STEP)]
-    parts = dict(run_tasks(pool, returns_chunk, tasks, desc="count", quiet=quiet))
-    return np.concatenate([parts[label] for label, _ in tasks])
 
 
 def is_frame(source) -> bool:

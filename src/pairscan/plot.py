@@ -88,6 +88,7 @@ def pair_figure(
     n: int | None = None,
     p: float | None = None,
     min_periods: int | None = None,
+    question: str | None = None,
 ):
     """The seed's picture done well: both series over time, each divided by its maximum.
 
@@ -115,7 +116,8 @@ def pair_figure(
         first, last = position(common[:1])[0], position(common[-1:])[0]
         ax.axvspan(first, last, color="tab:green", alpha=0.08, lw=0,
                    label=f"both trade: {common[0]:%Y-%m-%d} to {common[-1]:%Y-%m-%d}")
-    ax.set_title(f"{a.name} and {b.name}: {column} prices, each divided by its own maximum")
+    ax.set_title(f"{a.name} and {b.name}: {column} prices, each divided by its own maximum"
+                 + (f"\ncorrelated: {question}" if question else ""))
     ax.set_ylabel(f"{column} / its maximum (1 = highest)")
     if compress:
         ticks, labels = trading_ticks(union)

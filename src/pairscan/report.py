@@ -22,6 +22,7 @@ import pandas as pd
 from .version import __version__ as VERSION
 from .engines import HISTOGRAM_BINS
 from .plot import correlation_symbol, figure_png, heatmap_figure, histogram_figure
+from .selection import Selection
 from .records import format_p
 from .outputs import check_output, write_bytes
 from .store import read_manifest, store_files, store_format, stored_span
@@ -91,13 +92,13 @@ def render(out: dict, result, facts: dict) -> str:
     what = _what(out)
     if top:
         best = top[0]
-        headline = (f"Most correlated of {facts['tickers']} tickers: <strong>{_e(best['a'])}</strong> and "
+        headline = (f"Most correlated of {_tickers(out, facts)} tickers: <strong>{_e(best['a'])}</strong> and "
                     f"<strong>{_e(best['b'])}</strong>, {_e(symbol)} = {best['corr']:.4f} on {_e(what)} "
                     f"({_count(best['n'], 'common observation')}; ranked among the "
                     f"{out.get('pairs_ranked', 0):,} pairs with at least {out.get('min_periods', 0):,}).")
         title = f"pairscan: {best['a']} and {best['b']}, {symbol} = {best['corr']:.4f}"
     else:
-        headline = f"No pair of the {facts['tickers']} tickers has a correlation (too little overlap, or constant series)."
+        headline = f"No pair of the {_tickers(out, facts)} tickers has a correlation (too little overlap, or constant series)."
         title = "pairscan report"
     written = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
@@ -122,8 +123,14 @@ def render(out: dict, result, facts: dict) -> str:
 
 
 def _what(out: dict) -> str:
-    column = out.get("column", "close")
-    return f"log returns of {column}" if out.get("on") == "returns" else f"{column} prices"
+    """What was correlated: ``weekly log returns of close, 2003-01-01 to 2006-06-30``."""
+    return Selection.of_answer(out).describe()
+
+
+def _tickers(out: dict, facts: dict) -> str:
+    """How many tickers were correlated: ``40 of 3,000`` where the selection left some out."""
+    series, stored = out.get("series", facts["tickers"]), out.get("tickers_stored", facts["tickers"])
+    return f"{series:,} of {stored:,}" if stored not in (None, series) else f"{series:,}"
 
 
 def _e(text) -> str:

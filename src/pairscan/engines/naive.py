@@ -20,7 +20,8 @@ import pandas as pd
 from ..executors import Pool, run_tasks, share
 from ..pair_reader import stored_series_counted
 from ..panel import Panel
-from ..placement import Layout, index_token
+from ..placement import Layout
+from ..selection import Cut
 from . import Pairs
 
 
@@ -49,18 +50,17 @@ def _steady(series: pd.Series) -> pd.Series:
 
 
 def stored_pair_corr(
-    path_a: str, path_b: str, column: str, on: str, index: np.ndarray | None, token: str | None,
+    path_a: str, path_b: str, column: str, on: str, cut: Cut | None,
     method: str, min_periods: int | None, report: tuple[bool, bool] = (False, False),
 ) -> tuple[float, int, int]:
     """Task: :func:`pair_corr` of two stored tickers, read from the store where it runs.
 
-    With ``on="returns"`` each series is the log returns of the ticker on the union
-    ``index`` of the store (``token`` names that index), as in the panel. The third
-    value counts the non-finite values made missing in the tickers ``report`` names
-    (each ticker is reported by one task).
+    Each series is as the panel has it (cut; returns on the ticker's own timestamps).
+    The third value counts the non-finite values made missing in the tickers
+    ``report`` names (each ticker is reported by one task).
     """
-    a, missing_a = stored_series_counted(path_a, column, on, index, token)
-    b, missing_b = stored_series_counted(path_b, column, on, index, token)
+    a, missing_a = stored_series_counted(path_a, column, on, cut)
+    b, missing_b = stored_series_counted(path_b, column, on, cut)
     return (*pair_corr(a, b, method, min_periods), missing_a * report[0] + missing_b * report[1])
 
 
@@ -84,15 +84,12 @@ def _store_pairs(layout: Layout, pool: Pool, method: str, min_periods: int | Non
     """Every pair of stored tickers, one task each that reads its two tickers itself.
 
     For executors whose workers do not share this interpreter's memory (Dask): a task
-    carries two paths (and, for returns, a reference to the union index), never data.
+    carries two paths and the selection's cut, never data.
     """
-    paths, column, on = layout.paths, layout.column, layout.on
-    returns = on == "returns"
-    union = share(pool, layout.index) if returns else None
-    token = index_token(layout.index) if returns else None
+    paths, column, on, cut = layout.paths, layout.column, layout.on, layout.cut
     return _run_pairs(
         layout.tickers, pool, stored_pair_corr,
-        lambda i, j: (paths[i], paths[j], column, on, union, token,
+        lambda i, j: (paths[i], paths[j], column, on, cut,
                       method, min_periods, (j == i + 1, j == i + 1 == len(paths) - 1)),
         quiet, retries, pairs,
     )

@@ -29,6 +29,7 @@ from .formats import FORMATS
 from .frames import (
     read_column,
     read_column_arrays,
+    read_column_period,
     read_frame,
     read_index_array,
     stored_span,
@@ -41,7 +42,7 @@ from .tickers import empty_store_error, remove_tickers, store_files, store_forma
 __all__ = [
     "FILE_MODE", "FORMATS", "LOCK", "MANIFEST", "atomic_path", "checked_stored_file", "store_child", "stored_name",
     "stored_path", "ticker_of", "ticker_problem", "unlink_stored", "empty_store_error", "read_column",
-    "read_column_arrays", "read_frame", "read_index_array", "read_manifest", "remove_stale_temporaries",
+    "read_column_arrays", "read_column_period", "read_frame", "read_index_array", "read_manifest", "remove_stale_temporaries",
     "remove_tickers", "stamp_entry", "store_files", "store_format", "store_lock", "stored_file_intact", "stored_span",
     "ticker_file", "will_read", "write_atomically", "write_frame", "write_manifest",
 ]

@@ -70,9 +70,29 @@ def read_column(path: str | os.PathLike, column: str) -> pd.Series:
 def read_column_arrays(path: str | os.PathLike, column: str) -> tuple[np.ndarray, np.ndarray]:
     """:func:`read_column` as two arrays, ``(timestamps as datetime64[ns], float64 values)``,
     without a pandas object per file (thousands of small files are read this way)."""
-    path = Path(path)
+    return _column_arrays(Path(path), column, lambda form, path: form.read_column(path, column))
+
+
+def read_column_period(path: str | os.PathLike, column: str, first: np.datetime64 | None,
+                       last: np.datetime64 | None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`read_column_arrays` of the rows from ``first`` to ``last`` (both included;
+    None: open), reading only those rows where the format allows: pandas' fixed HDF5
+    layout (the timestamps read, the rows found by binary search, then a slice of the
+    values read), Parquet (row groups outside the period skipped by their statistics)."""
+    return _column_arrays(Path(path), column,
+                          lambda form, path: form.read_column_rows(path, column, first, last))
+
+
+def rows_between(index: np.ndarray, first, last) -> slice:
+    """The rows of a sorted ``index`` from ``first`` to ``last``, both included (None: open)."""
+    start = 0 if first is None else int(np.searchsorted(index, first, "left"))
+    stop = len(index) if last is None else int(np.searchsorted(index, last, "right"))
+    return slice(start, max(start, stop))
+
+
+def _column_arrays(path: Path, column: str, read) -> tuple[np.ndarray, np.ndarray]:
     try:
-        index, values = _format(path).read_column(path, column)
+        index, values = read(_format(path), path)
     except KeyError:
         raise PairscanError(f"no column {column!r} in the stored frame", path) from None
     except (OSError, ValueError, *damaged()) as exc:

@@ -25,9 +25,9 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from ...executors import Pool, preload, reduce_tasks, run_tasks, share
-from ...panel import InMemory, align, finish
+from ...panel import InMemory, align, finish, read_selected
 from ...placement import Layout, Plan, Where, index_token
-from ...store import read_column_arrays
+from ...selection import Cut
 from .. import Pairs, top_k
 from .kernel import blas_threads, block_pairs, block_size_for, block_specs, correlate_blocks
 
@@ -145,27 +145,27 @@ class StoreBlocks:
     """Block source that reads the store where the task runs (a Dask cluster, or a
     panel too large for the memory limit).
 
-    Carries only the paths of the blocks its task needs and the union index (named
-    by ``token``); the worker aligns each column on that index (and takes returns)
-    itself.
+    Carries only the paths of the blocks its task needs, the selection's cut and the
+    union index (named by ``token``); the worker reads each ticker's series (cut, its
+    returns taken on its own timestamps) and aligns it on that index itself.
     """
 
     def __init__(self, paths: dict[tuple[int, int], list[str]], column: str, on: str, index: np.ndarray,
-                 token: str | None = None):
-        self.paths, self.column, self.on, self.index = paths, column, on, index
+                 token: str | None = None, cut: Cut | None = None):
+        self.paths, self.column, self.on, self.index, self.cut = paths, column, on, index, cut
         self.token = token if token is not None else index_token(index)
         self.counts: dict[tuple[int, int], int] = {}
 
     def columns(self, start: int, stop: int) -> np.ndarray:
         paths = self.paths[start, stop]
         # Workers outlive a run: a rewritten file or another index must not hit the cache.
-        key = (tuple(paths), tuple(_stamp(p) for p in paths), self.column, self.on, self.token)
+        key = (tuple(paths), tuple(_stamp(p) for p in paths), self.column, self.on, self.cut, self.token)
         with _CACHE_LOCK:
             cached = _BLOCK_CACHE.get(key)
         if cached is None:
-            series = [read_column_arrays(p, self.column) for p in paths]
+            series = [read_selected(p, self.column, self.on, self.cut) for p in paths]
             _, values = align([i for i, _ in series], [v for _, v in series], self.index)
-            cached = finish(values, self.on)
+            cached = finish(values)
             with _CACHE_LOCK:
                 _BLOCK_CACHE[key] = cached
                 while len(_BLOCK_CACHE) > 2:  # a worker keeps the last blocks it read
@@ -186,18 +186,18 @@ def _stamp(path: str) -> tuple[int, int] | None:
     try:
         stat = os.stat(path)
     except OSError:
-        return None  # read_column_arrays names the problem
+        return None  # read_selected names the problem
     return stat.st_mtime_ns, stat.st_size
 
 
-def store_block_task(paths: dict, column: str, on: str, index: np.ndarray, token: str,
+def store_block_task(paths: dict, column: str, on: str, cut: Cut | None, index: np.ndarray, token: str,
                      spec: tuple[int, int, int, int], job: BlockJob) -> Any:
     """Task: :func:`block_task` on blocks the worker reads from the store itself.
 
     The index is an argument of its own (not inside the block source) so that on Dask
     it can be a reference to the copy every worker already holds.
     """
-    return block_task(StoreBlocks(paths, column, on, index, token), spec, job)
+    return block_task(StoreBlocks(paths, column, on, index, token, cut), spec, job)
 
 
 def panel_block_task(values: np.ndarray, spec: tuple[int, int, int, int], job: BlockJob) -> Any:
@@ -259,7 +259,8 @@ def _fetching(layout: Layout, specs: list, pool: Pool, job: BlockJob, quiet: boo
         fn = store_block_task
 
         def args(i0, i1, j0, j1):
-            return ({(i0, i1): paths[i0:i1], (j0, j1): paths[j0:j1]}, layout.column, layout.on, shared, token)
+            return ({(i0, i1): paths[i0:i1], (j0, j1): paths[j0:j1]}, layout.column, layout.on, layout.cut, shared,
+                    token)
     else:
         shared = share(pool, layout.panel.values)
         fn = panel_block_task

@@ -130,6 +130,34 @@ def read_column(path: Path, column: str):
     return index, table.column(column).to_numpy()
 
 
+def read_column_rows(path: Path, column: str, first, last):
+    """:func:`read_column` of the rows from ``first`` to ``last`` (both included, None:
+    open): row groups outside them skipped by their statistics, then the exact cut."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(path)
+    schema = file.schema_arrow
+    if "timestamp" not in schema.names:
+        raise foreign(path, "no timestamp column")
+    if column not in schema.names:
+        raise KeyError(column)
+    _check(path, schema, ("timestamp", column))
+    kind = schema.field(column).type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        raise PairscanError(f"column {column!r} is not numeric", path)
+    bounds = [("timestamp", op, bound) for op, bound in ((">=", first), ("<=", last)) if bound is not None]
+    try:
+        table = pq.read_table(path, columns=["timestamp", column], filters=bounds or None)
+    except (pa.ArrowException, TypeError, ValueError):  # bounds this file cannot take (zoned times): read it all
+        table = file.read(columns=["timestamp", column])
+    stamps = np.asarray(pd.DatetimeIndex(table.column("timestamp").to_numpy()).as_unit("ns").values)
+    start = 0 if first is None else int(np.searchsorted(stamps, first, "left"))
+    stop = len(stamps) if last is None else int(np.searchsorted(stamps, last, "right"))
+    rows = slice(start, max(start, stop))  # the filters keep whole row groups: the exact cut
+    return stamps[rows], table.column(column).to_numpy()[rows]
+
+
 def read_index(path: Path) -> np.ndarray | None:
     """The timestamps alone (``datetime64[ns]``); None where they cannot be read so."""
     with contextlib.suppress(Exception):
