@@ -110,8 +110,8 @@ def read_frame(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path, engine="pyarrow")
 
 
-def read_column(path: Path, column: str):
-    """``(index, values)`` of ``column``, reading only that column and the timestamps."""
+def _open_column(path: Path, column: str):
+    """The file, once its timestamps and ``column`` are known to be pairscan's layout and numeric."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -125,6 +125,12 @@ def read_column(path: Path, column: str):
     kind = schema.field(column).type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         raise PairscanError(f"column {column!r} is not numeric", path)
+    return file
+
+
+def read_column(path: Path, column: str):
+    """``(index, values)`` of ``column``, reading only that column and the timestamps."""
+    file = _open_column(path, column)
     table = file.read(columns=["timestamp", column])
     index = pd.DatetimeIndex(table.column("timestamp").to_numpy(), name="timestamp")
     return index, table.column(column).to_numpy()
@@ -136,16 +142,7 @@ def read_column_rows(path: Path, column: str, first, last):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    file = pq.ParquetFile(path)
-    schema = file.schema_arrow
-    if "timestamp" not in schema.names:
-        raise foreign(path, "no timestamp column")
-    if column not in schema.names:
-        raise KeyError(column)
-    _check(path, schema, ("timestamp", column))
-    kind = schema.field(column).type
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        raise PairscanError(f"column {column!r} is not numeric", path)
+    file = _open_column(path, column)
     bounds = [("timestamp", op, bound) for op, bound in ((">=", first), ("<=", last)) if bound is not None]
     try:
         table = pq.read_table(path, columns=["timestamp", column], filters=bounds or None)
