@@ -24,7 +24,7 @@ from .errors import PairscanError
 from .executors import ClusterLost, Execution, TaskFailed, Terminated, parse_workers
 from .outputs import PNG, check_not_in_store, check_output, default_name, printable, write_csv
 from .records import text_table
-from .sample import BAR_MINUTES, check_sample, sample
+from .sample import check_sample, sample
 from .selection import Selection
 
 
@@ -410,9 +410,6 @@ def cmd_bench(args) -> int:
     if args.json:
         _print_json(result)
     return 0
-
-
-MAX_BARS_PER_DAY = 24 * 60 // BAR_MINUTES
 
 
 COMMANDS = {"sample": cmd_sample, "extract": cmd_extract, "convert": cmd_convert, "correlate": cmd_correlate,
