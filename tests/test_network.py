@@ -128,7 +128,7 @@ def test_cli_streamed_processes_json_csv_plot(store, tmp_path):
     series = oracle_series(store, on="returns")
     out, plot = tmp_path / "edges.csv", tmp_path / "tree.png"
     argv = [str(store), "--on", "returns", "--memory-limit", "10kB", "--executor", "processes", "--workers", "2",
-            "--clusters", "6", "--json", "--out", str(out), "--plot", str(plot), "-q"]
+            "--clusters", "9", "--json", "--out", str(out), "--plot", str(plot), "-q"]
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         assert main(["network", *argv]) == 0
@@ -139,10 +139,10 @@ def test_cli_streamed_processes_json_csv_plot(store, tmp_path):
     want, names = oracle_forest(pd.concat(series, axis=1, sort=True), got["min_periods"])
     assert {tuple(sorted((e["a"], e["b"]))) for e in got["edges"]} == set(want)
     assert abs(got["total_distance"] - sum(want.values())) <= 1e-9 and got["tickers"] == len(names)
-    assert sorted(got["clusters"]) == names and got["components"] < 6
-    assert sorted(set(got["clusters"].values())) == list(range(1, 7))
+    assert sorted(got["clusters"]) == names and got["components"] < 9
+    assert sorted(set(got["clusters"].values())) == list(range(1, 10))
     numbered = pd.Series(got["clusters"])
-    expected = oracle_clusters(want, names, 6)
+    expected = oracle_clusters(want, names, 9)
     assert [set(numbered.index[numbered == c]) for c in range(1, len(expected) + 1)] == expected
     edges = pd.read_csv(out)
     assert list(edges.columns) == ["a", "b", "corr", "n", "distance"] and len(edges) == len(want)
