@@ -39,7 +39,7 @@ from .selection import Selection
 preload(__name__)  # what its process workers need
 
 FORESTS = ("auto", "dense", "boruvka")
-PAIR_BYTES = 80  # every pair held at once (indices, correlation, count, sorting): bytes each
+PAIR_BYTES = 160  # every pair held at once (the parts, merged, sorted, the sparse graph): bytes each
 EDGE_FIELDS = ("a", "b", "corr", "n", "distance")
 
 
