@@ -397,8 +397,8 @@ def cmd_network(args) -> int:
         plot_network(result, args.plot)
     if args.json:
         _print_json(result.to_dict())
-    else:
-        print(network_text(result))
+        return 0
+    print(network_text(result))
     if args.plot:
         print(f"plot: {printable(args.plot)}")
     return 0

@@ -4,8 +4,9 @@ Small forests (up to :data:`SPRING_NODES` tickers in a component) are laid out b
 Kamada-Kawai (networkx), which shows the branches well. Large ones get a radial tree
 layout computed here in linear time: the tree's centre in the middle, each branch a
 wedge as wide as its share of the leaves, one ring per step from the centre. Force
-layouts take minutes at thousands of nodes; this takes milliseconds. Components are
-packed in rows, largest first; lone nodes (tickers with no ranked pair) last.
+layouts take minutes at thousands of nodes; this takes milliseconds. Components are packed in rows, largest
+first; lone nodes (tickers with no ranked pair) last, and beyond :data:`LABEL_ALL`
+tickers not drawn (the title counts them).
 
 Every ticker is labelled up to :data:`LABEL_ALL` tickers; beyond, the hubs (most
 edges) are, and the legend names the largest clusters with their sizes.
@@ -147,12 +148,21 @@ def network_figure(result, title: str | None = None):
     """The forest of a :class:`~pairscan.network.Network` as a figure (left open)."""
     tickers = list(result.tickers)
     n = len(tickers)
+    big = n > LABEL_ALL
     position = {t: i for i, t in enumerate(tickers)}
     a = np.array([position[t] for t in result.edges["a"]], dtype=np.int64)
     b = np.array([position[t] for t in result.edges["b"]], dtype=np.int64)
-    xy = forest_layout(n, a, b, result.edges["distance"].to_numpy(float))
+    degree = np.bincount(np.r_[a, b], minlength=n)
+    lone = int((degree == 0).sum())
+    if big and lone:
+        # Many tickers: lone nodes would fill the picture with dots; the title counts them.
+        drawn = np.flatnonzero(degree > 0)
+        renumber = np.full(n, -1)
+        renumber[drawn] = np.arange(len(drawn))
+        tickers, a, b, degree = [tickers[i] for i in drawn], renumber[a], renumber[b], degree[drawn]
+    xy = forest_layout(len(tickers), a, b, result.edges["distance"].to_numpy(float))
     cluster = result.clusters.reindex(tickers).to_numpy()
-    big = n > LABEL_ALL
+    n_drawn = len(tickers)
     inches = 8 if not big else min(18, 8 + n / 400)
     fig, ax = plt.subplots(figsize=(inches, inches))
     palette = plt.get_cmap("tab20").colors
@@ -162,7 +172,6 @@ def network_figure(result, title: str | None = None):
     segments = np.stack([xy[a], xy[b]], axis=1) if len(a) else np.zeros((0, 2, 2))
     edge_colour = [colour[i] if cluster[i] == cluster[j] else "#cccccc" for i, j in zip(a, b)]
     ax.add_collection(LineCollection(segments, colors=edge_colour, linewidths=0.6 if big else 1.4, zorder=1))
-    degree = np.bincount(np.r_[a, b], minlength=n)
     size = (8 + 4 * degree) if big else (60 + 30 * degree)
     ax.scatter(xy[:, 0], xy[:, 1], s=size, c=colour, edgecolors="white", linewidths=0.3 if big else 0.8,
                zorder=2)
@@ -170,7 +179,7 @@ def network_figure(result, title: str | None = None):
         labelled = np.argsort(-degree, kind="stable")[:HUBS]
         labelled = labelled[degree[labelled] > 2]
     else:
-        labelled = np.arange(n)
+        labelled = np.arange(n_drawn)
     for i in labelled:
         ax.annotate(tickers[i], xy[i], xytext=(0, 4 if big else 6), textcoords="offset points", ha="center",
                     va="bottom", fontsize=7 if big else 9, zorder=3,
@@ -185,10 +194,9 @@ def network_figure(result, title: str | None = None):
     ax.autoscale_view()
     ax.margins(0.04)
     ax.axis("off")
-    lone = int((degree == 0).sum())
     words = (f"{n:,} tickers, {len(a):,} edges, total distance {result.total_distance:.3f}, "
              f"{result.components:,} component{'s' if result.components != 1 else ''}"
-             + (f" ({lone:,} lone)" if lone else ""))
+             + (f" ({lone:,} lone{', not drawn' if big else ''})" if lone else ""))
     ax.set_title(title or f"Minimum spanning forest, d = sqrt(2(1 - r)): {result.headline}\n{words}", fontsize=10)
     fig.tight_layout()
     return fig
