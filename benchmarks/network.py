@@ -7,9 +7,9 @@ listings, delistings, halts), correlated on returns with the default ranking. Th
 command ``pairscan network STORE --on returns --memory-limit 100MB --json`` runs under
 ``/usr/bin/time -v``; its peak RSS is the maximum resident set size (contract: at most
 450 MiB for 8,000 tickers x 400 days, where the matrix alone is 512 MB). The dense
-reference is the same forest from every pair at once (``forest="dense"``, scipy's
-``minimum_spanning_tree``, no memory limit), in a process of its own; the two must
-have the same edges and total distance (to 1e-9).
+reference, in a process of its own, is scipy's ``minimum_spanning_tree`` of pandas'
+``DataFrame.corr(min_periods)`` of the panel of returns (the whole matrix in memory);
+the two must have the same edges and total distance (to 1e-9).
 """
 
 from __future__ import annotations
@@ -27,10 +27,23 @@ from universe import universe
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 REFERENCE = """
-import json, sys
+import json, sys, time
+import numpy as np, scipy.sparse.csgraph
 import pairscan
-r = pairscan.network(sys.argv[1], on="returns", forest="dense", memory_limit="64GB", executor=sys.argv[2], quiet=True)
-print(json.dumps(r.to_dict()))
+started = time.perf_counter()
+panel = pairscan.load_panel(sys.argv[1], on="returns", executor="threads", quiet=True)
+corr = panel.corr(min_periods=int(sys.argv[2])).to_numpy()  # pandas' matrix, the oracle
+names = [str(c) for c in panel.columns]
+del panel
+weights = np.sqrt(np.maximum(2 * (1 - corr), 0))
+del corr
+weights += 1.0  # csgraph takes 0 for no edge (r = 1 is d = 0): every edge 1 longer, the same tree
+np.nan_to_num(weights, copy=False, nan=0.0)
+weights = np.triu(weights, 1)
+tree = scipy.sparse.csgraph.minimum_spanning_tree(weights).tocoo()
+edges = [{"a": names[i], "b": names[j], "distance": float(w - 1)} for i, j, w in zip(tree.row, tree.col, tree.data)]
+print(json.dumps({"edges": edges, "total_distance": float(sum(e["distance"] for e in edges)),
+                  "seconds": time.perf_counter() - started}))
 """
 
 
@@ -71,7 +84,7 @@ def main() -> None:
     answer, rss, wall = measured(command)
     figures = {
         "store": f"{args.tickers:,} tickers x {args.days:,} days (daily, returns)",
-        "command": " ".join(["pairscan", *command[3:5], "STORE", *command[6:]]),
+        "command": " ".join(["pairscan", command[3], "STORE", *command[5:]]),
         "forest": answer["forest"], "passes": answer["passes"], "streamed": answer["streamed"],
         "executor": f"{answer['executor']} x{answer['workers']}",
         "edges": len(answer["edges"]), "components": answer["components"],
@@ -80,8 +93,9 @@ def main() -> None:
         "matrix_mb": round(args.tickers**2 * 8 / 1e6, 1),
     }
     if not args.no_reference:
-        reference, ref_rss, ref_wall = measured([sys.executable, "-c", REFERENCE, str(store), args.executor])
-        figures["reference"] = {"forest": reference["forest"], "total_distance": reference["total_distance"],
+        reference, ref_rss, ref_wall = measured([sys.executable, "-c", REFERENCE, str(store),
+                                                 str(answer["min_periods"])])
+        figures["reference"] = {"total_distance": reference["total_distance"],
                                 "seconds": reference["seconds"], "peak_rss_mib": round(ref_rss / 1024, 1)}
         figures["same_edges"] = edge_set(answer) == edge_set(reference)
         figures["total_distance_difference"] = abs(answer["total_distance"] - reference["total_distance"])
