@@ -20,6 +20,7 @@ from collections import deque
 from pathlib import Path
 
 import numpy as np
+from matplotlib.collections import LineCollection
 
 from .plot import DPI, _plain_text, _save, plt
 
@@ -167,8 +168,6 @@ def network_figure(result, title: str | None = None):
     fig, ax = plt.subplots(figsize=(inches, inches))
     palette = plt.get_cmap("tab20").colors
     colour = [palette[(c - 1) % COLOURS] if c <= COLOURS else OTHER for c in cluster]
-    from matplotlib.collections import LineCollection
-
     segments = np.stack([xy[a], xy[b]], axis=1) if len(a) else np.zeros((0, 2, 2))
     edge_colour = [colour[i] if cluster[i] == cluster[j] else "#cccccc" for i, j in zip(a, b)]
     ax.add_collection(LineCollection(segments, colors=edge_colour, linewidths=0.6 if big else 1.4, zorder=1))
