@@ -97,7 +97,7 @@ def test_every_command_that_runs_tasks_has_the_same_executor_options():
         group = next(g for g in commands[command]._action_groups if g.title == "executor")
         return {a.dest: (tuple(a.option_strings), a.default, a.help) for a in group._group_actions}
 
-    shown = {command: options(command) for command in ("convert", "correlate", "plot", "analyze", "run")}
+    shown = {command: options(command) for command in ("convert", "correlate", "plot", "analyze", "network", "run")}
     assert all(found == shown["convert"] for found in shown.values())
     assert set(shown["convert"]) == {"executor", "workers", "retries", "connect_timeout", "dashboard"}
     args = build_parser().parse_args(["correlate", "s", "--workers", "2", "--retries", "1", "-q"])

@@ -438,6 +438,8 @@ OUTPUT_COMMANDS = {
     "plot --heatmap --out": ["plot", "{store}", "--heatmap", "--out", "{target}"],
     "plot --spread --out": ["plot", "{store}", "aet", "afl", "--spread", "--out", "{target}"],
     "run --report": ["run", "{store}", "--workdir", "{root}/work", "--report", "{target}", "--executor", "serial"],
+    "network --out": ["network", "{store}", "--out", "{target}", "--executor", "serial"],
+    "network --plot": ["network", "{store}", "--plot", "{target}", "--executor", "serial"],
     "bench --plot": ["bench", "--quick", "--plot", "{target}"],
 }
 SUFFIX = {"correlate --matrix": ".csv", "run --report": ".html"}

@@ -8,6 +8,7 @@ Everything the command line does is one import away::
     pairscan.top_pairs(folder, k=5)            # a DataFrame: a, b, corr, n, p, ci_low, ci_high
     pairscan.partners(folder, ["aapl"], k=5)   # each named ticker's 5 best partners: a, b, rank, corr, ...
     pairscan.analyze(folder, k=5)              # hedge ratio, cointegration, half-life of the top pairs
+    pairscan.network(folder, clusters=6)       # the minimum spanning forest: .edges, .clusters, .graph()
     pairscan.plot_pair(...), pairscan.plot_heatmap(...)
 
 ``executor=`` takes a name as on the command line (``serial``, ``threads``,
@@ -26,6 +27,7 @@ from .archive import extract
 from .convert import convert
 from .correlate import Correlation, correlate
 from .errors import PairscanError
+from .network import Network, network
 from .executors import Execution, SerialExecutor, TaskFailed
 from .panel import load_panel
 from .pipeline import correlation_matrix, plot_heatmap, plot_pair, run
@@ -34,9 +36,9 @@ from .selection import Selection
 from .version import __version__  # noqa: F401  (pairscan.__version__)
 
 __all__ = [
-    "Correlation", "Execution", "PairscanError", "Selection", "SerialExecutor", "TaskFailed", "analyze", "convert",
-    "correlate", "correlation_matrix", "extract", "load_panel", "partners", "plot_heatmap", "plot_pair", "run",
-    "sample", "top_pairs",
+    "Correlation", "Execution", "Network", "PairscanError", "Selection", "SerialExecutor", "TaskFailed", "analyze",
+    "convert", "correlate", "correlation_matrix", "extract", "load_panel", "network", "partners", "plot_heatmap",
+    "plot_pair", "run", "sample", "top_pairs",
 ]
 
 

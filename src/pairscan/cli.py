@@ -139,6 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
     Selection.add_arguments(p)
     Execution.add_arguments(p)
 
+    p = sub.add_parser("network", parents=[quiet],
+                       help="the minimum spanning forest of the correlations and its clusters")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("--clusters", type=_at_least_one, default=None, metavar="K",
+                   help="cut the forest's longest edges until K clusters remain (single linkage)")
+    p.add_argument("--memory-limit", default=DEFAULT_MEMORY_LIMIT, metavar="SIZE",
+                   help="bound on the working set, e.g. 200MB; beyond it the forest is found in passes over "
+                        f"the blocks, never the whole matrix (default {DEFAULT_MEMORY_LIMIT})")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--out", metavar="EDGES.csv", help="also write the forest's edges as CSV")
+    p.add_argument("--plot", metavar="TREE.png", help="also draw the forest, coloured by cluster")
+    Selection.add_arguments(p)
+    Execution.add_arguments(p)
+
     p = sub.add_parser("run", parents=[quiet], help="the whole pipeline, archive to plots")
     p.add_argument("source", nargs="?", metavar="SOURCE",
                    help="an archive or folder of <ticker>.json, or a store (default: the built-in sample)")
@@ -363,6 +377,72 @@ def _analysis_table(pairs: list[dict]) -> str:
     return "\n".join(lines + (["", "notes:", *notes] if notes else []))
 
 
+def cmd_network(args) -> int:
+    from .network import network
+
+    for option in ("out", "plot"):
+        if getattr(args, option):
+            check_not_in_store(getattr(args, option), args.store, f"--{option}")
+    if args.out:
+        check_output(args.out, "--out")
+    if args.plot:
+        check_output(args.plot, "--plot", PNG)
+    result = network(args.store, clusters=args.clusters, selection=Selection.from_args(args),
+                     memory_limit=args.memory_limit, execution=Execution.from_args(args))
+    if args.out:
+        write_csv(result.edges, args.out, "--out")
+    if args.plot:
+        from .network_plot import plot_network
+
+        plot_network(result, args.plot)
+    if args.json:
+        _print_json(result.to_dict())
+        return 0
+    print(network_text(result))
+    if args.plot:
+        print(f"plot: {printable(args.plot)}")
+    return 0
+
+
+def network_text(result, members: int = 6, strongest: int = 10) -> str:
+    """A network's summary: tickers, edges, total distance, components, the clusters
+    with their sizes and first members, the strongest edges."""
+    out = result.to_dict()
+    edges = result.edges
+    lone = len(result.tickers) - len(set(edges["a"]) | set(edges["b"]))
+    lines = [f"{_count(out['tickers'], 'ticker')}, {_count(len(edges), 'edge')}, total distance "
+             f"{out['total_distance']:.6f}, {_count(out['components'], 'component')}"
+             + (f" ({lone:,} lone: no ranked pair)" if lone else "")
+             + f"; {out['method']} on {result.headline}",
+             f"min-periods {out['min_periods']:,}, {out['pairs_ranked']:,} ranked pairs; engine {out['engine']}, "
+             f"forest {out['forest']}" + (f" ({out['passes']} pass{'es' if out['passes'] != 1 else ''} over the blocks)"
+                                          if out["forest"] == "boruvka" else "")
+             + f", executor {out['executor']} x{out['workers']}, {out['seconds']:.3f} s"]
+    sizes = result.cluster_sizes
+    asked = out["clusters_asked"]
+    head = f"{_count(len(sizes), 'cluster')}" + (
+        f" (asked {asked}: the forest has {out['components']:,} components)" if asked and asked < out["components"]
+        else "" if asked else " (the forest's components; --clusters K to cut it)")
+    lines += ["", head + ":"]
+    shown = sizes.index[:20]
+    for c in shown:
+        names = result.clusters.index[result.clusters == c].tolist()
+        more = f", ... {len(names) - members:,} more" if len(names) > members else ""
+        lines.append(f"{c:>5}  {sizes[c]:>6,}  {', '.join(printable(t) for t in names[:members])}{more}")
+    if len(sizes) > len(shown):
+        rest = sizes.iloc[len(shown):]
+        lines.append(f"  ... {_count(len(rest), 'more cluster')} of {rest.max():,} ticker"
+                     f"{'s' if rest.max() != 1 else ''} or fewer")
+    if len(edges):
+        top = edges.head(strongest)
+        wa = max(4, *(len(printable(t)) for t in top["a"]))
+        wb = max(4, *(len(printable(t)) for t in top["b"]))
+        lines += ["", "strongest edges:", f"{'a':<{wa}}  {'b':<{wb}}  {'corr':>9}  {'n':>8}  {'distance':>9}"]
+        for a, b, corr, n, d in top.itertuples(index=False):
+            lines.append(f"{printable(a):<{wa}}  {printable(b):<{wb}}  {corr:>9.6f}  {n:>8}  {d:>9.6f}")
+    return "\n".join(lines)
+
+
 def cmd_run(args) -> int:
     # The report's folder is checked by run, once the work folder (its usual home) exists.
     out = pipeline.run(args.source, args.workdir, k=args.top, report=args.report, format=args.format,
@@ -413,7 +493,8 @@ def cmd_bench(args) -> int:
 
 
 COMMANDS = {"sample": cmd_sample, "extract": cmd_extract, "convert": cmd_convert, "correlate": cmd_correlate,
-            "plot": cmd_plot, "analyze": cmd_analyze, "run": cmd_run, "bench": cmd_bench}
+            "plot": cmd_plot, "analyze": cmd_analyze, "network": cmd_network, "run": cmd_run,
+            "bench": cmd_bench}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
