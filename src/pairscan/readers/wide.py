@@ -128,7 +128,7 @@ class WideTable(LongTable):
                     present = values.is_valid()
                     valid = present if valid is None else pc.or_(valid, present)
                 arrays.append(lines)
-                part = pa.table(arrays, names=[layout.time_name, *fields, LINE]).filter(valid)
+                part = pa.table(arrays, names=["timestamp", *fields, LINE]).filter(valid)
                 if part.num_rows:
                     folder = scratch / f"{number:06d}"
                     folder.mkdir(parents=True, exist_ok=True)
