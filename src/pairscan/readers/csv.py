@@ -45,6 +45,13 @@ def from_bytes(data: bytes, on_bad_lines: str, name) -> Parsed:
 
 
 TIME_KEYS = ("date", "datetime", "timestamp", "time")
+# Column names that are a ticker's fields, never a ticker: a file with one is no wide table.
+FIELDS = ("open", "high", "low", "close", "volume", "vol", "adjclose", "price", "last", "openint", "per", "bid",
+          "ask", "value")
+
+
+def is_field(name: str) -> bool:
+    return key(name) in FIELDS
 
 
 def no_close(header: list[str], name=None) -> None:
@@ -58,8 +65,7 @@ def no_close(header: list[str], name=None) -> None:
         return
     shown = ", ".join(header[:12]) + (f" and {len(header) - 12} more" if len(header) > 12 else "")
     others = [h for h, s in stored.items() if s != "timestamp"]
-    fields = {"open", "high", "low", "volume", "adjclose", "price", "last", "openint", "per", "clock"}
-    if len(others) >= 2 and not any(key(h) in fields or stored[h] == "__clock__" for h in others):
+    if len(others) >= 2 and not any(is_field(h) or stored[h] == "__clock__" for h in others):
         raise PairscanError(f"no close column; this looks like a wide table: one column per ticker ({shown}); "
                             f"it is read as one when converted alone (pairscan convert FILE, or --layout wide)",
                             name, 1)

@@ -19,13 +19,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from ..errors import PairscanError
-from .base import BOM, register
+from .base import BOM, Parsed, register
 from .compressed import head as file_head
-from .csv import TIME_KEYS, first_rows, multirow_header
+from .csv import TIME_KEYS, first_rows, is_field, multirow_header
 from .normalize import column_names, key, ticker_column
+from .parquet import from_table
 from .table import LINE, LongTable, _column_names
 
 FLUSH_CELLS = 1 << 22  # cells of the table held before its parts are written: bounded memory
@@ -78,6 +78,8 @@ def shape(path: Path, forced: bool = False) -> Shape | None:
             return None
         if not times and not (names and names[0] == "" and all(names[1:])):
             return None  # a wide table's first column may be pandas' unnamed index
+        if any(is_field(n) for n in names):
+            return None  # one ticker's file, whose close has another name
     time = times[0] if times else 0
     others = [i for i in range(len(names)) if i != time]
     if not others:
@@ -131,9 +133,12 @@ class WideTable(LongTable):
                 part = pa.table(arrays, names=["timestamp", *fields, LINE]).filter(valid)
                 if part.num_rows:
                     folder = scratch / f"{number:06d}"
-                    folder.mkdir(parents=True, exist_ok=True)
-                    pq.write_table(part, folder / f"{state['flushes']:06d}.parquet")
-                    written.add(number)
+                    if number not in written:
+                        folder.mkdir()
+                        written.add(number)
+                    # Arrow's own file format: written at the speed of a copy (a part is read once, soon).
+                    with pa.ipc.new_file(folder / f"{state['flushes']:06d}.arrow", part.schema) as out:
+                        out.write_table(part)
             state["flushes"] += 1
 
         try:
@@ -151,4 +156,25 @@ class WideTable(LongTable):
         except (OSError, pa.ArrowException) as exc:
             raise PairscanError(f"cannot read the wide table ({str(exc).splitlines()[0]})", path) from None
         return [(tickers[n], scratch / f"{n:06d}") for n in sorted(written)]
+
+    @staticmethod
+    def _part(path: Path) -> pa.Table:
+        tables = []
+        for file in sorted(Path(path).iterdir()):
+            with pa.OSFile(str(file)) as source:
+                tables.append(pa.ipc.open_file(source).read_all())
+        return pa.concat_tables(tables)
+
+    @classmethod
+    def first_line(cls, part: Path) -> int:
+        return pc.min(cls._part(part).column(LINE)).as_py()
+
+    def parse(self, path, on_bad_lines, name, max_bytes, text=True) -> Parsed:
+        """Read one ticker's part of a wide table; errors name the table and the line."""
+        try:
+            table = self._part(path)
+        except (OSError, pa.ArrowException) as exc:
+            raise PairscanError(f"cannot read a part of the wide table ({str(exc).splitlines()[0]})", name) from None
+        table = table.sort_by(LINE)
+        return from_table(table.drop_columns([LINE]), on_bad_lines, name, table.column(LINE).to_pylist, text=True)
 
