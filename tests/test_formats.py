@@ -88,9 +88,11 @@ def _sources(root: Path, frames) -> dict[str, Path]:
     (root / "wide.csv.xz").write_bytes(lzma.compress(text))
     with pa.CompressedOutputStream(str(root / "wide.csv.zst"), "zstd") as f:
         f.write(text)
+    wide.set_axis(pd.to_datetime(wide.index)).rename_axis(None).to_parquet(root / "wide.parquet")  # pandas' index
     _download(frames).to_csv(root / "download.csv")
     _download(frames, order=("Ticker", "Price")).to_csv(root / "download-by-ticker.csv")
-    for name in ("wide.csv", "wide.csv.gz", "wide.csv.xz", "wide.csv.zst", "download.csv", "download-by-ticker.csv"):
+    for name in ("wide.csv", "wide.csv.gz", "wide.csv.xz", "wide.csv.zst", "wide.parquet", "download.csv",
+                 "download-by-ticker.csv"):
         out[name] = root / name
     return out
 
@@ -108,7 +110,7 @@ def converted(tmp_path_factory, frames) -> dict[str, Path]:
 
 
 SHAPES = ["csv.gz", "jsonl.bz2", "download1", "long.csv.gz", "wide.csv", "wide.csv.gz", "wide.csv.xz",
-          "wide.csv.zst", "download.csv", "download-by-ticker.csv"]
+          "wide.csv.zst", "wide.parquet", "download.csv", "download-by-ticker.csv"]
 
 
 @pytest.mark.parametrize("shape", SHAPES)

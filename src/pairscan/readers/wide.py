@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from ..errors import PairscanError
 from .base import BOM, Parsed, register
@@ -26,8 +27,9 @@ from .compressed import head as file_head
 from .csv import TIME_KEYS, first_rows, is_field, multirow_header
 from .normalize import column_names, key, ticker_column
 from .parquet import from_table
-from .table import LINE, LongTable, _column_names
+from .table import LINE, LongTable, _column_names, _kind
 
+PANDAS_INDEX = "__index_level_0__"  # how pandas writes an unnamed index to Parquet
 FLUSH_CELLS = 1 << 22  # cells of the table held before its parts are written: bounded memory
 
 
@@ -55,7 +57,8 @@ def _head_rows(path: Path) -> list[list[str]]:
 def shape(path: Path, forced: bool = False) -> Shape | None:
     """The wide shape of the table ``path``, or None if it is not one (``forced``: the user
     said it is; then a file that cannot be one is a :class:`PairscanError` saying why)."""
-    header = multirow_header(_head_rows(path))
+    parquet = _kind(path) == "parquet"
+    header = None if parquet else multirow_header(_head_rows(path))
     if header is not None:
         fields, tickers, time = header
         found: dict[str, dict[str, int]] = {}
@@ -68,7 +71,7 @@ def shape(path: Path, forced: bool = False) -> Shape | None:
             found[ticker][field] = position
         return Shape(3, len(fields) + 1, 0, time, found)
     names = _column_names(path)
-    times = [i for i, n in enumerate(names) if key(n) in TIME_KEYS]
+    times = [i for i, n in enumerate(names) if key(n) in TIME_KEYS or n == PANDAS_INDEX]
     if not forced:
         try:
             stored = column_names(tuple(names))
@@ -85,13 +88,14 @@ def shape(path: Path, forced: bool = False) -> Shape | None:
     if not others:
         raise PairscanError(f"a wide table needs a time column and one column per ticker; its only column is "
                             f"{names[time]!r}" if names else "a wide table needs a header line", path, 1)
-    return Shape(1, len(names), time, names[time] or "timestamp", {names[i]: {"close": i} for i in others})
+    return Shape(0 if parquet else 1, len(names), time, names[time] or "timestamp",
+                 {names[i]: {"close": i} for i in others})
 
 
 @register
 class WideTable(LongTable):
     name = "wide"
-    suffixes = (".csv", ".txt")
+    suffixes = (".csv", ".txt", ".parquet")
     rank = -1  # asked before a long table: a file with no ticker column may be wide
 
     def table_options(self, path: Path, ticker_column: str | None, layout: str) -> dict | None:
@@ -143,11 +147,7 @@ class WideTable(LongTable):
 
         try:
             scratch.mkdir(parents=True, exist_ok=True)
-            reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(
-                skip_rows=layout.header_rows, column_names=names, block_size=1 << 22),
-                convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                                      strings_can_be_null=True))
-            for batch in reader:
+            for batch in _batches(path, layout, names):
                 pending.append(batch)
                 state["cells"] += batch.num_rows * layout.width
                 if state["cells"] >= FLUSH_CELLS:
@@ -159,6 +159,7 @@ class WideTable(LongTable):
 
     @staticmethod
     def _part(path: Path) -> pa.Table:
+        """A ticker's part: the Arrow files of its folder, as one table."""
         tables = []
         for file in sorted(Path(path).iterdir()):
             with pa.OSFile(str(file)) as source:
@@ -169,12 +170,25 @@ class WideTable(LongTable):
     def first_line(cls, part: Path) -> int:
         return pc.min(cls._part(part).column(LINE)).as_py()
 
-    def parse(self, path, on_bad_lines, name, max_bytes, text=True) -> Parsed:
+    def parse(self, path, on_bad_lines, name, max_bytes, text=False) -> Parsed:
         """Read one ticker's part of a wide table; errors name the table and the line."""
         try:
             table = self._part(path)
         except (OSError, pa.ArrowException) as exc:
             raise PairscanError(f"cannot read a part of the wide table ({str(exc).splitlines()[0]})", name) from None
         table = table.sort_by(LINE)
-        return from_table(table.drop_columns([LINE]), on_bad_lines, name, table.column(LINE).to_pylist, text=True)
+        return from_table(table.drop_columns([LINE]), on_bad_lines, name, table.column(LINE).to_pylist, text=text)
+
+
+def _batches(path: Path, layout: Shape, names: list[str]):
+    """The table's rows, a batch at a time, its columns named ``names`` (CSV: every value as text)."""
+    if _kind(path) == "parquet":
+        source = pq.ParquetFile(path)
+        for batch in source.iter_batches(batch_size=max(1, FLUSH_CELLS // layout.width // 4)):
+            yield pa.RecordBatch.from_arrays(batch.columns, names=names)
+        return
+    yield from pacsv.open_csv(path, read_options=pacsv.ReadOptions(
+        skip_rows=layout.header_rows, column_names=names, block_size=1 << 22),
+        convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                             strings_can_be_null=True))
 
