@@ -312,6 +312,8 @@ def _table(path: Path, ticker_column: str | None, layout: str = "auto") -> Found
             options = reader.table_options(path, ticker_column, layout)
             if options is not None:
                 return Found(path, reader.name, None, options)
+    if layout == "wide":
+        raise PairscanError("--layout wide reads a CSV file (.csv, .txt; compressed or not) or a Parquet file", path)
     raise PairscanError(f"not a folder, an archive or a long table (looked for {' '.join(suffixes())})", path)
 
 
