@@ -22,6 +22,7 @@ from .correlate import DEFAULT_MEMORY_LIMIT, correlate, parse_size
 from .engines import ENGINES
 from .errors import PairscanError
 from .executors import ClusterLost, Execution, TaskFailed, Terminated, parse_workers
+from .readers import LAYOUTS
 from .outputs import PNG, check_not_in_store, check_output, default_name, printable, write_csv
 from .records import text_table
 from .sample import check_sample, sample
@@ -83,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("convert", parents=[quiet], help="convert per-ticker files or a long table to a store")
     p.add_argument("source", metavar="SOURCE",
-                   help="a folder of <ticker>.json/.jsonl/.ndjson/.csv/.txt/.parquet files, an archive of one "
-                        "(.tgz, .tar, .zip), or one long table (CSV, Parquet or JSON Lines with a ticker column)")
+                   help="a folder of <ticker>.json/.jsonl/.ndjson/.csv/.txt/.parquet files (any but Parquet also "
+                        "as .gz, .bz2, .xz, .zst), an archive of one (.tgz, .tar, .zip), or one table: long (CSV, "
+                        "Parquet or JSON Lines with a ticker column) or wide (CSV, one column per ticker)")
     p.add_argument("--to", metavar="STORE", help="the store folder (default: beside the source files)")
     p.add_argument("--format", choices=("hdf5", "parquet"), default="hdf5")
     p.add_argument("--on-bad-lines", choices=("error", "skip"), default="error")
@@ -93,8 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read links in the source folder to files outside it (refused by default)")
     p.add_argument("--ticker-column", metavar="C", default=None,
                    help="a long table's ticker column (default: ticker, symbol or name, any case)")
+    p.add_argument("--layout", choices=LAYOUTS, default="auto",
+                   help="a single file's layout: long (a ticker column), wide (a time column and one column per "
+                        "ticker, or a download's multi-row header) or auto (by its columns; the default)")
     p.add_argument("--max-bytes", default=None, metavar="SIZE",
-                   help="refuse a source file larger than this, or an archive that unpacks to more (default 20GiB)")
+                   help="refuse a source file larger than this, or a compressed file or archive that unpacks to "
+                        "more (default 20GiB)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _lock_option(p)
     Execution.add_arguments(p)
@@ -251,7 +257,7 @@ def cmd_convert(args) -> int:
     try:
         summary = convert(source, to=args.to, format=args.format, on_bad_lines=args.on_bad_lines,
                           force=args.force, lock_timeout=args.lock_timeout, ticker_column=args.ticker_column,
-                          follow_links=args.follow_links, **_max_bytes(args), execution=execution)
+                          follow_links=args.follow_links, layout=args.layout, **_max_bytes(args), execution=execution)
     except ConvertFailed as failed:
         if args.json:
             _print_json(failed.summary)

@@ -23,6 +23,7 @@ from .errors import PairscanError
 from .executors import Execution, Pool, preload, run_tasks
 from .outputs import printable
 from .readers import BAD_LINE_MODES, DEFAULT_MAX_BYTES, READERS, Found, discover, polars_started
+from .readers.compressed import unpack
 from .store import (
     FORMATS,
     checked_stored_file,
@@ -149,6 +150,7 @@ def convert(
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     follow_links: bool = False,
     *,
+    layout: str = "auto",
     execution: Execution | None = None,
 ) -> dict:
     """Convert every ticker of ``source`` to a stored frame in ``to``.
@@ -158,7 +160,11 @@ def convert(
     to ``source`` itself (the seed keeps the ``.h5`` files beside the JSON), or for a
     long table its folder. Every source file must be a regular file of at most
     ``max_bytes``; a link in the source folder to a file outside it is refused unless
-    ``follow_links``. Returns the summary that ``convert --json`` prints. If any file is bad (with
+    ``follow_links``. A single file is a long table or a wide table (a time column and
+    one column per ticker, or a download's multi-row header): ``layout`` is ``"auto"``
+    (by its columns), ``"long"`` or ``"wide"``. Any source file may be compressed
+    (``.gz``, ``.bz2``, ``.xz``, ``.zst``), bounded by ``max_bytes`` on what it unpacks
+    to. Returns the summary that ``convert --json`` prints. If any file is bad (with
     ``on_bad_lines="error"``), the good files are still converted and
     :class:`ConvertFailed` is raised afterwards, naming every bad file.
 
@@ -196,7 +202,7 @@ def convert(
         own = _store_files(store) if source.is_dir() and store.resolve() == source.resolve() else frozenset()
     except OSError as exc:  # a source or store that cannot be looked at
         raise PairscanError(f"cannot read ({exc.strerror or exc})", exc.filename or source) from None
-    discovered = discover(source, ticker_column, max_bytes, exclude=own, follow_links=follow_links)
+    discovered = discover(source, ticker_column, max_bytes, exclude=own, follow_links=follow_links, layout=layout)
     for found in discovered:  # before anything is written: the lock file too
         try:
             name = stored_name(found.ticker, FORMATS[format]) if found.ticker is not None else None
@@ -273,7 +279,7 @@ def convert(
             scratch = Path(tempfile.mkdtemp(prefix=SPLIT_PREFIX, dir=store))
             stack.callback(shutil.rmtree, scratch, True)
             reader = READERS[found.reader]
-            parts = reader.split(found.path, scratch / "parts", found.options["ticker_column"])
+            parts = _split(reader, found, scratch, max_bytes)
             for ticker, part in parts:
                 task(ticker, part, found, found.path, {"text": reader.text(found.path)})
             tables[found.path.name] = {**record, "tickers": [t for t, _ in parts]}
@@ -373,13 +379,28 @@ def _record(entries: dict, ticker: str, entry: dict | None) -> None:
 SPLIT_PREFIX = ".pairscan-split-"
 
 
+def _split(reader, found: Found, scratch: Path, max_bytes: int) -> list[tuple[str, Path]]:
+    """A table's parts, one per ticker; a compressed table is first unpacked (streamed, at
+    most ``max_bytes``) into the scratch folder, and errors name the file as given."""
+    table = unpack(found.path, scratch / "unpacked", max_bytes)
+    try:
+        return reader.split(table, scratch / "parts", found.options["ticker_column"])
+    except PairscanError as err:
+        if table != found.path and err.file == str(table):
+            raise PairscanError(err.reason, found.path, err.line) from None
+        raise
+    finally:
+        if table != found.path:
+            table.unlink(missing_ok=True)
+
+
 def _table_record(found: Found, on_bad_lines: str) -> dict:
     try:
         stat = found.path.stat()
     except OSError as exc:
         raise PairscanError(f"cannot read ({exc.strerror})", found.path) from None
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "on_bad_lines": on_bad_lines,
-            "ticker_column": found.options["ticker_column"]}
+            "ticker_column": found.options["ticker_column"], "layout": "wide" if found.reader == "wide" else "long"}
 
 
 def _store_files(store: Path) -> frozenset[str]:

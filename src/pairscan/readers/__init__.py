@@ -4,9 +4,9 @@ Importing the package registers every reader. ``convert`` asks the registry; it 
 branches on format.
 """
 
-from . import jsonl, csv, parquet, table  # noqa: F401 - registers the readers
-from .base import (BAD_LINE_MODES, DEFAULT_MAX_BYTES, READERS, Found, Parsed, Reader, check_file, discover,
+from . import jsonl, csv, parquet, table, wide  # noqa: F401 - registers the readers
+from .base import (BAD_LINE_MODES, DEFAULT_MAX_BYTES, LAYOUTS, READERS, Found, Parsed, Reader, check_file, discover,
                    holds_sources, polars_started, reader_for)
 
-__all__ = ["BAD_LINE_MODES", "DEFAULT_MAX_BYTES", "READERS", "Found", "Parsed", "Reader", "check_file", "discover",
+__all__ = ["BAD_LINE_MODES", "DEFAULT_MAX_BYTES", "LAYOUTS", "READERS", "Found", "Parsed", "Reader", "check_file", "discover",
            "holds_sources", "polars_started", "reader_for"]

@@ -20,8 +20,10 @@ import pandas as pd
 
 from ..errors import PairscanError
 from .bounds import MAX_READ_BYTES, encoding_problem, size_text
+from .compressed import compression, inner_name, plain_problem, unpacked_bytes
 
 BAD_LINE_MODES = ("error", "skip")
+LAYOUTS = ("auto", "long", "wide")  # of a single-file table: a ticker column, or one column per ticker
 DEFAULT_MAX_BYTES = 20 * 2**30  # 20 GiB a file
 BOM = b"\xef\xbb\xbf"
 
@@ -68,15 +70,26 @@ class Reader:
     name: str = ""
     suffixes: tuple[str, ...] = ()
     many: bool = False  # a long table: many tickers in one file
+    compressible: bool = True  # also read as .gz, .bz2, .xz, .zst
+    rank: int = 0  # of the many-ticker readers, which is asked first about a single file
 
     def can_read(self, path: Path) -> bool:
-        return path.name.lower().endswith(self.suffixes)
+        if compression(path.name) is not None and not self.compressible:
+            return False
+        return inner_name(path.name).lower().endswith(self.suffixes)
 
     def ticker(self, path: Path) -> str:
-        """The file name without the format's extension (``aapl.us.txt`` -> ``aapl.us``)."""
-        lower = path.name.lower()
+        """The file name without the format's extension, and without a compression's
+        (``aapl.us.txt`` -> ``aapl.us``, ``AAPL.csv.gz`` -> ``AAPL``)."""
+        name = inner_name(path.name)
+        lower = name.lower()
         suffix = max((s for s in self.suffixes if lower.endswith(s)), key=len)
-        return path.name[: -len(suffix)]
+        return name[: -len(suffix)]
+
+    def table_options(self, path: Path, ticker_column: str | None, layout: str) -> dict | None:
+        """A many-ticker reader's options for the single file ``path``, or None if the file is
+        not of its layout (:class:`PairscanError` if it is, but cannot be read)."""
+        return None
 
     def read(self, path, on_bad_lines: str = "error", name=None, max_bytes: int = DEFAULT_MAX_BYTES,
              **options) -> Parsed:
@@ -190,11 +203,19 @@ def read_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     and files over ``MAX_READ_BYTES``, the most of one file read whole into memory."""
     limit = min(max_bytes, MAX_READ_BYTES)
     info = check_file(path, max_bytes)
+    if compression(path.name) is not None:
+        data = unpacked_bytes(path, limit, "--max-bytes" if limit == max_bytes else
+                              f"the {size_text(MAX_READ_BYTES)} of one ticker's file pairscan reads at once")
+        problem = encoding_problem(data[:4096])
+        if problem:
+            raise PairscanError(problem, path)
+        return data[len(BOM):] if data.startswith(BOM) else data
     if info.st_size > limit:
         raise PairscanError(_too_big(info.st_size), path)
     try:
         with open(path, "rb") as f:
-            problem = encoding_problem(f.read(4096))
+            head = f.read(4096)
+            problem = encoding_problem(head) or plain_problem(head, path)
             if problem:
                 raise PairscanError(problem, path)
             f.seek(0)
@@ -220,7 +241,7 @@ def _too_big(size: int) -> str:
 
 
 def discover(source: str | os.PathLike, ticker_column: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
-             exclude: frozenset[str] = frozenset(), follow_links: bool = False) -> list[Found]:
+             exclude: frozenset[str] = frozenset(), follow_links: bool = False, layout: str = "auto") -> list[Found]:
     """The source files of a folder (one ticker each) or of a long-table file, sorted.
 
     Raises :class:`PairscanError` for a ticker found twice (naming both files), a file
@@ -230,23 +251,26 @@ def discover(source: str | os.PathLike, ticker_column: str | None = None, max_by
     store's own files when the store is the source folder). Files no reader knows are
     listed in one warning. A link in the folder to a file outside it is refused unless
     ``follow_links``: a folder from elsewhere (an archive, a download) could otherwise
-    have pairscan read any file of the machine into the store.
+    have pairscan read any file of the machine into the store. ``layout`` (``auto``,
+    ``long``, ``wide``): how a single file holds its tickers (see :data:`LAYOUTS`).
     """
     source = Path(source)
+    if layout not in LAYOUTS:
+        raise PairscanError(f"--layout must be auto, long or wide, not {layout!r}")
     try:
-        return _discover(source, ticker_column, max_bytes, exclude, follow_links)
+        return _discover(source, ticker_column, max_bytes, exclude, follow_links, layout)
     except OSError as exc:  # a folder that cannot be listed, a file that went away...
         where = exc.filename if isinstance(exc.filename, str) else source
         raise PairscanError(f"cannot read ({exc.strerror or exc})", where) from None
 
 
 def _discover(source: Path, ticker_column: str | None, max_bytes: int, exclude: frozenset[str],
-              follow_links: bool) -> list[Found]:
+              follow_links: bool, layout: str) -> list[Found]:
     if not source.exists() and not source.is_symlink():
         raise PairscanError("no such file or folder", source)
     if not source.is_dir():
         check_file(source, max_bytes)
-        return [_table(source, ticker_column)]
+        return [_table(source, ticker_column, layout)]
     found: dict[str, Found] = {}
     unknown: list[str] = []
     for path in sorted(source.iterdir()):
@@ -282,10 +306,14 @@ def _inside(link: Path, source: Path) -> None:
                             f"asked (convert --follow-links, or follow_links=True)", link)
 
 
-def _table(path: Path, ticker_column: str | None) -> Found:
-    for reader in READERS.values():
-        if reader.many and reader.can_read(path):
-            return Found(path, reader.name, None, {"ticker_column": reader.ticker_column(path, ticker_column)})
+def _table(path: Path, ticker_column: str | None, layout: str = "auto") -> Found:
+    for reader in sorted((r for r in READERS.values() if r.many), key=lambda r: r.rank):
+        if reader.can_read(path):
+            options = reader.table_options(path, ticker_column, layout)
+            if options is not None:
+                return Found(path, reader.name, None, options)
+    if layout == "wide":
+        raise PairscanError("--layout wide reads a CSV file (.csv, .txt; compressed or not) or a Parquet file", path)
     raise PairscanError(f"not a folder, an archive or a long table (looked for {' '.join(suffixes())})", path)
 
 

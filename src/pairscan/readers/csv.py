@@ -20,7 +20,7 @@ import pyarrow.csv as pacsv
 from ..errors import PairscanError
 from .base import BadLines, Parsed, Reader, may_use_polars, read_bytes, register
 from .bounds import line_problems, utf8_error
-from .normalize import check_records, column_names, settled, table_to_frame
+from .normalize import check_records, column_names, key, settled, table_to_frame
 
 
 @register
@@ -39,8 +39,93 @@ def from_bytes(data: bytes, on_bad_lines: str, name) -> Parsed:
         # No parser is given a line longer than a record can be; nor can one such
         # physical line be skipped alone (a quoted field may span lines).
         raise PairscanError(reason, name, number)
-    check_header(data, name)
-    return settled(_parse_fast(data), lambda: _parse_slow(data, name), on_bad_lines, name)
+    fast, data = one_header(data, name)
+    no_close(check_header(data, name), name)
+    return settled(_parse_fast(fast), lambda: _parse_slow(data, name), on_bad_lines, name)
+
+
+TIME_KEYS = ("date", "datetime", "timestamp", "time")
+# Column names that are a ticker's fields, never a ticker: a file with one is no wide table.
+FIELDS = ("open", "high", "low", "close", "volume", "vol", "adjclose", "price", "last", "openint", "per", "bid",
+          "ask", "value")
+
+
+def is_field(name: str) -> bool:
+    return key(name) in FIELDS
+
+
+def no_close(header: list[str], name=None) -> None:
+    """:class:`PairscanError` (line 1) for a header with a time but no close column, saying
+    what the file looks like: a wide table (one column per ticker), or a file whose close
+    has another name."""
+    if not header:
+        return
+    stored = column_names(tuple(header))
+    if "close" in stored.values() or "timestamp" not in stored.values():
+        return
+    shown = ", ".join(header[:12]) + (f" and {len(header) - 12} more" if len(header) > 12 else "")
+    others = [h for h, s in stored.items() if s != "timestamp"]
+    if len(others) >= 2 and not any(is_field(h) or stored[h] == "__clock__" for h in others):
+        raise PairscanError(f"no close column; this looks like a wide table: one column per ticker ({shown}); "
+                            f"it is read as one when converted alone (pairscan convert FILE, or --layout wide)",
+                            name, 1)
+    raise PairscanError(f"no close column; its columns are {shown}; --close-column to name one", name, 1)
+
+
+def first_rows(data: bytes, count: int = 3) -> list[list[str]]:
+    """The first ``count`` lines of CSV text, as cells (for recognising a header's shape)."""
+    lines = data.split(b"\n", count)[:count]
+    try:
+        return [[c.strip() for c in row] for row in
+                stdcsv.reader([line.decode("utf-8", errors="replace").rstrip("\r") for line in lines])]
+    except stdcsv.Error:
+        return []
+
+
+def multirow_header(rows: list[list[str]]) -> tuple[list[str], list[str], str] | None:
+    """A download library's header of three rows (fields, tickers, then the time's name
+    alone, in either order of fields and tickers): (fields, tickers, time name) without
+    their first cells, or None for any other header."""
+    if len(rows) < 3:
+        return None
+    a, b, c = rows[:3]
+    if not (len(a) == len(b) >= 2 and c and key(c[0]) in TIME_KEYS and not any(c[1:])):
+        return None
+    closes = ("close", "adjclose")
+    if key(a[0]) == "ticker" or key(b[0]) == "price":
+        fields, tickers = b, a
+    elif key(a[0]) == "price" or key(b[0]) == "ticker":
+        fields, tickers = a, b
+    elif any(key(x) in closes for x in a[1:]):
+        fields, tickers = a, b
+    elif any(key(x) in closes for x in b[1:]):
+        fields, tickers = b, a
+    else:
+        return None
+    return fields[1:], tickers[1:], c[0]
+
+
+def one_header(data: bytes, name=None) -> tuple[bytes, bytes]:
+    """A per-ticker file with a download's multi-row header, as one header line: (without the
+    two other header lines, for the fast path; with them blank, so the line numbers hold).
+    Any other file is itself, twice. A header naming several tickers is refused: such a
+    file is a wide table, converted alone."""
+    header = multirow_header(first_rows(data))
+    if header is None:
+        return data, data
+    fields, tickers, time = header
+    named = sorted(set(t for t in tickers if t))
+    if len(named) > 1:
+        shown = ", ".join(named[:5]) + (f" and {len(named) - 5} more" if len(named) > 5 else "")
+        raise PairscanError(f"a multi-row header of {len(named)} tickers ({shown}): a wide table of many tickers; "
+                            f"convert it alone (pairscan convert FILE), not in a folder", name, 2)
+    line = ",".join(_quoted(x) for x in [time, *fields]).encode()
+    rest = data.split(b"\n", 3)[3] if data.count(b"\n", 0, len(data)) >= 3 else b""
+    return line + b"\n" + rest, line + b"\n\n\n" + rest
+
+
+def _quoted(cell: str) -> str:
+    return '"' + cell.replace('"', '""') + '"' if any(c in cell for c in ',"\n') else cell
 
 
 def check_header(data: bytes, name=None) -> list[str]:

@@ -19,6 +19,7 @@ from .normalize import check_records, plain_numbers, settled, table_to_frame
 class Parquet(Reader):
     name = "parquet"
     suffixes = (".parquet",)
+    compressible = False  # Parquet compresses its own columns
 
     def parse(self, path, on_bad_lines, name, max_bytes) -> Parsed:
         check_file(path, max_bytes)

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from ..errors import PairscanError
 from .base import BOM, Parsed, Reader, register
 from .bounds import encoding_problem, file_problem, line_problems
+from .compressed import compression, head as file_head, inner_name, plain_problem
 from .csv import check_header
 from .normalize import ticker_column
 from .parquet import from_table
@@ -30,7 +31,7 @@ BATCH_ROWS = 1 << 17
 
 
 def _kind(path: Path) -> str:
-    name = path.name.lower()
+    name = inner_name(path.name).lower()
     if name.endswith((".csv", ".txt")):
         return "csv"
     if name.endswith(".parquet"):
@@ -44,14 +45,21 @@ class LongTable(Reader):
     suffixes = (".csv", ".txt", ".parquet", ".json", ".jsonl", ".ndjson")
     many = True
 
+    def can_read(self, path: Path) -> bool:
+        # A compressed Parquet file is no table: Parquet compresses its own columns.
+        return super().can_read(path) and not (compression(path.name) and _kind(path) == "parquet")
+
+    def table_options(self, path: Path, ticker_column: str | None, layout: str) -> dict | None:
+        if layout == "wide":
+            return None
+        return {"ticker_column": self.ticker_column(path, ticker_column)}
+
     def ticker_column(self, path: Path, wanted: str | None = None) -> str:
         """The table's ticker column; :class:`PairscanError` if it has none."""
         names = _column_names(path)
         found = ticker_column(names, wanted)
         if found is None:
-            asked = f"no column {wanted!r}" if wanted else "no ticker column (ticker, symbol or name)"
-            raise PairscanError(f"a single file must be a long table, but it has {asked}; its columns: "
-                                f"{', '.join(names)} (--ticker-column names another)", path)
+            raise PairscanError(_no_ticker_column(names, wanted), path)
         return found
 
     def split(self, path: Path, scratch: Path, column: str) -> list[tuple[str, Path]]:
@@ -151,9 +159,8 @@ def _column_names(path: Path) -> list[str]:
     try:
         if kind == "parquet":
             return list(pq.read_schema(path).names)
-        with open(path, "rb") as f:
-            head = f.read(1 << 20)
-        problem = encoding_problem(head)
+        head = file_head(path, 1 << 20)
+        problem = encoding_problem(head) or (None if compression(path.name) else plain_problem(head, path))
         if problem:
             raise PairscanError(problem, path)
         if head.startswith(BOM):
@@ -181,3 +188,27 @@ def _open_files() -> int:
     # open at once cost more memory than closing and starting another file of the part.
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     return max(16, min(256, soft // 4))
+
+
+def _no_ticker_column(names: list[str], wanted: str | None) -> str:
+    """Why a single file is no long table, and what to do, by the shape its columns show."""
+    from .normalize import TIME, column_names
+
+    shown = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
+    if wanted:
+        return f"no column {wanted!r} to take the tickers from; its columns are {shown}"
+    try:
+        stored = set(column_names(tuple(names)).values())
+    except PairscanError:
+        stored = set()
+    if TIME in stored and "close" in stored:
+        return (f"no ticker column (ticker, symbol or name); its columns are {shown}; --ticker-column names the "
+                f"ticker column of a long table; one ticker's file goes in a folder, converted whole (the file "
+                f"name is the ticker)")
+    if TIME in stored:
+        return (f"no ticker column (ticker, symbol or name) and no close column; its columns are {shown}; "
+                f"--ticker-column names the ticker column of a long table, --layout wide reads one column per "
+                f"ticker, --close-column names the close")
+    return (f"a single file must be a long table (a ticker column: ticker, symbol or name) or a wide table (a "
+            f"time column and one column per ticker); its columns are {shown}; --ticker-column names the ticker "
+            f"column, --layout wide reads it as a wide table")
