@@ -11,7 +11,7 @@ import pytest
 
 import pairscan
 
-from conftest import oracle_pairs, oracle_series
+from conftest import oracle_pairs, oracle_series, run_cli
 
 
 def cli(*args, cwd=None, timeout=300):
@@ -82,8 +82,10 @@ def test_convert_json_has_the_contract_fields(tmp_path):
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line(aligned_store, tmp_path, args, message):
+    # What each command says, in this process; the tests around these run real processes
+    # (an exit status of 2 from a usage error, bad input, a damaged file).
     args = [a.format(store=aligned_store, tmp=tmp_path) for a in args]
-    done = cli(*args)
+    done = run_cli(*args)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert message in done.stderr
     assert "Traceback" not in done.stderr

@@ -27,6 +27,8 @@ import pytest
 import pairscan
 from pairscan.errors import PairscanError
 
+from conftest import run_cli
+
 # --- archives -----------------------------------------------------------------------------------
 # An archive extracts only the data files of its data folder, into a folder of their own,
 # never over a user's files or folders, and never through a link.
@@ -34,9 +36,7 @@ from pairscan.errors import PairscanError
 ROW = b'{"timestamp": "2015-01-02 09:30:00", "close": 1.5}\n'
 
 
-def _cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "pairscan", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+_cli = run_cli  # the command line in this process: what it extracts, writes and says
 
 
 def _tree(root: Path, skip: Path | None = None) -> dict[str, tuple]:
@@ -715,9 +715,7 @@ def test_outputs_never_land_in_the_store_as_data(tmp_path, capsys, outputs_store
 # Where tickers are stored, what reading a store may do, the lock and the manifest, sources
 # and stores: nothing outside the store is written or removed, no code runs.
 
-def cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "pairscan", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+cli = run_cli  # the command line in this process: what it reads, writes and says
 
 
 def snapshot(root: Path, skip: Path | None = None) -> dict[str, bytes | str]:
