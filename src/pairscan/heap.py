@@ -6,8 +6,8 @@ and glibc's allocator gives large blocks back to the kernel as soon as they are 
 (those above a threshold are mapped apart; free space at the top of the heap is trimmed),
 so a task's temporaries of the same size are paid for again, block after block. A
 command is a process of its own, run once: there freed memory stays with the process
-and the next temporaries reuse it, pages the load has already touched among them. The
-peak is unchanged (what is kept is what was in use before).
+and the next temporaries reuse it, pages the load has already touched among them. What
+is kept was in use before: the peak stays within a few percent (docs/performance.md).
 
 Only the command line asks this (:func:`keep_freed_memory` in ``pairscan.cli.entry``);
 the library leaves a caller's process as it is. Elsewhere than glibc it does nothing.
