@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
+import os
+import subprocess
+import traceback
 import warnings
 from pathlib import Path
 
@@ -14,6 +19,30 @@ import pairscan
 from pairscan.store import store_files
 
 SMALL = dict(tickers=8, days=4, bars_per_day=30)
+
+
+def run_cli(*args, cwd: Path | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """``pairscan ARGS`` run in this process through :func:`pairscan.cli.main`: its exit
+    status and what it printed, as ``subprocess.run(..., capture_output=True, text=True)``
+    gives them (an exception that escapes is printed as the interpreter would, status 1).
+    For what a command does and says; a test of the process itself (a signal, a
+    resource limit, output below Python) runs ``python -m pairscan``. ``timeout`` is
+    accepted for the callers' sake and not enforced."""
+    from pairscan.cli import main
+
+    argv = [os.fspath(a) if isinstance(a, os.PathLike) else str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(cwd or os.getcwd()), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(argv)
+        except SystemExit as exit_:  # argparse's usage errors, --help, --version
+            status = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            if isinstance(exit_.code, str):
+                print(exit_.code, file=err)
+        except BaseException:  # noqa: BLE001  (a bug: the interpreter would print it and exit 1)
+            traceback.print_exc(file=err)
+            status = 1
+    return subprocess.CompletedProcess(["pairscan", *argv], status, out.getvalue(), err.getvalue())
 
 
 def make_store(root: Path, ragged: bool, fmt: str = "hdf5", seed: int = 0, **sizes) -> Path:

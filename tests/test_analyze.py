@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -20,15 +18,13 @@ import pairscan
 from pairscan.cli import main
 from pairscan.store import store_files
 
-from conftest import oracle_pairs, oracle_series
+from conftest import oracle_pairs, oracle_series, run_cli
 
 FIELDS = ["beta", "alpha", "coint_t", "coint_p", "half_life", "zscore",
           "rolling_corr_min", "rolling_corr_median", "rolling_corr_max"]
 
 
-def cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "pairscan", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+cli = run_cli  # the command line in this process
 
 
 @pytest.fixture(scope="module", autouse=True)

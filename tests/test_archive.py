@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -15,12 +13,12 @@ import pairscan
 from pairscan.archive import check_members
 from pairscan.errors import PairscanError
 
+from conftest import run_cli
+
 GOOD = b'{"timestamp": "2015-01-02 09:30:00", "close": 1.5}\n'
 
 
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "pairscan", *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
+cli = run_cli  # the command line in this process
 
 
 def member(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", link: str = "") -> tuple:

@@ -11,7 +11,7 @@ import pytest
 
 import pairscan
 
-from conftest import oracle_pairs, oracle_series
+from conftest import oracle_pairs, oracle_series, run_cli
 
 
 def cli(*args, cwd=None, timeout=300):
@@ -82,8 +82,10 @@ def test_convert_json_has_the_contract_fields(tmp_path):
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line(aligned_store, tmp_path, args, message):
+    # What each command says, in this process; the tests around these run real processes
+    # (an exit status of 2 from a usage error, bad input, a damaged file).
     args = [a.format(store=aligned_store, tmp=tmp_path) for a in args]
-    done = cli(*args)
+    done = run_cli(*args)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert message in done.stderr
     assert "Traceback" not in done.stderr
@@ -159,3 +161,40 @@ def test_run_with_its_report_inside_the_work_folder(tmp_path):
     done = cli("run", source, "--workdir", work, "--report", work / "report.html", "--quiet", "--executor", "serial")
     assert done.returncode == 0, done.stderr
     assert (work / "report.html").read_text().lstrip().lower().startswith("<!doctype html")
+
+
+FREED_AGAIN = """
+import resource, sys
+import numpy as np
+from pairscan.heap import keep_freed_memory
+kept = keep_freed_memory() if sys.argv[1] == "keep" else None
+def touched():  # 3 MB, below numpy's huge-page size: one fault a page
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = np.ones(3 * 2**20 // 8)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before, block
+first, block = touched()
+del block
+second, block = touched()
+del block
+third, _ = touched()
+print(kept, first, second, third)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_the_commands_process_keeps_the_memory_it_frees():
+    # The pages of a freed temporary serve the next one, rather than going back to the
+    # kernel to be faulted in again (a block's temporaries, block after block).
+    def run(how: str) -> list[int]:
+        done = subprocess.run([sys.executable, "-c", FREED_AGAIN, how], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        kept, *faults = done.stdout.split()
+        return kept, [int(f) for f in faults]
+
+    kept, (first, second, third) = run("keep")
+    assert kept == "True"
+    assert first >= 500  # 768 pages touched for the first time
+    assert second < first / 10 and third < first / 10
+    # Left as glibc has it, a block of this size is given back, and its pages faulted again.
+    _, (first, second, _) = run("default")
+    assert first >= 500 and second >= first / 2

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -15,14 +13,14 @@ from pairscan.convert import ConvertFailed
 from pairscan.sample import sample_frames
 from pairscan.store import read_manifest, store_files
 
+from conftest import run_cli
+
 from test_ingest import messy
 
 SMALL = dict(tickers=4, days=1, bars_per_day=10)
 
 
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "pairscan", *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
+cli = run_cli  # the command line in this process
 
 
 def with_bad_files(folder: Path) -> dict[str, tuple[int, str]]:

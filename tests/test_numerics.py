@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
-import sys
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -28,7 +26,7 @@ from hypothesis import strategies as st
 import pairscan
 from pairscan.store import write_frame
 
-from conftest import own_returns
+from conftest import own_returns, run_cli
 
 TOL = 1e-12
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -97,9 +95,7 @@ def write_store(frame: pd.DataFrame, root: Path) -> Path:
 
 def cli_matrix(store: Path, tmp_path: Path, *options: str) -> tuple[dict, pd.DataFrame]:
     out = tmp_path / "matrix.parquet"
-    proc = subprocess.run([sys.executable, "-m", "pairscan", "correlate", str(store), "--json", "--quiet",
-                           "--min-periods", "1", "--matrix", str(out), *options],
-                          capture_output=True, text=True, timeout=300)
+    proc = run_cli("correlate", store, "--json", "--quiet", "--min-periods", "1", "--matrix", out, *options)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout), pd.read_parquet(out)
 
@@ -405,11 +401,9 @@ def test_the_cli_says_how_many_returns_were_missing(bad_store, tmp_path):
     count = expected_missing(frame)
     out, _ = cli_matrix(store, tmp_path, "--on", "returns")
     assert out["nonfinite_missing"] == count
-    text = subprocess.run([sys.executable, "-m", "pairscan", "correlate", str(store), "--on", "returns",
-                           "--min-periods", "1", "--quiet"], capture_output=True, text=True, timeout=120)
+    text = run_cli("correlate", store, "--on", "returns", "--min-periods", "1", "--quiet")
     assert text.returncode == 0 and f"\n{count} non-finite returns treated as missing\n" in text.stdout
-    prices = subprocess.run([sys.executable, "-m", "pairscan", "correlate", str(store), "--min-periods", "1",
-                             "--quiet"], capture_output=True, text=True, timeout=120)
+    prices = run_cli("correlate", store, "--min-periods", "1", "--quiet")
     assert prices.returncode == 0 and "non-finite" not in prices.stdout
 
 

@@ -60,11 +60,14 @@ def assert_partners(got: pd.DataFrame, want: list, tol: float = 1e-9) -> None:
         assert got.loc[got["a"] == a, "rank"].tolist() == list(range(1, (got["a"] == a).sum() + 1))
 
 
-@pytest.mark.parametrize("executor, memory_limit", [
-    ("serial", "1GB"), ("threads", "1GB"), ("processes", "1GB"),
-    ("threads", "10kB"), ("processes", "10kB"),  # streamed: the tasks read their blocks from the store
+@pytest.mark.parametrize("executor, memory_limit, on", [
+    *((executor, limit, "returns") for executor, limit in [
+        ("serial", "1GB"), ("threads", "1GB"), ("processes", "1GB"),
+        ("threads", "10kB"), ("processes", "10kB"),  # streamed: the tasks read their blocks from the store
+    ]),
+    # Prices: once where the panel lives in this process, in a mapped file, in the store.
+    ("threads", "1GB", "prices"), ("processes", "1GB", "prices"), ("threads", "10kB", "prices"),
 ])
-@pytest.mark.parametrize("on", ["prices", "returns"])
 def test_named_and_all_equal_pandas(store, executor, memory_limit, on):
     series = oracle_series(store, on=on)
     for named in (["hal", "b"], "all"):

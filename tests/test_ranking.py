@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -20,6 +18,8 @@ from pairscan.engines import HISTOGRAM_BINS
 from pairscan.records import fisher_interval
 from pairscan.selection import Selection, auto_min_periods
 from pairscan.store import store_files
+
+from conftest import run_cli
 
 # Sixty tickers over 600 business days: late listings, delistings, halts, and tickers
 # whose whole history is 2 and 5 days (seed 1), as real universes have.
@@ -52,9 +52,7 @@ def oracle_top(panel: pd.DataFrame, min_periods: int, k: int, method: str = "pea
     return [(a, b, r) for (a, b), r in order[:k]], len(ranked)
 
 
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "pairscan", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+cli = run_cli  # the command line in this process
 
 
 @pytest.mark.parametrize("on", ["prices", "returns"])

@@ -19,10 +19,16 @@ from pairscan.errors import PairscanError
 from pairscan.sample import sample_frames, write_jsonl
 from pairscan.store import read_manifest, store_files
 
+from conftest import run_cli
 
-def cli(*args, timeout=120):
+
+def process_cli(*args, timeout=120):
+    """``python -m pairscan ARGS``: a process of its own, for what could hang one."""
     return subprocess.run([sys.executable, "-m", "pairscan", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout)
+
+
+cli = run_cli  # the command line in this process: what it converts and says
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +199,7 @@ def test_unknown_files_are_listed_in_one_warning_and_an_empty_folder_says_what_i
 def test_a_fifo_in_the_source_folder_is_refused_without_hanging(tmp_path):
     folder = pairscan.sample(tmp_path / "d", tickers=2, days=1, bars_per_day=3)
     os.mkfifo(folder / "fifo.json")
-    done = cli("convert", folder, timeout=60)
+    done = process_cli("convert", folder, timeout=60)
     assert done.returncode == 2
     assert done.stderr == (f"pairscan: error: {folder / 'fifo.json'}: not a regular file but a FIFO (named pipe); "
                            "only regular files are read\n")
@@ -202,17 +208,17 @@ def test_a_fifo_in_the_source_folder_is_refused_without_hanging(tmp_path):
 def test_a_link_to_dev_zero_and_a_folder_named_like_a_source_are_refused(tmp_path):
     folder = pairscan.sample(tmp_path / "d", tickers=2, days=1, bars_per_day=3)
     os.symlink("/dev/zero", folder / "zero.json")
-    done = cli("convert", folder, timeout=60)
+    done = process_cli("convert", folder, timeout=60)
     assert done.returncode == 2
     assert done.stderr == (f"pairscan: error: {folder / 'zero.json'}: not a regular file but a device; "
                            "only regular files are read\n")
     os.unlink(folder / "zero.json")
     (folder / "dir.csv").mkdir()
-    done = cli("convert", folder, timeout=60)
+    done = cli("convert", folder)
     assert done.returncode == 2 and f"{folder / 'dir.csv'}: not a regular file but a folder" in done.stderr
     (folder / "dir.csv").rmdir()
     os.symlink("/dev/zero", tmp_path / "zero.csv")
-    done = cli("convert", tmp_path / "zero.csv", timeout=60)
+    done = process_cli("convert", tmp_path / "zero.csv", timeout=60)
     assert done.returncode == 2 and "not a regular file but a device" in done.stderr
 
 

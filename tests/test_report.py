@@ -7,7 +7,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +17,8 @@ from pairscan.records import format_p
 from pairscan.report import dataset_facts
 from pairscan.store import read_manifest, store_files
 
+from conftest import run_cli
+
 PNG = b"\x89PNG\r\n\x1a\n"
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -26,9 +27,7 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def cli(*args, timeout=180):
-    return subprocess.run([sys.executable, "-m", "pairscan", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+cli = run_cli  # the command line in this process
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,8 @@ import pytest
 import pairscan
 from pairscan.errors import PairscanError
 
+from conftest import run_cli
+
 # --- archives -----------------------------------------------------------------------------------
 # An archive extracts only the data files of its data folder, into a folder of their own,
 # never over a user's files or folders, and never through a link.
@@ -34,9 +36,7 @@ from pairscan.errors import PairscanError
 ROW = b'{"timestamp": "2015-01-02 09:30:00", "close": 1.5}\n'
 
 
-def _cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "pairscan", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+_cli = run_cli  # the command line in this process: what it extracts, writes and says
 
 
 def _tree(root: Path, skip: Path | None = None) -> dict[str, tuple]:
@@ -715,9 +715,7 @@ def test_outputs_never_land_in_the_store_as_data(tmp_path, capsys, outputs_store
 # Where tickers are stored, what reading a store may do, the lock and the manifest, sources
 # and stores: nothing outside the store is written or removed, no code runs.
 
-def cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "pairscan", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+cli = run_cli  # the command line in this process: what it reads, writes and says
 
 
 def snapshot(root: Path, skip: Path | None = None) -> dict[str, bytes | str]:
@@ -1081,6 +1079,12 @@ def _parsing_peak(*args, timeout=600):
         return os.waitstatus_to_exitcode(status), out.read().decode(), err.read().decode(), usage.ru_maxrss * 1024
 
 
+def _parsing_here(*args) -> tuple[int, str, str]:
+    """The command line in this process, where its memory is not measured: (exit status, stdout, stderr)."""
+    done = run_cli(*args)
+    return done.returncode, done.stdout, done.stderr
+
+
 def _parsing_tree(root: Path) -> dict[str, bytes | str]:
     """Every entry under ``root``: a file's bytes, a link's target, a folder's mark."""
     seen: dict[str, bytes | str] = {}
@@ -1253,7 +1257,7 @@ def test_parsing_utf16_and_utf32_files_are_named_as_such(tmp_path, name, data, w
     source.mkdir()
     (source / name).write_bytes(data)
     (source / "good.json").write_bytes(PARSING_OK)
-    status, _, err, _ = _parsing_peak("convert", source, "--to", tmp_path / "store")
+    status, _, err = _parsing_here("convert", source, "--to", tmp_path / "store")
     assert status == 2
     assert _parsing_one_error(err) == (f"pairscan: error: {source / name}: this file is {wide} encoded; "
                                        "save it as UTF-8 (pairscan reads UTF-8 text)")
@@ -1394,13 +1398,13 @@ def test_parsing_a_link_out_of_the_source_folder_is_refused_unless_asked(tmp_pat
     secret.write_bytes(PARSING_OK)
     (source / "aig.json").symlink_to(secret)
     before = _parsing_tree(tmp_path)
-    status, _, err, _ = _parsing_peak("convert", source, "--to", tmp_path / "store")
+    status, _, err = _parsing_here("convert", source, "--to", tmp_path / "store")
     assert status == 2
     assert _parsing_one_error(err) == (
         f"pairscan: error: {source / 'aig.json'}: a link to {secret}, outside the source folder; pairscan does not "
         "follow it unless asked (convert --follow-links, or follow_links=True)")
     assert _parsing_tree(tmp_path) == before  # nothing read into a store
-    status, _, err, _ = _parsing_peak("convert", source, "--to", tmp_path / "store", "--follow-links")
+    status, _, err = _parsing_here("convert", source, "--to", tmp_path / "store", "--follow-links")
     assert status == 0, err
     assert sorted(p.name for p in (tmp_path / "store").glob("*.h5")) == ["aet.h5", "afl.h5", "aig.h5", "real.h5"]
     with pytest.raises(PairscanError, match="outside the source folder"):

@@ -75,6 +75,10 @@ def check(store, executor="serial", engine="auto", memory_limit="1GB", tickers_g
 
 EXECUTORS = [("serial", "1GB"), ("threads", "1GB"), ("processes", "1GB"), ("threads", "30KB"),
              ("processes", "30KB")]
+# One executor per place the panel lives (placement.Where), where the series are cut:
+# this process (threads: loaded by parallel tasks), a file a process pool maps, read by
+# each task from the store. The whole list above runs once, on a period.
+PLACES = [("threads", "1GB"), ("processes", "1GB"), ("threads", "30KB")]
 
 
 @pytest.mark.parametrize("executor,limit", EXECUTORS)
@@ -83,19 +87,19 @@ def test_a_period_on_returns(daily, executor, limit):
     assert top.attrs["streamed"] == (limit != "1GB")
 
 
-@pytest.mark.parametrize("executor,limit", EXECUTORS)
+@pytest.mark.parametrize("executor,limit", PLACES)
 def test_weekly_and_monthly_resampling(daily, executor, limit):
     check(daily, executor=executor, memory_limit=limit, on="returns", resample="W")
     check(daily, executor=executor, memory_limit=limit, resample="M", min_periods=12)
 
 
-@pytest.mark.parametrize("executor,limit", EXECUTORS)
+@pytest.mark.parametrize("executor,limit", PLACES)
 def test_ragged_two_minute_bars_resampled_daily(minutes, executor, limit):
     for on in ("prices", "returns"):
         check(minutes, executor=executor, memory_limit=limit, on=on, resample="D", min_periods=20)
 
 
-@pytest.mark.parametrize("executor,limit", EXECUTORS)
+@pytest.mark.parametrize("executor,limit", PLACES)
 def test_a_subset_by_patterns_with_an_exclusion(daily, executor, limit):
     names = sorted(pairscan.store.store_files(daily))
     chosen = [t for t in names if t[0] in "abcdefghijklm" and t != names[1]]

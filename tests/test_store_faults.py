@@ -27,7 +27,7 @@ from pairscan.cli import main
 from pairscan.convert import ConvertFailed
 from pairscan.store import LOCK, MANIFEST, read_frame, read_manifest, store_files
 
-from conftest import assert_matches, oracle_pairs, oracle_series
+from conftest import assert_matches, oracle_pairs, oracle_series, run_cli
 
 SUFFIX = {"hdf5": ".h5", "parquet": ".parquet"}
 
@@ -307,7 +307,7 @@ def test_a_ticker_whose_source_is_gone_leaves_the_store(tmp_path, fmt):
     shutil.copy(store / f"aig{SUFFIX[fmt]}", foreign)
     (folder / "aet.json").unlink()
     (folder / "afl.json").unlink()
-    done = cli("convert", folder, "--to", store, "--format", fmt, "--json", "--executor", "serial")
+    done = run_cli("convert", folder, "--to", store, "--format", fmt, "--json", "--executor", "serial")
     assert (done.returncode, done.stderr) == (0, "")
     summary = json.loads(done.stdout)
     assert (summary["files"], summary["converted"], summary["up_to_date"], summary["removed"]) == (4, 0, 4, 2)
@@ -323,7 +323,7 @@ def test_a_ticker_whose_source_is_gone_leaves_the_store(tmp_path, fmt):
                    oracle_pairs(oracle_series(rest)))
     # The text line says so too.
     (folder / "aig.json").unlink()
-    done = cli("convert", folder, "--to", store, "--format", fmt, "--executor", "serial")
+    done = run_cli("convert", folder, "--to", store, "--format", fmt, "--executor", "serial")
     assert done.stdout.startswith(f"converted 0 of 3 files (3 up to date) to {fmt} in {store}: ")
     assert "; removed 1 ticker whose source is gone; serial x1, " in done.stdout
 

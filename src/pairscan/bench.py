@@ -70,7 +70,7 @@ class Sizes:
     repeat: int  # the CPU-bound workloads' best of ``repeat``; sleeps are timed once
 
 
-QUICK = Sizes(delay=0.25, tickers=21, days=40, bars_per_day=195, repeat=3)
+QUICK = Sizes(delay=0.25, tickers=21, days=10, bars_per_day=195, repeat=3)  # start-ups dominate
 FULL = Sizes(delay=1.0, tickers=21, days=365, bars_per_day=195, repeat=3)  # the seed's data set
 
 

@@ -21,6 +21,7 @@ from .convert import DEFAULT_LOCK_TIMEOUT, ConvertFailed, convert
 from .correlate import DEFAULT_MEMORY_LIMIT, correlate, parse_size
 from .engines import ENGINES
 from .errors import PairscanError
+from .heap import keep_freed_memory
 from .executors import ClusterLost, Execution, TaskFailed, Terminated, parse_workers
 from .readers import LAYOUTS
 from .outputs import PNG, check_not_in_store, check_output, default_name, printable, write_csv
@@ -554,7 +555,9 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> None:
     """The ``pairscan`` command: :func:`main`, then exit with its status. Loggers stay quiet
     until the process ends: a lost cluster's leftovers (futures never retrieved) are
-    reported when the interpreter tears them down, after ``main`` has said what happened."""
+    reported when the interpreter tears them down, after ``main`` has said what happened.
+    The process keeps the memory it frees for its next allocations (:mod:`pairscan.heap`)."""
+    keep_freed_memory()
     status = main()
     logging.disable(logging.CRITICAL)
     sys.exit(status)

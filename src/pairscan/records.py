@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy import special  # imported with the module: not within a command's timed compute
 
 from .outputs import printable
 
@@ -32,10 +33,10 @@ def pearson_p(r: np.ndarray, n: np.ndarray) -> np.ndarray:
     exact distribution of r under independent normal data, a beta on [-1, 1]).
 
     Through ``scipy.special`` (the same Boost function as ``stats.beta.sf``, equal to
-    the last bit): ``scipy.stats`` takes about a second to import.
+    the last bit): ``scipy.stats`` takes about a second to import, ``scipy.special``
+    a few hundredths (with this module: a command's first records would pay it in
+    its timed compute otherwise).
     """
-    from scipy import special
-
     r, n = np.asarray(r, float), np.asarray(n, float)
     p = np.full(r.shape, np.nan)
     two = n == 2
@@ -49,8 +50,6 @@ def pearson_p(r: np.ndarray, n: np.ndarray) -> np.ndarray:
 def spearman_p(r: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Two-sided p-values of Spearman rho for ``n`` points (scipy.stats.spearmanr's:
     Student's t with n - 2 degrees of freedom; ``scipy.special``'s, as in :func:`pearson_p`)."""
-    from scipy import special
-
     r, n = np.asarray(r, float), np.asarray(n, float)
     p = np.full(r.shape, np.nan)
     more = n > 2

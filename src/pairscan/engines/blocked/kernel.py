@@ -582,14 +582,20 @@ def blas_threads(n: int | None):
     """A context in which BLAS uses at most ``n`` threads (no limit for None)."""
     if n is None:
         return contextlib.nullcontext()
+    return _blas_controller().limit(limits=n, user_api="blas")
+
+
+def _blas_controller() -> ThreadpoolController:
+    """This process's view of the loaded BLAS: inspecting the libraries takes milliseconds,
+    so once a process (a forked worker inspects its own), not per call."""
     global _BLAS
     if _BLAS is None or _BLAS[0] != os.getpid():
-        # Inspecting the loaded libraries takes milliseconds: once a process, not per call.
         _BLAS = (os.getpid(), ThreadpoolController())
-    return _BLAS[1].limit(limits=n, user_api="blas")
+    return _BLAS[1]
 
 
 _BLAS = None
+_blas_controller()  # with the module, not within the first correlation a process times
 
 
 def _drop_empty_rows(vi: np.ndarray, vj: np.ndarray | None):
