@@ -28,6 +28,7 @@ from .outputs import PNG, check_not_in_store, check_output, default_name, printa
 from .records import text_table
 from .sample import check_sample, sample
 from .selection import Selection
+from .store import read_manifest
 
 
 def _lock_option(parser: argparse.ArgumentParser) -> None:
@@ -99,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", choices=LAYOUTS, default="auto",
                    help="a single file's layout: long (a ticker column), wide (a time column and one column per "
                         "ticker, or a download's multi-row header) or auto (by its columns; the default)")
+    p.add_argument("--close-column", metavar="C", default=None,
+                   help="the column that is the close, e.g. price, 'Adj Close', last (default: close, any case)")
+    p.add_argument("--date-format", metavar="FMT", default=None,
+                   help="how the dates are written, as strftime, e.g. '%%b %%d %%Y' or '%%m/%%d/%%Y' "
+                        "(default: ISO 8601, YYYYMMDD or epoch numbers)")
     p.add_argument("--max-bytes", default=None, metavar="SIZE",
                    help="refuse a source file larger than this, or a compressed file or archive that unpacks to "
                         "more (default 20GiB)")
@@ -222,6 +228,15 @@ def _convert_line(s: dict) -> str:
     return line + f"; {s['executor']} x{s['workers']}, {s['seconds']:.3f} s"
 
 
+def adjusted_hint(tickers: list[str]) -> str | None:
+    """One line for tickers whose close is unadjusted beside an adj_close: which column to correlate."""
+    if not tickers:
+        return None
+    some = ", ".join(tickers[:3]) + (f" and {len(tickers) - 3:,} more" if len(tickers) > 3 else "")
+    return (f"note: the close of {_count(len(tickers), 'ticker')} ({printable(some)}) is unadjusted beside its "
+            f"adj_close: splits and dividends show as jumps; --column adj_close correlates the adjusted prices")
+
+
 def cmd_sample(args) -> int:
     check_sample(args.tickers, args.days, args.bars_per_day, args.seed, args.daily,
                  spell=lambda name: "--" + name.replace("_", "-"))
@@ -258,7 +273,8 @@ def cmd_convert(args) -> int:
     try:
         summary = convert(source, to=args.to, format=args.format, on_bad_lines=args.on_bad_lines,
                           force=args.force, lock_timeout=args.lock_timeout, ticker_column=args.ticker_column,
-                          follow_links=args.follow_links, layout=args.layout, **_max_bytes(args), execution=execution)
+                          follow_links=args.follow_links, layout=args.layout, close_column=args.close_column,
+                          date_format=args.date_format, **_max_bytes(args), execution=execution)
     except ConvertFailed as failed:
         if args.json:
             _print_json(failed.summary)
@@ -270,7 +286,19 @@ def cmd_convert(args) -> int:
               f"{good} other{'s' if good != 1 else ''} converted", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2) if args.json else _convert_line(summary))
+    hint = adjusted_hint(summary["adj_close_differs"])
+    if hint and not args.quiet:
+        print(f"pairscan: {hint}", file=sys.stderr)
     return 0
+
+
+def _store_adjusted_hint(store, out: dict) -> str | None:
+    """The adjusted-close note for a correlation of ``close`` in a store whose convert found
+    an ``adj_close`` that differs (the manifest records it per ticker)."""
+    if out.get("column", "close") != "close":
+        return None
+    entries = read_manifest(store).get("tickers", {})
+    return adjusted_hint(sorted(t for t, e in entries.items() if e.get("adj_close_differs")))
 
 
 def cmd_correlate(args) -> int:
@@ -290,6 +318,9 @@ def cmd_correlate(args) -> int:
     else:
         print(_summary_line(out))
         print(ranked_line(out))
+        hint = _store_adjusted_hint(args.store, out)
+        if hint:
+            print(hint)
         if out.get("streamed"):
             print(f"the panel does not fit --memory-limit {args.memory_limit}: blocks were read from the store "
                   "by the tasks that needed them")

@@ -24,6 +24,8 @@ from .executors import Execution, Pool, preload, run_tasks
 from .outputs import printable
 from .readers import BAD_LINE_MODES, DEFAULT_MAX_BYTES, READERS, Found, discover, polars_started
 from .readers.compressed import unpack
+from .readers.base import BadLines
+from .readers.normalize import adjusted_close_differs, check_date_format, reading
 from .store import (
     FORMATS,
     checked_stored_file,
@@ -70,15 +72,17 @@ def source_files(source: str | os.PathLike, ticker_column: str | None = None,
 
 
 def convert_file(source: str, target: str, on_bad_lines: str, reader: str = "jsonl", origin: str | None = None,
-                 max_bytes: int = DEFAULT_MAX_BYTES, options: dict | None = None) -> dict:
+                 max_bytes: int = DEFAULT_MAX_BYTES, options: dict | None = None, columns: dict | None = None) -> dict:
     """Task: read one ticker's file with its format's reader and store it. Bad input is returned, not raised.
 
     ``origin`` is the file the ticker comes from when ``source`` is a long table's part
     (errors and the manifest name it). Returns the ticker's manifest entry, or
     ``{"error": {"file", "line", "reason"}}`` for a bad file, whose stale output (from
     an earlier good version) is removed so the store never holds what the source no
-    longer says.
+    longer says. ``columns``: the column options (``close_column``, ``date_format``),
+    recorded in the entry.
     """
+    columns = {**COLUMN_OPTIONS, **(columns or {})}
     source_path = Path(source)
     origin_path = Path(origin) if origin else source_path
     try:
@@ -94,9 +98,11 @@ def convert_file(source: str, target: str, on_bad_lines: str, reader: str = "jso
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
         "on_bad_lines": on_bad_lines,
+        **columns,
     }
     try:
-        parsed = READERS[reader].read(source_path, on_bad_lines, str(origin_path), max_bytes, **(options or {}))
+        with reading(**columns):
+            parsed = READERS[reader].read(source_path, on_bad_lines, str(origin_path), max_bytes, **(options or {}))
     except PairscanError as err:
         unlink_stored(target_path.parent, target_path)
         return {"error": {"file": err.file or str(origin_path), "line": err.line, "reason": err.reason}}
@@ -114,11 +120,15 @@ def convert_file(source: str, target: str, on_bad_lines: str, reader: str = "jso
         ticker = next(filter(None, (ticker_of(target_path.name, s) for s in FORMATS.values())), None)
         return {"error": {"file": target, "line": None,
                           "reason": f"cannot write the stored file of ticker {ticker!r} ({exc.strerror or exc})"}}
-    return {**entry, "rows": len(parsed.data), "file": target_path.name}
+    return {**entry, "rows": len(parsed.data), "file": target_path.name,
+            "adj_close_differs": adjusted_close_differs(parsed.data)}
 
 
-def _up_to_date(entry: dict | None, source: Path, store: Path, on_bad_lines: str) -> bool:
-    if not entry:
+COLUMN_OPTIONS = {"close_column": None, "date_format": None}  # the default of each, as the manifest records it
+
+
+def _up_to_date(entry: dict | None, source: Path, store: Path, on_bad_lines: str, columns: dict) -> bool:
+    if not entry or any(entry.get(k) != v for k, v in columns.items()):
         return False
     try:
         stat = source.stat()
@@ -151,6 +161,8 @@ def convert(
     follow_links: bool = False,
     *,
     layout: str = "auto",
+    close_column: str | None = None,
+    date_format: str | None = None,
     execution: Execution | None = None,
 ) -> dict:
     """Convert every ticker of ``source`` to a stored frame in ``to``.
@@ -164,7 +176,11 @@ def convert(
     one column per ticker, or a download's multi-row header): ``layout`` is ``"auto"``
     (by its columns), ``"long"`` or ``"wide"``. Any source file may be compressed
     (``.gz``, ``.bz2``, ``.xz``, ``.zst``), bounded by ``max_bytes`` on what it unpacks
-    to. Returns the summary that ``convert --json`` prints. If any file is bad (with
+    to. ``close_column`` names the column that is the close (``price``, ``Adj Close``,
+    ``last``; matched as every column name is), ``date_format`` how the dates are
+    written (strftime: ``%b %d %Y``, ``%m/%d/%Y``); both are recorded in the manifest,
+    so a rerun with others converts again. Returns the summary that ``convert --json``
+    prints. If any file is bad (with
     ``on_bad_lines="error"``), the good files are still converted and
     :class:`ConvertFailed` is raised afterwards, naming every bad file.
 
@@ -183,6 +199,10 @@ def convert(
     checks.path("source", source)
     checks.path("to", to, optional=True)
     checks.text("ticker_column", ticker_column, optional=True)
+    checks.text("close_column", close_column, optional=True)
+    checks.text("date_format", date_format, optional=True)
+    check_date_format(date_format)
+    columns = {"close_column": close_column, "date_format": date_format}
     checks.integer("max_bytes", max_bytes, low=1)
     for name, value in (("force", force), ("follow_links", follow_links)):
         checks.boolean(name, value)
@@ -237,10 +257,20 @@ def convert(
             return
         _never_over_source(target, origin or path)
         todo.append((ticker, (str(path), str(target), on_bad_lines, found.reader,
-                              str(origin) if origin else None, max_bytes, options)))
+                              str(origin) if origin else None, max_bytes, options, columns)))
 
     failures: list[dict] = []
+    empty: list[str] = []  # tickers with no data: a warning each, unless nothing at all is stored
     with contextlib.ExitStack() as stack:
+
+        def warn_if_cut_short(kind, *_) -> bool:
+            # A run stopped by an error (a full disk) still names the tickers it found without data.
+            if kind is not None:
+                for message in empty:
+                    warnings.warn(message)
+            return False
+
+        stack.push(warn_if_cut_short)
         # Held until the very end, after the pool is shut down and the last cleanup:
         # the temporary files of this store are this run's alone to remove.
         locking = time.perf_counter()
@@ -262,16 +292,17 @@ def convert(
         for found in discovered:
             if found.ticker is not None:
                 names.add(found.ticker)
-                if not force and _up_to_date(entries.get(found.ticker), found.path, store, on_bad_lines):
+                if not force and _up_to_date(entries.get(found.ticker), found.path, store, on_bad_lines, columns):
                     continue
                 entries.pop(found.ticker, None)
                 task(found.ticker, found.path, found)
                 continue
             # A long table: split it (streamed) unless it is unchanged since it was converted.
-            record = _table_record(found, on_bad_lines)
+            record = {**_table_record(found, on_bad_lines), **columns}
             known = tables.get(found.path.name)
             if not force and isinstance(known, dict) and {k: known.get(k) for k in record} == record and all(
-                    _up_to_date(entries.get(t), found.path, store, on_bad_lines) for t in known.get("tickers", [])):
+                    _up_to_date(entries.get(t), found.path, store, on_bad_lines, columns)
+                    for t in known.get("tickers", [])):
                 names.update(known.get("tickers", []))
                 continue
             for ticker in (known or {}).get("tickers", []) if isinstance(known, dict) else []:
@@ -279,10 +310,13 @@ def convert(
             scratch = Path(tempfile.mkdtemp(prefix=SPLIT_PREFIX, dir=store))
             stack.callback(shutil.rmtree, scratch, True)
             reader = READERS[found.reader]
-            parts = _split(reader, found, scratch, max_bytes)
+            bad = BadLines()  # rows of the table that are no ticker's: not CSV of its header
+            with reading(**columns):
+                parts = _split(reader, found, scratch, max_bytes, on_bad_lines, bad)
             for ticker, part in parts:
                 task(ticker, part, found, found.path, {"text": reader.text(found.path)})
-            tables[found.path.name] = {**record, "tickers": [t for t, _ in parts]}
+            tables[found.path.name] = {**record, "tickers": [t for t, _ in parts], "bad_lines_skipped": bad.count,
+                                       "first_bad_line": f"line {bad.first[0]}: {bad.first[1]}" if bad else None}
         removed = _remove_gone(store, manifest, names, entries, suffix)
         for table in [t for t in tables if not (source / t if source.is_dir() else source.parent / t).exists()]:
             del tables[table]
@@ -308,7 +342,7 @@ def convert(
                 else:
                     _record(entries, ticker, stamp_entry(store, result))
                     if result["rows"] == 0:
-                        warnings.warn(_no_data(sources[ticker], ticker, result))
+                        empty.append(_no_data(sources[ticker], ticker, result))
                 if time.monotonic() - saved > 1.0:  # keep finished work if the run is killed
                     save()
                     saved = time.monotonic()
@@ -322,6 +356,8 @@ def convert(
         seconds = time.perf_counter() - started  # before the executor shuts down
 
     current = [e for t, e in entries.items() if t in names]
+    this_run = {found.path.name for found in discovered if found.ticker is None}
+    current += [_table_skips(name, record) for name, record in tables.items() if name in this_run]
     converted = len(todo) - len(failures)
     failures += refused
     failures.sort(key=lambda f: (f["file"], f["line"] or 0))
@@ -334,17 +370,54 @@ def convert(
         "rows": sum(e["rows"] for e in current),
         "bad_lines_skipped": sum(e["bad_lines_skipped"] for e in current),
         "duplicates_dropped": sum(e["duplicates_dropped"] for e in current),
-        "skipped_by_file": {e["source"]: e["bad_lines_skipped"]
-                            for e in sorted(current, key=lambda e: e["source"]) if e["bad_lines_skipped"]},
+        "skipped_by_file": _skipped_by_file(current),
+        "adj_close_differs": sorted(t for t, e in entries.items() if t in names and e.get("adj_close_differs")),
         "format": format,
         "store": str(store),
         "executor": pool.name,
         "workers": pool.workers,
         "seconds": round(seconds, 4),
     }
+    nothing = bool(names) and not any(e["rows"] for e in current)
+    for message in empty if failures or not nothing else []:  # else the one error below says it all
+        warnings.warn(message)
     if failures:
         raise ConvertFailed(failures, summary)
+    if nothing:
+        raise PairscanError(_nothing_stored(current), source)
     return summary
+
+
+def _table_skips(name: str, record: dict) -> dict:
+    """A long table's rows skipped before they were any ticker's, counted as an entry with no rows."""
+    skipped = record.get("bad_lines_skipped")
+    skipped = skipped if isinstance(skipped, int) and not isinstance(skipped, bool) and skipped > 0 else 0
+    first = record.get("first_bad_line") if isinstance(record.get("first_bad_line"), str) else None
+    return {"source": name, "rows": 0, "bad_lines_skipped": skipped, "first_bad_line": first,
+            "duplicates_dropped": 0}
+
+
+def _skipped_by_file(entries: list[dict]) -> dict[str, int]:
+    """Bad lines skipped per source file: a long table's are the sum over its tickers."""
+    out: dict[str, int] = {}
+    for entry in sorted(entries, key=lambda e: e["source"]):
+        if entry["bad_lines_skipped"]:
+            out[entry["source"]] = out.get(entry["source"], 0) + entry["bad_lines_skipped"]
+    return out
+
+
+def _nothing_stored(entries: list[dict]) -> str:
+    """Why a convert that stored nothing failed: what was skipped, and the first reason."""
+    skipped = sum(e["bad_lines_skipped"] for e in entries)
+    if not skipped:
+        return "nothing stored: the source files hold no records"
+    first = min((e for e in entries if e["bad_lines_skipped"] and e["first_bad_line"]),
+                key=lambda e: (e["source"], int(e["first_bad_line"].split(":")[0].split()[-1])), default=None)
+    if first is None:
+        return f"nothing stored: every record was bad ({skipped:,} lines skipped)"
+    return (f"nothing stored: every record was bad ({skipped:,} line{'s' if skipped != 1 else ''} skipped; "
+            f"first: {first['source']} {first['first_bad_line']}); fix the source or the options "
+            f"(--close-column, --date-format, --ticker-column)")
 
 
 def _remove_gone(store: Path, manifest: dict, present: set[str], entries: dict, suffix: str) -> list[str]:
@@ -379,12 +452,15 @@ def _record(entries: dict, ticker: str, entry: dict | None) -> None:
 SPLIT_PREFIX = ".pairscan-split-"
 
 
-def _split(reader, found: Found, scratch: Path, max_bytes: int) -> list[tuple[str, Path]]:
+def _split(reader, found: Found, scratch: Path, max_bytes: int, on_bad_lines: str,
+           bad: BadLines) -> list[tuple[str, Path]]:
     """A table's parts, one per ticker; a compressed table is first unpacked (streamed, at
-    most ``max_bytes``) into the scratch folder, and errors name the file as given."""
+    most ``max_bytes``) into the scratch folder, and errors name the file as given. Rows
+    that are no ticker's are settled by ``on_bad_lines`` (skipped ones added to ``bad``)."""
     table = unpack(found.path, scratch / "unpacked", max_bytes)
     try:
-        return reader.split(table, scratch / "parts", found.options["ticker_column"])
+        return reader.split(table, scratch / "parts", found.options["ticker_column"], on_bad_lines=on_bad_lines,
+                            bad=bad)
     except PairscanError as err:
         if table != found.path and err.file == str(table):
             raise PairscanError(err.reason, found.path, err.line) from None

@@ -13,6 +13,9 @@ import json
 import math
 import re
 import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -32,6 +35,54 @@ TICKER_NAMES = ("ticker", "symbol", "name")
 TIME_RULE = "expected ISO 8601 text, YYYYMMDD or epoch seconds/ms/us/ns, years 1677-2262"
 
 _ALIASES = {"timestamp": TIME, "date": TIME, "datetime": TIME, "time": CLOCK, "vol": "volume"}
+REPLACED_CLOSE = "source_close"  # a file's own close when --close-column names another column
+
+
+# ---------------------------------------------------------------- what convert was told about the columns
+
+@dataclass(frozen=True)
+class Reading:
+    """What convert was told about a source's columns: which one is the close
+    (``close_column``, matched as every column name is) and how its dates are written
+    (``date_format``, a strftime format such as ``%b %d %Y``). None: the usual rules."""
+
+    close_column: str | None = None
+    date_format: str | None = None
+
+
+# Set around one file's reading (see :func:`reading`), so that the one normalisation
+# every reader ends in applies it without each reader passing it along.
+_READING: ContextVar[Reading] = ContextVar("pairscan_reading", default=Reading())
+
+
+@contextmanager
+def reading(close_column: str | None = None, date_format: str | None = None):
+    """Within this block, sources are normalised with these column options."""
+    token = _READING.set(Reading(close_column, date_format))
+    try:
+        yield
+    finally:
+        _READING.reset(token)
+
+
+def current_reading() -> Reading:
+    return _READING.get()
+
+
+def check_date_format(date_format: str | None) -> None:
+    """:class:`PairscanError` for a ``--date-format`` that is no strftime format of a date."""
+    if date_format is None:
+        return
+    if "%" not in date_format:
+        raise PairscanError(f"--date-format must be a strftime format such as '%b %d %Y' or '%m/%d/%Y', "
+                            f"not {date_format!r}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pd.to_datetime(pd.Series(["0"], dtype=object), format=date_format, errors="coerce")
+    except ValueError as exc:
+        raise PairscanError(f"--date-format {date_format!r} is not a strftime format ({str(exc).splitlines()[0]}); "
+                            f"for example '%b %d %Y' or '%m/%d/%Y'") from None
 
 
 def key(name: str) -> str:
@@ -44,18 +95,29 @@ def snake(name: str) -> str:
     return re.sub(r"\s+", "_", str(name).strip().strip("<>").strip()).lower()
 
 
-@lru_cache(maxsize=256)
 def column_names(names: tuple[str, ...]) -> dict[str, str]:
     """The file's column names -> the stored names; :class:`PairscanError` for two that clash.
 
     ``timestamp``, ``date`` or ``datetime`` is the time; ``time`` beside a date is the
-    clock time of a Stooq file; ``vol`` is the volume.
+    clock time of a Stooq file; ``vol`` is the volume. With a ``close_column`` (see
+    :func:`reading`), that column is the close, and a column that would have been the
+    close is kept as ``source_close``.
     """
+    return _column_names(names, _READING.get().close_column)
+
+
+@lru_cache(maxsize=256)
+def _column_names(names: tuple[str, ...], close: str | None) -> dict[str, str]:
     keys = {n: key(n) for n in names}
     has_date = any(_ALIASES.get(k) == TIME for k in keys.values())
+    chosen = _close_of(names, close)
     out: dict[str, str] = {}
     for name, k in keys.items():
-        if k in _ALIASES and (k != "time" or has_date):
+        if name == chosen:
+            out[name] = "close"
+        elif chosen is not None and k == "close":
+            out[name] = REPLACED_CLOSE
+        elif k in _ALIASES and (k != "time" or has_date):
             out[name] = _ALIASES[k]
         elif k in NUMBERS:
             out[name] = k
@@ -70,6 +132,33 @@ def column_names(names: tuple[str, ...]) -> dict[str, str]:
             raise PairscanError(f"columns {seen[new]!r} and {name!r} both name {what}")
         seen[new] = name
     return out
+
+
+def _close_of(names, close: str | None) -> str | None:
+    """The column ``--close-column`` names: its exact spelling first, else as names are matched."""
+    if close is None:
+        return None
+    return next((n for n in names if n == close), None) or next((n for n in names if key(n) == key(close)), None)
+
+
+def missing_columns(names, shown=None) -> str | None:
+    """Why a table with these columns (a header: every row has them) cannot be read, or None.
+
+    A table with no time or no close column is bad as a whole, not line by line: the
+    reason names its columns (``shown``, default ``names``) and the option that helps.
+    """
+    names = [str(n) for n in names]
+    shown = names if shown is None else [str(n) for n in shown]
+    listed = ", ".join(shown[:12]) + (f" and {len(shown) - 12} more" if len(shown) > 12 else "")
+    close = _READING.get().close_column
+    if close is not None and _close_of(names, close) is None:
+        return f"no column {close!r} (--close-column); its columns are {listed}"
+    stored = set(column_names(tuple(names)).values())
+    if TIME not in stored:
+        return f"no time column (timestamp, date or datetime); its columns are {listed}"
+    if "close" not in stored:
+        return f"no close column; its columns are {listed}; --close-column to name one"
+    return None
 
 
 def ticker_column(names, wanted: str | None = None) -> str | None:
@@ -98,6 +187,9 @@ def parse_times(values, clock=None) -> tuple[pd.DatetimeIndex, np.ndarray]:
     to each date. Anything else, and anything outside 1677-2262, is bad (NaT).
     """
     values = list(values)
+    date_format = _READING.get().date_format
+    if date_format is not None:
+        return _formatted_times(values, date_format, clock)
     n = len(values)
     out = np.full(n, np.datetime64("NaT", "ns"))
     text = np.full(n, None, dtype=object)
@@ -126,6 +218,60 @@ def parse_times(values, clock=None) -> tuple[pd.DatetimeIndex, np.ndarray]:
     if clock is not None:
         out = _add_clock(out, list(clock))
     return pd.DatetimeIndex(out), np.isnat(out)
+
+
+def times_problem(values) -> str | None:
+    """A whole file's problem with its times, from its first values: none of them is a time,
+    and they are all of one common date format (so ``--date-format`` is the answer, not a bad line)."""
+    values = [v for v in values if v is not None]
+    if not values or not parse_times(values)[1].all():
+        return None
+    guessed = [guess_date_formats(v) for v in values]
+    if not guessed[0] or any(g != guessed[0] for g in guessed):
+        return None
+    options = " or ".join(f"--date-format {f!r}" for f in guessed[0][:2])
+    return f"dates like {values[0].strip()!r}: {options}"
+
+
+def _formatted_times(values: list, date_format: str, clock=None) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """:func:`parse_times` under ``--date-format``: every value is text in that format
+    (an offset, ``%z``, converts to UTC); anything else is bad (NaT)."""
+    text = [None if v is None or isinstance(v, bool) else str(v).strip() for v in values]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            parsed = pd.to_datetime(pd.Series(text, dtype=object), format=date_format, utc=True, errors="coerce")
+        except ValueError as exc:  # a format pandas cannot use at all
+            raise PairscanError(f"--date-format {date_format!r} is not a usable strftime format "
+                                f"({str(exc).splitlines()[0]})") from None
+    stamps = pd.DatetimeIndex(parsed).tz_localize(None)
+    out = np.full(len(text), np.datetime64("NaT", "ns"))
+    good = np.asarray(stamps.notna() & (stamps >= pd.Timestamp.min) & (stamps <= pd.Timestamp.max))
+    out[good] = stamps[good].as_unit("ns").values
+    if clock is not None:
+        out = _add_clock(out, list(clock))
+    return pd.DatetimeIndex(out), np.isnat(out)
+
+
+# Date formats that downloads use, tried on a value no rule reads, to suggest --date-format.
+COMMON_FORMATS = ("%b %d %Y", "%b %d, %Y", "%B %d %Y", "%B %d, %Y", "%d %b %Y", "%d %B %Y", "%d-%b-%Y",
+                  "%d-%b-%y", "%m/%d/%Y", "%d/%m/%Y", "%m/%d/%y", "%d/%m/%y", "%d.%m.%Y", "%Y/%m/%d",
+                  "%m-%d-%Y", "%d-%m-%Y", "%Y.%m.%d")
+
+
+def guess_date_formats(value) -> list[str]:
+    """The common formats ``value`` is written in (two for ``01/02/2000``: month or day first)."""
+    if not isinstance(value, str):
+        return []
+    text = value.strip()
+    found = []
+    for fmt in COMMON_FORMATS:
+        try:
+            dt.datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        found.append(fmt)
+    return found
 
 
 def _epoch(value: int) -> np.datetime64:
@@ -163,7 +309,16 @@ def _add_clock(stamps: np.ndarray, clock: list) -> np.ndarray:
 
 
 def bad_time(value) -> str:
-    return f"unparseable timestamp {json.dumps(_plain(value))[:40]} ({TIME_RULE})"
+    """Why a time value is bad, and the ``--date-format`` that reads it where one of the common ones does."""
+    shown = json.dumps(_plain(value))[:40]
+    date_format = _READING.get().date_format
+    if date_format is not None:
+        return f"unparseable timestamp {shown} (not in --date-format {date_format!r})"
+    formats = guess_date_formats(value)
+    if formats:
+        options = " or ".join(f"--date-format {f!r}" for f in formats[:2])
+        return f"unparseable timestamp {shown} (dates like {value.strip()!r}: {options})"
+    return f"unparseable timestamp {shown} ({TIME_RULE})"
 
 
 def _timestamps(column: pa.ChunkedArray, clock: pa.ChunkedArray | None) -> pd.DatetimeIndex | None:
@@ -183,6 +338,9 @@ def _timestamps(column: pa.ChunkedArray, clock: pa.ChunkedArray | None) -> pd.Da
         except (ValueError, OverflowError):  # outside the years 1677-2262
             return None
     text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    if _READING.get().date_format is not None:  # every value in the format given, nothing else
+        index, bad = parse_times(column.to_pylist(), None if clock is None else clock.to_pylist())
+        return None if bad.any() else index
     if text and clock is None:
         # Plain ISO 8601 without an offset first, at compiled speed (arrow's cast is
         # strict: no 30 February, nothing outside what a nanosecond index holds, and
@@ -237,6 +395,10 @@ def table_to_frame(table: pa.Table, text: bool = False) -> pd.DataFrame | Column
     float64 and int64 columns, no missing values) comes back as :class:`~.base.Columns`,
     the arrays alone, which :func:`finish` and the store take as they take a frame.
     """
+    if text:  # a header: every row has these columns, so one missing is the whole file's problem
+        problem = missing_columns(table.column_names)
+        if problem is not None:
+            raise PairscanError(problem)
     names = column_names(tuple(table.column_names))
     table = table.rename_columns([names[n] for n in table.column_names])
     if TIME not in table.column_names or any(c not in table.column_names for c in REQUIRED):
@@ -344,7 +506,9 @@ def check_record(record: dict, text: bool = False) -> dict:
         raise BadRecord("missing 'timestamp'")
     for name in REQUIRED:
         if record.get(name) is None or (text and record.get(name) == ""):
-            raise BadRecord(f"missing {name!r}")
+            close = _READING.get().close_column
+            raise BadRecord(f"missing {close!r} (--close-column)" if close and name == "close" else
+                            f"missing {name!r}")
     for name in NUMBERS:
         value = record.get(name)
         if value is None or (text and value == ""):
@@ -568,5 +732,48 @@ def settled(frame: pd.DataFrame | None, slow, on_bad_lines: str, name):
             skipped, first_bad = settle(bad, on_bad_lines, name)
         if frame is None:
             return Parsed(None, skipped, 0, first_bad)
+    _one_ticker(frame)
     frame, duplicates = finish(frame)
     return Parsed(frame, skipped, duplicates, first_bad)
+
+
+# ---------------------------------------------------------------- what a stored frame says about its source
+
+def _column_of(data, name: str):
+    if isinstance(data, Columns):
+        return data.values.get(name)
+    return data[name].to_numpy() if data is not None and name in data else None
+
+
+def adjusted_close_differs(data) -> bool:
+    """Whether a stored frame has an ``adj_close`` that differs from its ``close`` (the close
+    is then unadjusted: splits and dividends show as jumps, and ``--column adj_close`` is the one to correlate)."""
+    close, adjusted = _column_of(data, "close"), _column_of(data, "adj_close")
+    if close is None or adjusted is None or not np.issubdtype(np.asarray(adjusted).dtype, np.number):
+        return False
+    close, adjusted = np.asarray(close, dtype=np.float64), np.asarray(adjusted, dtype=np.float64)
+    both = np.isfinite(close) & np.isfinite(adjusted)
+    return bool(np.any(np.abs(close[both] - adjusted[both]) > 1e-9 * np.abs(close[both])))
+
+
+def _one_ticker(frame) -> None:
+    """A file whose ticker column holds several tickers is a long table: refused as one
+    ticker's file (in a folder), never stored as one ticker named after the file."""
+    held = held_tickers(frame)
+    if held is not None:
+        column, count, some = held
+        raise PairscanError(f"its {column!r} column holds {count:,} tickers ({', '.join(some)}...): this is a long "
+                            f"table, not one ticker's file; convert it on its own (pairscan convert FILE --to STORE)")
+
+
+def held_tickers(data) -> tuple[str, int, list[str]] | None:
+    """(column, how many, the first few) when a frame's ticker column holds more than one ticker."""
+    if data is None or isinstance(data, Columns):
+        return None
+    for name in data.columns:
+        if key(name) not in TICKER_NAMES or pd.api.types.is_numeric_dtype(data[name].dtype):
+            continue
+        values = data[name].dropna().unique()
+        if len(values) > 1:
+            return name, len(values), sorted(map(str, values))[:3]
+    return None

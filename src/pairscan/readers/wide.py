@@ -105,7 +105,8 @@ class WideTable(LongTable):
             return None
         return {"ticker_column": None}
 
-    def split(self, path: Path, scratch: Path, column=None) -> list[tuple[str, Path]]:
+    def split(self, path: Path, scratch: Path, column=None, on_bad_lines: str = "error",
+              bad=None) -> list[tuple[str, Path]]:
         """Stream the table into ``scratch/<n>`` parts, one per ticker; return (ticker, part folder),
         sorted by ticker. A ticker with no value at all has no part."""
         layout = shape(path, forced=True)

@@ -35,6 +35,12 @@ _ENTRY_FIELDS: dict[str, tuple[type, ...]] = {
     "file_mtime_ns": (int, type(None)),
 }
 _COUNTS = ("size", "rows", "bad_lines_skipped", "duplicates_dropped", "file_size")
+# Fields a ticker's entry (and a long table's record) may lack (written before they were
+# recorded: the default then), but that are of these types where present.
+_OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
+    "close_column": (str, type(None)),  # convert's column options
+    "date_format": (str, type(None)),
+}
 
 def read_manifest(store: str | os.PathLike) -> dict:
     """The store's manifest, checked: ``{"version", "format", "tickers", "tables"}``, or ``{}``.
@@ -71,11 +77,16 @@ def read_manifest(store: str | os.PathLike) -> dict:
 
 
 def _valid_table(name, record) -> bool:
-    """A long table's record: its size, mtime, mode, ticker column and tickers."""
+    """A long table's record: its size, mtime, mode, ticker and column options, and tickers."""
     return (_is_file_name(name) and isinstance(record, dict)
             and all(_is_int(record.get(k)) for k in ("size", "mtime_ns"))
             and all(isinstance(record.get(k), str) for k in ("on_bad_lines", "ticker_column"))
-            and isinstance(record.get("tickers"), list) and all(_is_ticker_name(t) for t in record["tickers"]))
+            and isinstance(record.get("tickers"), list) and all(_is_ticker_name(t) for t in record["tickers"])
+            and _optional_fields_valid(record))
+
+
+def _optional_fields_valid(record: dict) -> bool:
+    return all(isinstance(record.get(k), types) for k, types in _OPTIONAL_FIELDS.items())
 
 
 def _is_int(value) -> bool:
@@ -107,6 +118,8 @@ def _valid_entry(ticker: str, entry, suffix: str) -> bool:
         value = entry.get(field, ...)
         if isinstance(value, bool) or not isinstance(value, types):
             return False
+    if not _optional_fields_valid(entry) or not isinstance(entry.get("adj_close_differs", False), bool):
+        return False
     if any(entry[field] is not None and entry[field] < 0 for field in _COUNTS):
         return False
     if entry["file"] is None:
