@@ -14,7 +14,7 @@ import sys
 import threading
 import warnings
 
-from . import pipeline
+from . import pictures, pipeline
 from .version import __version__
 from .archive import extract
 from .convert import DEFAULT_LOCK_TIMEOUT, ConvertFailed, convert
@@ -326,7 +326,7 @@ def cmd_plot(args) -> int:
         if args.tickers:
             raise PairscanError("plot --heatmap takes no tickers")
         out = check_output(args.out or "heatmap.png", "--out", PNG)
-        out = pipeline.plot_heatmap(args.store, out, selection=selection, execution=execution)
+        out = pictures.plot_heatmap(args.store, out, selection=selection, execution=execution)
         print(printable(out))
         return 0
     if len(args.tickers) != 2:
@@ -336,12 +336,11 @@ def cmd_plot(args) -> int:
         raise PairscanError(f"plot needs two different tickers, not {a!r} twice")
     if args.spread:
         out = check_output(args.out or default_name(a, b, "spread"), "--out", PNG)
-        out, fields = pipeline.plot_store_spread(args.store, a, b, out, selection.column, args.window,
-                                                 selection.cut)
+        out, fields = pictures.plot_spread(args.store, a, b, out, selection.column, args.window, selection.cut)
         print(f"{printable(out)} (beta = {fields['beta']:.4f}, coint p = {fields['coint_p']:.4g})")
         return 0
     out = check_output(args.out or default_name(a, b), "--out", PNG)
-    out = pipeline.plot_pair(args.store, a, b, out, selection=selection, execution=execution)
+    out = pictures.plot_pair(args.store, a, b, out, selection=selection, execution=execution)
     print(printable(out))
     return 0
 

@@ -452,3 +452,20 @@ def _write_matrix(frame: pd.DataFrame, path: Path) -> None:
         return
     with output_path(path, "--matrix") as tmp:
         frame.to_parquet(tmp)
+
+
+def correlation_matrix(store_or_panel, *, selection: Selection | None = None, **options) -> pd.DataFrame:
+    """The full correlation matrix (tickers x tickers) of a store or a panel.
+
+    Options are :func:`correlate`'s; pairs below the min-periods in force are NaN. The
+    frame's ``attrs`` say what was correlated (``column``, ``on``, ``method``,
+    ``min_periods``, ``min_periods_auto``, ``pairs_ranked``, ``left_out``...).
+    """
+    import tempfile
+
+    checks.store_or_frame("store_or_panel", store_or_panel)
+    with tempfile.TemporaryDirectory(prefix="pairscan-") as tmp:
+        result = correlate(store_or_panel, k=1, selection=selection, matrix=Path(tmp) / "m.parquet", **options)
+    matrix = result.matrix
+    matrix.attrs.update({k: v for k, v in result.to_dict().items() if k != "top"})
+    return matrix
