@@ -11,6 +11,8 @@ import os
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from . import checks
 from .archive import extract, is_archive
 from .convert import DEFAULT_LOCK_TIMEOUT, convert, source_files
@@ -66,7 +68,9 @@ def run(
 
     ``source`` is an archive, a folder of source files, or a store that is already
     converted (then convert is skipped); with none the built-in sample is written to
-    ``workdir`` first. The store, the plots and the report go to ``workdir``; the
+    ``workdir`` first. A panel DataFrame is refused (bad input): run writes a store and
+    pictures of it; :func:`~pairscan.top_pairs`, :func:`~pairscan.analyze`,
+    :func:`~pairscan.plot_pair` and :func:`~pairscan.plot_heatmap` take one. The store, the plots and the report go to ``workdir``; the
     source is never written to. The selection options are :func:`correlate`'s.
     ``partners_of`` (``--with``): also each named ticker's ``k`` best partners
     (``with`` and ``partners`` in the answer) and the pair plot of the first named
@@ -74,6 +78,9 @@ def run(
     pool, opened once from ``execution`` (or its fields as keywords: ``executor``,
     ``workers``, ``retries``, ``quiet``, ``connect_timeout``).
     """
+    if isinstance(source, pd.DataFrame):
+        raise PairscanError("run takes a source folder, an archive or a store; for a DataFrame use top_pairs, "
+                            "correlation_matrix, analyze, plot_pair or plot_heatmap")
     checks.path("source", source, optional=True)
     checks.path("workdir", workdir)
     checks.integer("k", k)
