@@ -21,7 +21,7 @@ from . import checks
 from .correlate import correlation_matrix, pair_correlation
 from .errors import PairscanError
 from .executors import Execution
-from .outputs import PNG, check_output, printable
+from .outputs import PNG, check_output, count, printable
 from .pair_reader import PairSource, common
 from .selection import Selection
 
@@ -155,7 +155,7 @@ def heatmap_title(facts: dict, tickers: int, left_out=()) -> str:
     column, on = facts.get("column", "close"), facts.get("on", "prices")
     what = Selection(column, on, start=facts.get("start"), end=facts.get("end"),
                      resample=facts.get("resample")).describe()
-    lines = [f"Correlation of {what}, {_count(tickers, 'ticker')} in cluster order"]
+    lines = [f"Correlation of {what}, {count(tickers, 'ticker')} in cluster order"]
     if facts.get("min_periods"):
         lines.append(f"grey: pairs with fewer than {facts['min_periods']:,} common observations, or constant")
     if isinstance(left_out, int):
@@ -165,10 +165,7 @@ def heatmap_title(facts: dict, tickers: int, left_out=()) -> str:
                  if t is not None]
         more = len(left_out) - len(named)
         text = ", ".join(named) + (f" and {more:,} more" if named and more else "")
-        lines.append(f"not shown: {_count(len(left_out), 'ticker')} without any such pair"
+        lines.append(f"not shown: {count(len(left_out), 'ticker')} without any such pair"
                      + (f": {text}" if named else ""))
     return "\n".join(lines)
 
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .outputs import PNG, check_output, output_path  # noqa: E402
+from .outputs import PNG, check_output, count, output_path  # noqa: E402
 
 DPI = 110
 SYMBOL = {"pearson": "Pearson r", "spearman": "Spearman \u03c1", "kendall": "Kendall \u03c4"}
@@ -163,7 +163,7 @@ def pair_figure(
             legend_title += "\nof log returns, not prices"
     elif n is not None:
         why = f"fewer than min-periods {min_periods:,}" if min_periods and n < min_periods else "a constant series"
-        legend_title = f"no {correlation_symbol(method)} of {of}:\n{n:,} common observations, {why}"
+        legend_title = f"no {correlation_symbol(method)} of {of}:\n{count(n, 'common observation')}, {why}"
     ax.legend(loc="best", title=legend_title, alignment="left")
     if returns is not None:
         _returns_scatter(scatter, *returns)
@@ -187,7 +187,7 @@ def _returns_scatter(ax, ra: pd.Series, rb: pd.Series) -> None:
     ax.scatter(x, y, s=size, alpha=0.35 if len(x) > 500 else 0.6, color="tab:purple", lw=0)
     ax.set_xlabel(f"log return of {ra.name}")
     ax.set_ylabel(f"log return of {rb.name}")
-    ax.set_title(f"{len(x):,} common log returns")
+    ax.set_title(count(len(x), "common log return"))
     ax.grid(alpha=0.3)
     if len(x) >= 2 and np.ptp(x) > 0:
         slope, intercept = np.polyfit(x, y, 1)
@@ -350,7 +350,7 @@ def histogram_figure(counts: np.ndarray, edges: np.ndarray, what: str = "Pearson
     ax.set_xlabel(what)
     ax.set_ylabel("pairs")
     ax.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
-    ax.set_title(f"{int(counts.sum()):,} ranked pairs by correlation")
+    ax.set_title(f"{count(int(counts.sum()), 'ranked pair')} by correlation")
     ax.grid(axis="y", alpha=0.3)
     return fig
 
