@@ -13,9 +13,7 @@ from pairscan.plot import (
     figure_png,
     heatmap_figure,
     pair_figure,
-    plot_bench,
-    plot_heatmap,
-    plot_pair,
+    save_figure,
     trading_ticks,
 )
 from pairscan.sample import sample_frames
@@ -52,7 +50,7 @@ def test_pair_plot_over_a_year_has_a_date_axis_and_says_what_r_is(tmp_path):
     line = ax.get_lines()[0]
     assert np.nanmax(line.get_ydata()) == 1.0
     assert not np.isnan(line.get_ydata()).any()
-    out = plot_pair(a, b, tmp_path / "pair.png", r)
+    out = save_figure(pair_figure(a, b, r), tmp_path / "pair.png")
     assert out.read_bytes()[:8] == PNG
 
 
@@ -126,7 +124,7 @@ def test_heatmap_of_500_tickers_drops_the_labels_it_cannot_fit(tmp_path):
     assert height_points / len(labels) >= 7
     png = figure_png(fig)
     assert png[:8] == PNG
-    assert plot_heatmap(matrix, tmp_path / "h.png").read_bytes()[:8] == PNG
+    assert save_figure(heatmap_figure(matrix), tmp_path / "h.png").read_bytes()[:8] == PNG
 
 
 ROWS = [
@@ -155,4 +153,4 @@ def test_bench_chart_has_a_panel_per_workload_and_a_bar_per_executor(tmp_path):
     assert "speed-up over serial" in panels[-1].get_xlabel()
     texts = [t.get_text() for t in panels[0].texts]
     assert "2.00 s (the reference)" in texts and "0.250 s, 8\u00d7" in texts
-    assert plot_bench(ROWS, tmp_path / "b.png").read_bytes()[:8] == PNG
+    assert save_figure(bench_figure(ROWS), tmp_path / "b.png").read_bytes()[:8] == PNG

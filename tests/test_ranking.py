@@ -152,8 +152,11 @@ def test_text_output_says_what_was_ranked(universe):
     result = pairscan.correlate(universe, k=3, executor="serial")
     line = (f"ranked {result.pairs_ranked:,} of 1,770 pairs: at least {result.min_periods:,} common observations "
             "(auto: half the median history, at least 30); --min-periods to change")
-    assert line in done.stdout.splitlines()
-    header = done.stdout.splitlines()[2].split()
+    lines = done.stdout.splitlines()
+    assert lines[1] == line
+    # The short histories are named after it, then the table.
+    assert result.left_out and lines[2].startswith(f"left out: {len(result.left_out)} tickers with fewer than ")
+    header = lines[3].split()
     assert header[:6] == ["rank", "a", "b", "corr", "n", "p"]
 
 
@@ -215,15 +218,15 @@ def test_pair_plot_of_a_pair_below_min_periods_says_why(universe, tmp_path, monk
 def test_heatmap_says_what_is_grey(universe, tmp_path):
     matrix = pairscan.correlation_matrix(universe, on="returns", executor="serial")
     assert matrix.attrs["on"] == "returns" and matrix.attrs["min_periods"] > 30
-    from pairscan.pipeline import heatmap_title, ranked_tickers
+    from pairscan.pictures import heatmap_title, left_out_of, ranked_tickers
 
     shown = ranked_tickers(matrix)
     alone = [t for t in matrix.index if matrix.loc[t].drop(t).isna().all()]
     assert alone and sorted(shown + alone) == sorted(matrix.index)  # the short histories rank with no one
-    title = heatmap_title(matrix.attrs, len(shown), len(alone))
+    title = heatmap_title(matrix.attrs, len(shown), left_out_of(matrix, shown))
     assert title.startswith(f"Correlation of log returns of close, {len(shown)} tickers")
     assert f"fewer than {matrix.attrs['min_periods']:,} common observations" in title
-    assert title.endswith(f"; {len(alone)} tickers without any such pair not shown")
+    assert title.split("\n")[-1].startswith(f"not shown: {len(alone)} tickers without any such pair: ")
     assert pairscan.plot_heatmap(universe, tmp_path / "h.png", on="returns", executor="serial").exists()
 
 

@@ -25,12 +25,13 @@ from . import checks
 from .analyze import analyze
 from .archive import extract
 from .convert import convert
-from .correlate import Correlation, correlate
+from .correlate import Correlation, correlate, correlation_matrix
 from .errors import PairscanError
 from .network import Network, network
 from .executors import Execution, SerialExecutor, TaskFailed
 from .panel import load_panel
-from .pipeline import correlation_matrix, plot_heatmap, plot_pair, run
+from .pictures import plot_heatmap, plot_pair
+from .pipeline import run
 from .sample import sample
 from .selection import Selection
 from .version import __version__  # noqa: F401  (pairscan.__version__)

@@ -31,10 +31,9 @@ from .correlate import correlate, pair_correlations
 from .engines.blocked import blas_threads
 from .errors import PairscanError
 from .executors import Execution, Pool, preload, run_tasks
-from .pair_reader import read_pair
+from .pair_reader import PairSource, common, read_pair
 from .records import PAIR_FIELDS, pair_frame
 from .selection import Cut, Selection
-from .store import empty_store_error, store_files, ticker_file
 
 DEFAULT_WINDOW = 60
 preload(__name__, "statsmodels.tsa.adfvalues")  # what its process workers need
@@ -234,7 +233,15 @@ def _count(n: int, noun: str) -> str:
 
 def analyze_stored_pair(path_a: str, path_b: str, column: str, window: int, cut: Cut | None = None) -> dict:
     """Task: :func:`analyze_pair` of two stored tickers, read from the store where it runs."""
-    _, a, b = read_pair(path_a, path_b, column, cut)
+    return _analyze_prices(*read_pair(path_a, path_b, column, cut)[1:], window)
+
+
+def analyze_given_pair(a: pd.Series, b: pd.Series, window: int) -> dict:
+    """Task: :func:`analyze_pair` of two price series (a caller's panel's columns)."""
+    return _analyze_prices(*common(a, b)[1:], window)
+
+
+def _analyze_prices(a: np.ndarray, b: np.ndarray, window: int) -> dict:
     positive = (a > 0) & (b > 0)
     if not positive.all():
         fields = dict.fromkeys(FIELDS, math.nan)
@@ -243,7 +250,7 @@ def analyze_stored_pair(path_a: str, path_b: str, column: str, window: int, cut:
     return analyze_pair(np.log(a), np.log(b), window)
 
 
-def _named_pairs(pairs, files: dict, store) -> list[tuple[str, str]]:
+def _named_pairs(pairs, where: PairSource) -> list[tuple[str, str]]:
     if len(pairs) == 2 and all(isinstance(t, str) for t in pairs):
         pairs = [pairs]  # one pair, given as (a, b)
     named = []
@@ -251,7 +258,7 @@ def _named_pairs(pairs, files: dict, store) -> list[tuple[str, str]]:
         if isinstance(pair, str) or len(pair) != 2:
             raise PairscanError(f"a pair is two tickers, not {pair!r}")
         for ticker in pair:
-            ticker_file(files, ticker, store)  # or bad input naming the closest ticker
+            where.check(ticker)  # or bad input naming the closest ticker
         a, b = pair
         if a == b:
             raise PairscanError(f"a pair needs two different tickers, not {a!r} twice")
@@ -261,7 +268,7 @@ def _named_pairs(pairs, files: dict, store) -> list[tuple[str, str]]:
 
 
 def analyze(
-    store: str | os.PathLike,
+    store_or_panel,
     pairs=None,
     *,
     k: int = 10,
@@ -287,7 +294,9 @@ def analyze(
 ) -> pd.DataFrame:
     """Analyze pairs of a store: hedge ratio, cointegration, half-life, z-score, rolling correlation.
 
-    ``pairs`` is a list of ``(a, b)`` tickers (or one such tuple); without it, the top
+    ``store_or_panel`` is a store folder or, as for :func:`~pairscan.top_pairs`, a panel
+    DataFrame (timestamps x tickers, the prices of ``column``: its pairs are analyzed in
+    this process, one task each on the executor). ``pairs`` is a list of ``(a, b)`` tickers (or one such tuple); without it, the top
     ``k`` pairs of :func:`~pairscan.correlate` with the same selection (``selection=``,
     or ``column``, ``on``, ``method``, ``min_periods``, ``absolute``, ``start``,
     ``end``, ``resample``, ``tickers``, ``exclude``; by default the ranking of
@@ -300,11 +309,14 @@ def analyze(
 
     Returns a DataFrame with one row per pair (in the order given, or by rank): the pair
     record (``a, b, corr, n, p, ci_low, ci_high``, as ``correlate`` reports them), the
-    :data:`FIELDS` and ``reason`` (why a field is NaN, or ``None``). ``attrs`` carries
+    :data:`FIELDS` and ``reason`` (why a field is NaN, or ``None``). A named pair with
+    fewer common observations than the min-periods in force (or a constant series) has
+    ``corr``, ``p`` and the interval NaN and says so in ``reason``; its analysis is still
+    made where it can be (the fields need only the pair's common log prices). ``attrs`` carries
     ``window``, ``min_periods``, ``seconds`` and ``timings`` (``select``: finding or
     correlating the pairs; ``analyze``).
     """
-    checks.path("store", store)
+    checks.store_or_frame("store_or_panel", store_or_panel)
     checks.pairs("pairs", pairs, optional=True)
     checks.integer("k", k)
     execution = Execution.of(execution, executor=executor, workers=workers, retries=retries, quiet=quiet,
@@ -316,26 +328,41 @@ def analyze(
     check_window(window)
     if k < 1:
         raise PairscanError(f"k must be at least 1, not {k}")
-    files = {t: os.path.abspath(p) for t, p in store_files(store).items()}
-    if not files:
-        raise empty_store_error(store)
-    named = None if pairs is None else _named_pairs(pairs, files, store)
+    where = PairSource(store_or_panel)
+    named = None if pairs is None else _named_pairs(pairs, where)
     _mackinnonp(0.0)  # import statsmodels here, once, before the pool forks its workers
     with execution.opened() as pool:
         started = time.perf_counter()
         if named is None:
-            result = correlate(store, k=k, selection=selection, pool=pool, quiet=quiet, retries=retries)
+            result = correlate(store_or_panel, k=k, selection=selection, pool=pool, quiet=quiet, retries=retries)
             top, periods = result.top, result.min_periods
         else:
-            found = pair_correlations(store, named, selection=selection, pool=pool, quiet=quiet)
-            top = pd.DataFrame([f.record for f in found], columns=list(PAIR_FIELDS))
+            found = pair_correlations(store_or_panel, named, selection=selection, pool=pool, quiet=quiet)
+            top = pair_frame(*zip(*[[f.record[c] for c in PAIR_FIELDS[:4]] for f in found]),
+                             [_nan(f.record["p"]) for f in found],
+                             ([_nan(f.record["ci_low"]) for f in found], [_nan(f.record["ci_high"]) for f in found]))
             periods = found[0].min_periods
         selected = time.perf_counter()
-        frame = _run(files, top, window, selection.column, pool, quiet, retries, selection.cut)
+        frame = _run(where, top, window, selection.column, selection.cut, pool, quiet, retries)
         finished = time.perf_counter()
+    _say_why_no_corr(frame, periods)
     frame.attrs.update(seconds=finished - started, min_periods=periods,
                        timings={"select": selected - started, "analyze": finished - selected})
     return frame
+
+
+def _nan(value) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _say_why_no_corr(frame: pd.DataFrame, periods: int) -> None:
+    """Put first in ``reason`` why a named pair has no correlation."""
+    for row in np.flatnonzero(frame["corr"].isna().to_numpy()):
+        n = int(frame["n"].iat[row])
+        why = (f"{_count(n, 'common observation')}, fewer than min-periods {periods:,}: no correlation"
+               if n < periods else "a constant series: no correlation")
+        before = frame["reason"].iat[row]
+        frame.loc[frame.index[row], "reason"] = why + (f"; {before}" if isinstance(before, str) else "")
 
 
 def analyze_top(store: str | os.PathLike, top: pd.DataFrame, pool: Pool, *, window: int = DEFAULT_WINDOW,
@@ -344,9 +371,8 @@ def analyze_top(store: str | os.PathLike, top: pd.DataFrame, pool: Pool, *, wind
     """:func:`analyze` of pairs already ranked: ``top`` is ``correlate``'s top (the pair records)."""
     check_window(window)
     _mackinnonp(0.0)
-    files = {t: os.path.abspath(p) for t, p in store_files(store).items()}
     started = time.perf_counter()
-    frame = _run(files, top, window, column, pool, quiet, retries, cut)
+    frame = _run(PairSource(store), top, window, column, cut, pool, quiet, retries)
     seconds = time.perf_counter() - started
     frame.attrs.update(seconds=seconds, timings={"select": 0.0, "analyze": seconds})
     return frame
@@ -357,12 +383,19 @@ def check_window(window) -> None:
         raise PairscanError(f"--window must be a whole number >= 2, not {window!r}")
 
 
-def _run(files, top: pd.DataFrame, window: int, column: str, pool: Pool, quiet: bool,
-         retries: int, cut: Cut | None = None) -> pd.DataFrame:
-    """One task per pair of ``top``; the rows in its order: the pair record, then the analysis."""
+def _run(where: PairSource, top: pd.DataFrame, window: int, column: str, cut: Cut | None, pool: Pool,
+         quiet: bool, retries: int) -> pd.DataFrame:
+    """One task per pair of ``top``; the rows in its order: the pair record, then the analysis.
+    A stored pair's task reads its two series where it runs; a panel's pair is given its two."""
     chosen = list(zip(top["a"], top["b"]))
-    tasks = [(f"{a}~{b}", (files[a], files[b], column, int(window), cut)) for a, b in chosen]
-    results = dict(run_tasks(pool, analyze_stored_pair, tasks, desc="analyze", quiet=quiet, retries=retries))
+    if where.files is not None:
+        task = analyze_stored_pair
+        tasks = [(f"{a}~{b}", (where.path(a), where.path(b), column, int(window), cut)) for a, b in chosen]
+    else:
+        task = analyze_given_pair
+        tasks = [(f"{a}~{b}", (where.series(a, column, cut=cut), where.series(b, column, cut=cut), int(window)))
+                 for a, b in chosen]
+    results = dict(run_tasks(pool, task, tasks, desc="analyze", quiet=quiet, retries=retries))
     pairs = pair_frame(top["a"], top["b"], top["corr"], top["n"], top["p"], (top["ci_low"], top["ci_high"]))
     analysis = pd.DataFrame([results[f"{a}~{b}"] for a, b in chosen], columns=[*FIELDS, "reason"])
     frame = pd.concat([pairs.reset_index(drop=True), analysis.astype(dict.fromkeys(FIELDS, float))], axis=1)

@@ -237,9 +237,10 @@ def bench(
     }
     caption = describe(sizes)
     if plot is not None:
-        from .plot import plot_bench
+        from .plot import bench_figure, save_figure
 
-        plot_bench(rows, plot, f"pairscan bench{' --quick' if quick else ''}: {out['cpus']} CPUs\n{caption}")
+        save_figure(bench_figure(rows, f"pairscan bench{' --quick' if quick else ''}: {out['cpus']} CPUs\n{caption}"),
+                    plot)
     if echo:
         print(table(out, caption))
         if plot is not None:

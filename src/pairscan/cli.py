@@ -14,7 +14,7 @@ import sys
 import threading
 import warnings
 
-from . import pipeline
+from . import pictures, pipeline
 from .version import __version__
 from .archive import extract
 from .convert import DEFAULT_LOCK_TIMEOUT, ConvertFailed, convert
@@ -210,8 +210,23 @@ def _summary_line(r: dict) -> str:
 def ranked_line(r: dict) -> str:
     """How many pairs were ranked, and by which rule."""
     rule = "auto: half the median history, at least 30" if r.get("min_periods_auto") else "--min-periods"
-    return (f"ranked {r['pairs_ranked']:,} of {r['pairs_considered']:,} pairs: at least {r['min_periods']:,} "
-            f"common observations ({rule}); --min-periods to change")
+    return (f"ranked {r['pairs_ranked']:,} of {_count(r['pairs_considered'], 'pair')}: at least "
+            f"{_count(r['min_periods'], 'common observation')} ({rule}); --min-periods to change")
+
+
+LEFT_OUT_SHOWN = 5  # tickers named in the left-out line; the rest are counted
+
+
+def left_out_line(r: dict) -> str | None:
+    """The tickers too short to rank, the first few with their history: None if there are none."""
+    left = r.get("left_out") or []
+    if not left:
+        return None
+    named = ", ".join(f"{printable(e['ticker'])} ({e['n']:,})" for e in left[:LEFT_OUT_SHOWN])
+    more = f" and {len(left) - LEFT_OUT_SHOWN:,} more" if len(left) > LEFT_OUT_SHOWN else ""
+    noun = "observations" if r.get("on", "prices") == "prices" else "returns"
+    return (f"left out: {_count(len(left), 'ticker')} with fewer than {r['min_periods']:,} {noun}: "
+            f"{named}{more}")
 
 
 def _convert_line(s: dict) -> str:
@@ -270,6 +285,8 @@ def cmd_convert(args) -> int:
 
     if is_archive(source):
         source = extract(source, args.to, **_max_bytes(args))
+        if not args.json:
+            print(f"unpacked {printable(args.source)} to {printable(source)}")
     try:
         summary = convert(source, to=args.to, format=args.format, on_bad_lines=args.on_bad_lines,
                           force=args.force, lock_timeout=args.lock_timeout, ticker_column=args.ticker_column,
@@ -318,9 +335,9 @@ def cmd_correlate(args) -> int:
     else:
         print(_summary_line(out))
         print(ranked_line(out))
-        hint = _store_adjusted_hint(args.store, out)
-        if hint:
-            print(hint)
+        for line in (left_out_line(out), _store_adjusted_hint(args.store, out)):
+            if line:
+                print(line)
         if out.get("streamed"):
             print(f"the panel does not fit --memory-limit {args.memory_limit}: blocks were read from the store "
                   "by the tasks that needed them")
@@ -345,7 +362,7 @@ def cmd_plot(args) -> int:
         if args.tickers:
             raise PairscanError("plot --heatmap takes no tickers")
         out = check_output(args.out or "heatmap.png", "--out", PNG)
-        out = pipeline.plot_heatmap(args.store, out, selection=selection, execution=execution)
+        out = pictures.plot_heatmap(args.store, out, selection=selection, execution=execution)
         print(printable(out))
         return 0
     if len(args.tickers) != 2:
@@ -355,12 +372,11 @@ def cmd_plot(args) -> int:
         raise PairscanError(f"plot needs two different tickers, not {a!r} twice")
     if args.spread:
         out = check_output(args.out or default_name(a, b, "spread"), "--out", PNG)
-        out, fields = pipeline.plot_store_spread(args.store, a, b, out, selection.column, args.window,
-                                                 selection.cut)
+        out, fields = pictures.plot_spread(args.store, a, b, out, selection.column, args.window, selection.cut)
         print(f"{printable(out)} (beta = {fields['beta']:.4f}, coint p = {fields['coint_p']:.4g})")
         return 0
     out = check_output(args.out or default_name(a, b), "--out", PNG)
-    out = pipeline.plot_pair(args.store, a, b, out, selection=selection, execution=execution)
+    out = pictures.plot_pair(args.store, a, b, out, selection=selection, execution=execution)
     print(printable(out))
     return 0
 
@@ -381,7 +397,7 @@ def cmd_analyze(args) -> int:
     if args.json:
         _print_json(out)
     else:
-        print(f"{len(out['pairs'])} pairs analyzed on log {args.column} prices (rolling window {out['window']}); "
+        print(f"{_count(len(out['pairs']), 'pair')} analyzed on log {args.column} prices (rolling window {out['window']}); "
               f"{args.executor}, {out['seconds']:.3f} s")
         print(_analysis_table(out["pairs"]))
     return 0
@@ -481,6 +497,17 @@ def network_text(result, members: int = 6, strongest: int = 10) -> str:
     return "\n".join(lines)
 
 
+def data_line(out: dict) -> str:
+    """Where run's data came from and went: the source, where an archive or the sample was
+    written (the work folder), and the store."""
+    source, folder, store = (printable(out[k]) for k in ("source", "data", "store"))
+    if out["source"] == "built-in sample":
+        source = f"the built-in sample, written to {folder}"
+    elif out["data"] != out["source"]:
+        source = f"{source}, unpacked to {folder}"
+    return f"data: {source} -> store {store}"
+
+
 def cmd_run(args) -> int:
     # The report's folder is checked by run, once the work folder (its usual home) exists.
     out = pipeline.run(args.source, args.workdir, k=args.top, report=args.report, format=args.format,
@@ -494,10 +521,12 @@ def cmd_run(args) -> int:
     if c is None:
         print(f"store: {printable(out['store'])} (converted before: nothing to convert)")
     else:
-        print(f"data: {printable(out['source'])} -> {printable(out['data'])}")
+        print(data_line(out))
         print(_convert_line(c))
     print(_summary_line(out))
     print(ranked_line(out))
+    if left_out_line(out):
+        print(left_out_line(out))
     print()
     print(text_table(out["top"]))
     if out.get("analysis", {}).get("pairs"):

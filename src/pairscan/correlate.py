@@ -28,11 +28,11 @@ from .engines.naive import correlate_naive, pair_corr
 from .errors import PairscanError
 from .executors import Execution, Pool, preload
 from .outputs import check_not_in_store, check_output, output_path, write_csv
-from .pair_reader import stored_series
+from .pair_reader import PairSource, stored_series
 from .placement import Layout, Plan, is_frame, load, panel_fits, plan_placement, store_index
 from .records import fisher_interval, kendall_p, pair_frame, pearson_p, records, spearman_p
 from .selection import METHODS, Selection
-from .store import empty_store_error, store_files, ticker_file
+from .store import store_files
 from .universe import match, parse_list
 
 DEFAULT_MEMORY_LIMIT = "1GB"
@@ -64,6 +64,9 @@ class Correlation:
     ``min_periods`` is the value in force (``selection.min_periods`` may say ``auto``);
     ``pairs_ranked`` counts the pairs with a correlation at or above it, and
     ``histogram`` spreads their correlations over :data:`~pairscan.engines.HISTOGRAM_BINS`.
+    ``left_out`` names the selected tickers no pair of which can be ranked: ``{"ticker",
+    "n"}`` with ``n`` the values (prices or returns) of its series in the selection,
+    fewer than ``min_periods`` (0: none in the period), in ticker order.
     """
 
     top: pd.DataFrame
@@ -82,6 +85,7 @@ class Correlation:
     streamed: bool = False  # blocks read from the store by the tasks: the panel does not fit the limit
     stored: int | None = None  # the tickers of the store (columns of the frame) the selection chose from
     partners_of: list[str] | None = None  # --with: the named tickers; ``top`` is then their partners
+    left_out: list[dict] = field(default_factory=list)  # {"ticker", "n"}: too short a history to rank
 
     @property
     def partners(self) -> dict[str, pd.DataFrame] | None:
@@ -127,6 +131,7 @@ class Correlation:
             "resample": self.selection.resample,
             "tickers_stored": self.stored,
             "pairs_ranked": self.pairs_ranked,
+            "left_out": [dict(entry) for entry in self.left_out],
             **self._answer(),
             "nonfinite_missing": self.nonfinite_missing,
             "streamed": self.streamed,
@@ -242,6 +247,7 @@ def correlate(
         layout = load(plan, source, column=selection.column, on=selection.on, auto=selection.auto, pool=pool,
                       stack=stack, quiet=quiet, selection=selection)
         periods = selection.resolve(layout.counts)
+        left_out = _left_out(source, selection, layout, periods)
         chosen = choose_engine(engine, selection.method, layout.complete)
         load_seconds = time.perf_counter() - started
         if wanted is not None:
@@ -257,7 +263,7 @@ def correlate(
             return Correlation(top, len(layout.tickers), selection, periods, best.ranked, chosen, pool.name,
                                pool.workers, seconds, {"load": load_seconds, "correlate": seconds - load_seconds},
                                None, best.histogram, nonfinite, plan.streamed, layout.stored,
-                               partners_of=owners)
+                               partners_of=owners, left_out=left_out)
         reducer = EveryPair() if matrix is not None else TopPairs(k, selection.absolute)
         pairs = _run_engine(chosen, plan, layout, pool, selection.method, periods, reducer,
                             block_size=block_size, quiet=quiet, retries=retries)
@@ -272,7 +278,20 @@ def correlate(
     nonfinite = layout.nonfinite if layout.panel is not None else pairs.nonfinite
     return Correlation(top, len(layout.tickers), selection, periods, pairs.ranked, chosen, pool.name, pool.workers,
                        seconds, {"load": load_seconds, "correlate": seconds - load_seconds}, full, pairs.histogram,
-                       nonfinite, plan.streamed, layout.stored)
+                       nonfinite, plan.streamed, layout.stored, left_out=left_out)
+
+
+def _left_out(source, selection: Selection, layout: Layout, periods: int) -> list[dict]:
+    """The selected tickers with fewer values than ``periods`` (no pair of theirs can be
+    ranked), and those the period or frequency left without any (``n`` 0), in ticker order."""
+    counts = layout.counts if layout.counts is not None else layout.panel.observations()
+    short = {t: int(n) for t, n in zip(layout.tickers, counts) if n < periods}
+    if len(layout.tickers) < (layout.stored or 0):
+        names = [str(c) for c in source.columns] if is_frame(source) else list(store_files(source))
+        chosen = selection.universe(names) if selection.subset else names
+        present = set(layout.tickers)
+        short.update({t: 0 for t in chosen if t not in present})
+    return [{"ticker": t, "n": short[t]} for t in sorted(short)]
 
 
 def _partners_list(value, option: str):
@@ -338,36 +357,38 @@ class PairCorrelation:
     b: pd.Series
 
 
-def pair_correlations(store, pairs, *, selection: Selection | None = None, execution: Execution | None = None,
+def pair_correlations(source, pairs, *, selection: Selection | None = None, execution: Execution | None = None,
                       executor=None, workers: int | None = None, retries: int | None = None,
                       quiet: bool | None = None, connect_timeout: float | None = None, pool: Pool | None = None,
                       **options) -> list[PairCorrelation]:
-    """The correlation of each stored pair ``(a, b)`` of ``pairs`` exactly as :func:`correlate`
-    computes it for the same selection: each ticker's series cut and its returns on its
-    own timestamps, ``min_periods="auto"`` from the histories of the tickers the
-    selection correlates. Reads only the pairs unless ``min_periods`` is auto, and then
-    the selected tickers once."""
+    """The correlation of each pair ``(a, b)`` of ``pairs`` of a store (or a panel
+    DataFrame) exactly as :func:`correlate` computes it for the same selection: each
+    ticker's series cut and its returns on its own timestamps, ``min_periods="auto"``
+    from the histories of the tickers the selection correlates. Reads only the pairs
+    unless ``min_periods`` is auto, and then the selected tickers once."""
     execution = Execution.of(execution, executor=executor, workers=workers, retries=retries, quiet=quiet,
                              connect_timeout=connect_timeout, pool=pool)
     quiet = execution.quiet
     selection = Selection.of(selection, **options)
-    files = store_files(store)
-    if not files:
-        raise empty_store_error(store)
-    paths = [(ticker_file(files, a, store), ticker_file(files, b, store)) for a, b in pairs]
+    where = PairSource(source)
+    for pair in pairs:
+        for ticker in pair:
+            where.check(ticker)
     counts = None
     if selection.auto:
-        with execution.opened() as pool:
-            chosen = selection.universe(files) if selection.subset else list(files)
-            absolute = [os.path.abspath(files[t]) for t in chosen]
-            _, _, counts = store_index(absolute, selection.column, selection.on, pool, quiet, selection.cut)
-            if selection.cut is not None:
-                counts = counts[counts > 0]  # tickers with no value in the period leave the median
+        chosen = selection.universe(where.tickers) if selection.subset else where.tickers
+        if where.files is None:
+            counts = np.array([len(where.series(t, selection.column, selection.on, selection.cut)) for t in chosen])
+        else:
+            with execution.opened() as pool:
+                absolute = [where.path(t) for t in chosen]
+                _, _, counts = store_index(absolute, selection.column, selection.on, pool, quiet, selection.cut)
+        if selection.cut is not None:
+            counts = counts[counts > 0]  # tickers with no value in the period leave the median
     periods = selection.resolve(counts)
     found = []
-    for (a, b), (path_a, path_b) in zip(pairs, paths):
-        sa, sb = (stored_series(str(p), selection.column, selection.on, selection.cut).rename(t)
-                  for p, t in ((path_a, a), (path_b, b)))
+    for a, b in pairs:
+        sa, sb = (where.series(t, selection.column, selection.on, selection.cut).rename(t) for t in (a, b))
         corr, n = pair_corr(sa, sb, selection.method, periods)  # the naive engine's, as the oracle says
         x, y = _aligned(sa, sb)
         pair = Pairs(np.array([0]), np.array([1]), np.array([corr], float), np.array([n]))
@@ -431,3 +452,20 @@ def _write_matrix(frame: pd.DataFrame, path: Path) -> None:
         return
     with output_path(path, "--matrix") as tmp:
         frame.to_parquet(tmp)
+
+
+def correlation_matrix(store_or_panel, *, selection: Selection | None = None, **options) -> pd.DataFrame:
+    """The full correlation matrix (tickers x tickers) of a store or a panel.
+
+    Options are :func:`correlate`'s; pairs below the min-periods in force are NaN. The
+    frame's ``attrs`` say what was correlated (``column``, ``on``, ``method``,
+    ``min_periods``, ``min_periods_auto``, ``pairs_ranked``, ``left_out``...).
+    """
+    import tempfile
+
+    checks.store_or_frame("store_or_panel", store_or_panel)
+    with tempfile.TemporaryDirectory(prefix="pairscan-") as tmp:
+        result = correlate(store_or_panel, k=1, selection=selection, matrix=Path(tmp) / "m.parquet", **options)
+    matrix = result.matrix
+    matrix.attrs.update({k: v for k, v in result.to_dict().items() if k != "top"})
+    return matrix

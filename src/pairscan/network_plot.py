@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.collections import LineCollection
 
-from .plot import DPI, _plain_text, _save, plt
+from .plot import DPI, _plain_text, plt, save_figure
 
 SPRING_NODES = 150  # components up to this size: Kamada-Kawai; larger: the radial tree
 LABEL_ALL = 80  # label every ticker up to this many
@@ -203,7 +203,7 @@ def network_figure(result, title: str | None = None):
 
 def plot_network(result, out: str | os.PathLike = "network.png", title: str | None = None) -> Path:
     """Draw the forest of ``result`` to ``out`` (PNG), atomically."""
-    return _save(network_figure(result, title), out)
+    return save_figure(network_figure(result, title), out)
 
 
 __all__ = ["DPI", "forest_layout", "network_figure", "plot_network", "radial_layout"]

@@ -242,3 +242,8 @@ def default_name(*parts: str, suffix: str = ".png") -> str:
     if not name or name.startswith((".", "-")):
         name = "_" + name
     return name[: 200] + suffix
+
+
+def count(n: int, noun: str) -> str:
+    """``1 pair``, ``2,000 pairs``: a count and its noun, singular for one."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"

@@ -1,4 +1,5 @@
-"""One way to read a pair: two stored series, cached, aligned on their common timestamps.
+"""One way to read a pair: two stored series, cached, aligned on their common timestamps
+(or two columns of a caller's panel, :class:`PairSource`).
 
 The naive engine and ``analyze`` read pairs of tickers from the store where their task
 runs. Consecutive pairs share a ticker, so a worker keeps the last series it read; the
@@ -16,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from .panel import finish, read_selected
-from .selection import Cut
+from .selection import Cut, selected
+from .store import empty_store_error, store_files, ticker_file
 
 # A worker keeps the last series it read: consecutive pairs share a ticker.
 SERIES_CACHE = 32
@@ -67,3 +69,55 @@ def read_pair(path_a: str, path_b: str, column: str, cut: Cut | None = None) -> 
     """Two stored tickers' ``column`` (cut to a selection's period and frequency) on
     their common timestamps: ``(index, a, b)``."""
     return common(stored_series(path_a, column, cut=cut), stored_series(path_b, column, cut=cut))
+
+
+def frame_series(column: pd.Series, on: str = "prices", cut: Cut | None = None) -> pd.Series:
+    """One column of a caller's panel as :func:`stored_series` has a stored ticker: its
+    own timestamps (where it has a value), cut, for returns its log returns on them,
+    non-finite values missing and dropped."""
+    values = column.to_numpy(dtype=np.float64)
+    present = ~np.isnan(values)
+    stamps = np.asarray(pd.DatetimeIndex(column.index).as_unit("ns").values)
+    index, values = selected(stamps[present], values[present], on, cut)
+    values, _ = finish(values.reshape(-1, 1))
+    return pd.Series(values[:, 0], index=pd.DatetimeIndex(index, name="timestamp")).dropna()
+
+
+class PairSource:
+    """Where the series of named tickers come from: a store (a folder) or a caller's
+    panel (a DataFrame of one column per ticker, timestamps as its index).
+
+    ``tickers`` are the names (a panel's columns as strings); :meth:`check` raises bad
+    input naming the closest ticker; :meth:`series` is a ticker's series as correlate
+    sees it; :meth:`path` its stored file (None for a panel, whose pairs are read here).
+    """
+
+    def __init__(self, source):
+        if isinstance(source, pd.DataFrame):
+            self.frame = source
+            self.where = None
+            self.names = {str(c): c for c in source.columns}
+            self.files = None
+        else:
+            files = store_files(source)
+            if not files:
+                raise empty_store_error(source)
+            self.frame = None
+            self.where = source
+            self.names = self.files = {t: os.path.abspath(p) for t, p in files.items()}
+
+    @property
+    def tickers(self) -> list[str]:
+        return list(self.names)
+
+    def check(self, ticker: str) -> None:
+        ticker_file(self.names, ticker, self.where if self.where is not None else "the panel")
+
+    def path(self, ticker: str) -> str | None:
+        return None if self.files is None else self.files[ticker]
+
+    def series(self, ticker: str, column: str = "close", on: str = "prices", cut: Cut | None = None) -> pd.Series:
+        self.check(ticker)
+        if self.frame is None:
+            return stored_series(self.files[ticker], column, on, cut)
+        return frame_series(self.frame[self.names[ticker]], on, cut)

@@ -1,8 +1,9 @@
-"""Plots: the best pair over time, the clustered correlation heatmap, the bench chart (PNG).
+"""Figures: the best pair over time, the clustered correlation heatmap, the spread, the bench chart.
 
-The ``*_figure`` functions build a matplotlib figure and leave it open; ``plot_*``
-write it to a file atomically and close it; :func:`figure_png` renders it to bytes
-(for pages that embed their pictures).
+Drawing only, with matplotlib: the ``*_figure`` functions take arrays and frames and
+build a figure, left open; :func:`save_figure` writes one to a PNG file atomically and
+closes it; :func:`figure_png` renders it to bytes (for pages that embed their
+pictures). What reads a store and correlates before drawing is :mod:`pairscan.pictures`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -23,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .outputs import PNG, check_output, output_path  # noqa: E402
+from .outputs import PNG, check_output, count, output_path  # noqa: E402
 
 DPI = 110
 SYMBOL = {"pearson": "Pearson r", "spearman": "Spearman \u03c1", "kendall": "Kendall \u03c4"}
@@ -50,7 +52,8 @@ def _plain_text(figure_function):
     return build
 
 
-def _save(fig, out: str | os.PathLike) -> Path:
+def save_figure(fig, out: str | os.PathLike) -> Path:
+    """Write ``fig`` to ``out`` as a PNG (checked and atomic, :mod:`pairscan.outputs`) and close it."""
     try:
         out = check_output(out, "out", PNG)
         with output_path(out, "out") as tmp, plt.rc_context(_PLAIN_TEXT):
@@ -89,6 +92,7 @@ def pair_figure(
     p: float | None = None,
     min_periods: int | None = None,
     question: str | None = None,
+    returns: tuple[pd.Series, pd.Series] | None = None,
 ):
     """The seed's picture done well: both series over time, each divided by its maximum.
 
@@ -97,12 +101,24 @@ def pair_figure(
     always prices. With ``n`` (the pair's common observations) the legend gives it
     and the p-value, the period both series share is shaded, and a pair without a
     correlation says why (fewer common observations than ``min_periods``).
+
+    When a series spans more than a decade (its maximum over ten times its minimum)
+    the price axis is logarithmic: equal moves in percent are then equal heights, and
+    a long history that grew a hundredfold does not flatten its first half to the floor.
+
+    ``returns`` (the two log return series, as correlated) adds a scatter of their
+    common values beside the prices, with the least-squares line.
     """
-    fig, ax = plt.subplots(figsize=(11, 4.5), layout="constrained")
+    if returns is not None:
+        fig, (ax, scatter) = plt.subplots(1, 2, figsize=(14.5, 4.8), layout="constrained",
+                                          gridspec_kw={"width_ratios": [2.6, 1]})
+    else:
+        fig, ax = plt.subplots(figsize=(11, 4.5), layout="constrained")
     a, b = a.dropna().rename(a.name), b.dropna().rename(b.name)
     union = a.index.union(b.index)
     compress = _mostly_closed(union)
     position = (lambda stamps: union.get_indexer(stamps)) if compress else (lambda stamps: stamps.values)
+    log_axis = spans_a_decade(a) or spans_a_decade(b)
     for series, colour in ((a, "tab:blue"), (b, "tab:orange")):
         y = series.to_numpy(dtype=float) / series.max()
         if compress:
@@ -110,6 +126,12 @@ def pair_figure(
         else:
             x, y = _break_at_gaps(series.index.values, y, _span(union) / 100)
         ax.plot(x, y, lw=0.7, color=colour, label=str(series.name))
+    if log_axis:
+        ax.set_yscale("log")
+        # Plain numbers (1, 0.5, 0.2, 0.1...): the default labels are mathtext, drawn literally here.
+        ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     common = a.index.intersection(b.index)
     if n is not None and len(common):
         # Where both series exist: the only stretch the correlation is computed on.
@@ -117,8 +139,9 @@ def pair_figure(
         ax.axvspan(first, last, color="tab:green", alpha=0.08, lw=0,
                    label=f"both trade: {common[0]:%Y-%m-%d} to {common[-1]:%Y-%m-%d}")
     ax.set_title(f"{a.name} and {b.name}: {column} prices, each divided by its own maximum"
+                 + (", log scale" if log_axis else "")
                  + (f"\ncorrelated: {question}" if question else ""))
-    ax.set_ylabel(f"{column} / its maximum (1 = highest)")
+    ax.set_ylabel(f"{column} / its maximum (1 = highest" + ("; log scale)" if log_axis else ")"))
     if compress:
         ticks, labels = trading_ticks(union)
         ax.set_xticks(ticks, labels)
@@ -140,9 +163,39 @@ def pair_figure(
             legend_title += "\nof log returns, not prices"
     elif n is not None:
         why = f"fewer than min-periods {min_periods:,}" if min_periods and n < min_periods else "a constant series"
-        legend_title = f"no {correlation_symbol(method)} of {of}:\n{n:,} common observations, {why}"
+        legend_title = f"no {correlation_symbol(method)} of {of}:\n{count(n, 'common observation')}, {why}"
     ax.legend(loc="best", title=legend_title, alignment="left")
+    if returns is not None:
+        _returns_scatter(scatter, *returns)
     return fig
+
+
+def spans_a_decade(series: pd.Series) -> bool:
+    """Whether positive ``series`` has a maximum over ten times its minimum."""
+    values = series.to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    return bool(len(values)) and values.min() > 0 and values.max() > 10 * values.min()
+
+
+def _returns_scatter(ax, ra: pd.Series, rb: pd.Series) -> None:
+    """The two return series on their common timestamps, one point each, and the
+    least-squares line of ``b`` on ``a``."""
+    ra, rb = ra.dropna(), rb.dropna()
+    common = ra.index.intersection(rb.index)
+    x, y = ra.loc[common].to_numpy(dtype=float), rb.loc[common].to_numpy(dtype=float)
+    size = 6 if len(x) <= 2000 else 2
+    ax.scatter(x, y, s=size, alpha=0.35 if len(x) > 500 else 0.6, color="tab:purple", lw=0)
+    ax.set_xlabel(f"log return of {ra.name}")
+    ax.set_ylabel(f"log return of {rb.name}")
+    ax.set_title(count(len(x), "common log return"))
+    ax.grid(alpha=0.3)
+    if len(x) >= 2 and np.ptp(x) > 0:
+        slope, intercept = np.polyfit(x, y, 1)
+        line = np.array([x.min(), x.max()])
+        sign = "+" if intercept >= 0 else "\u2212"
+        ax.plot(line, intercept + slope * line, color="black", lw=1.0,
+                label=f"least squares: {rb.name} = {slope:.3f} {ra.name} {sign} {abs(intercept):.2g}")
+        ax.legend(loc="upper left", fontsize=8)
 
 
 def _p_text(p: float | None) -> str:
@@ -214,21 +267,6 @@ def _break_at_gaps(x: np.ndarray, y: np.ndarray, longest) -> tuple[np.ndarray, n
     return np.insert(x, gaps + 1, middle), np.insert(y, gaps + 1, np.nan)
 
 
-def plot_pair(
-    a: pd.Series,
-    b: pd.Series,
-    out: str | os.PathLike = "pair.png",
-    corr: float | None = None,
-    column: str = "close",
-    on: str = "prices",
-    method: str = "pearson",
-    **stats,
-) -> Path:
-    """Write the pair plot of two series (named by their tickers) to ``out``; ``stats``
-    are :func:`pair_figure`'s ``n``, ``p`` and ``min_periods``."""
-    return _save(pair_figure(a, b, corr, column, on, method, **stats), out)
-
-
 def cluster_order(matrix: pd.DataFrame) -> list[int]:
     """Leaf order of average-linkage clustering on ``1 - r``: similar tickers side by side."""
     n = len(matrix)
@@ -285,21 +323,20 @@ def heatmap_figure(
         title = f"Correlation of {n} tickers, in cluster order"
     notes = []
     if step > 1:
-        notes.append(f"{len(ticks)} of {n} tickers labelled")
+        notes.append(f"{len(ticks):,} of {n:,} tickers labelled")
     if np.isnan(values).any() and "grey" not in title:
         notes.append("grey: no correlation")
-    ax.set_title(title + (f"\n({'; '.join(notes)})" if notes else ""))
+    title += f"\n({'; '.join(notes)})" if notes else ""
+    # Wrapped to the figure's width: a caption wider than the page would be clipped.
+    fontsize = 10
+    ax.set_title(wrap_lines(title, fig.get_size_inches()[0] * 72 * 0.92 / (0.6 * fontsize)), fontsize=fontsize)
     return fig
 
 
-def plot_heatmap(
-    matrix: pd.DataFrame,
-    out: str | os.PathLike = "heatmap.png",
-    title: str | None = None,
-    method: str = "pearson",
-) -> Path:
-    """Write the clustered heatmap of a correlation matrix to ``out``."""
-    return _save(heatmap_figure(matrix, title, method), out)
+def wrap_lines(text: str, width: float) -> str:
+    """Each line of ``text`` wrapped at ``width`` characters (long words broken too)."""
+    width = max(20, int(width))
+    return "\n".join(textwrap.fill(line, width, break_on_hyphens=False) or line for line in text.split("\n"))
 
 
 @_plain_text
@@ -313,7 +350,7 @@ def histogram_figure(counts: np.ndarray, edges: np.ndarray, what: str = "Pearson
     ax.set_xlabel(what)
     ax.set_ylabel("pairs")
     ax.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
-    ax.set_title(f"{int(counts.sum()):,} ranked pairs by correlation")
+    ax.set_title(f"{count(int(counts.sum()), 'ranked pair')} by correlation")
     ax.grid(axis="y", alpha=0.3)
     return fig
 
@@ -360,11 +397,6 @@ def bench_figure(rows: list[dict], title: str = "pairscan bench"):
     ax.set_xlabel("speed-up over serial (log scale; right of 1\u00d7 faster, left slower); labels: wall time")
     fig.suptitle(title)
     return fig
-
-
-def plot_bench(rows: list[dict], out: str | os.PathLike, title: str = "pairscan bench") -> Path:
-    """Write the bench chart to ``out``."""
-    return _save(bench_figure(rows, title), out)
 
 
 @_plain_text
@@ -437,9 +469,3 @@ def _spread_facts(fields: dict) -> str:
                         else "none (no reversion)"),
         f"z-score now {_num(fields.get('zscore'), '.2f')}",
     ])
-
-
-def plot_spread(index, spread, rolling, fields: dict, a: str, b: str, out: str | os.PathLike = "spread.png",
-                window: int = 60, column: str = "close") -> Path:
-    """Write the spread plot of an analysed pair (see :func:`spread_figure`) to ``out``."""
-    return _save(spread_figure(index, spread, rolling, fields, a, b, window, column), out)
