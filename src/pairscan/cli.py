@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import signal
 import sys
 import threading
@@ -371,16 +372,22 @@ def cmd_analyze(args) -> int:
 
 
 def cmd_backtest(args) -> int:
-    from .backtest import backtest
+    from .backtest import backtest, parse_length
     from .backtest.render import plot, text, write_report
 
     for option, suffixes in (("out", ()), ("plot", PNG), ("report", (".html", ".htm"))):
         if getattr(args, option):
             check_not_in_store(getattr(args, option), args.store, f"--{option}")
             check_output(getattr(args, option), f"--{option}", suffixes)
-    result = backtest(args.store, formation=args.formation, trading=args.trading, step=args.step, k=args.top,
-                      rank=args.rank, entry=args.entry, selection=Selection.from_args(args),
-                      execution=Execution.from_args(args))
+    # Checked here too, so that the messages name the options as typed.
+    lengths = {name: parse_length(getattr(args, name), f"--{name}") if getattr(args, name) is not None else None
+               for name in ("formation", "trading", "step")}
+    if not math.isfinite(args.entry) or args.entry < 0:
+        raise PairscanError(f"--entry must be a number of standard deviations >= 0, like 2.0, not {args.entry}")
+    if args.rank == "distance" and args.on == "returns":
+        raise PairscanError("--rank distance compares normalized prices: drop --on returns, or use --rank correlation")
+    result = backtest(args.store, **lengths, k=args.top, rank=args.rank, entry=args.entry,
+                      selection=Selection.from_args(args), execution=Execution.from_args(args))
     if args.out:
         write_csv(result.pairs, args.out, "--out")
     if args.plot:
