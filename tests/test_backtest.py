@@ -194,10 +194,16 @@ def test_distance_on_prices_with_a_three_month_step_equals_the_contract(store):
                                           "out_n", "trades", "return"]
 
 
-def test_processes_give_what_serial_gives(store):
-    options = dict(formation="6M", trading="3M", k=3, on="returns")
+@pytest.mark.parametrize("options", [
+    dict(formation="6M", trading="3M", k=3, on="returns"),
+    dict(formation="26W", trading="8W", step="6W", k=3, start="2005-02-10", end="2006-10", resample="W", min_periods=10,
+         rank="distance"),
+])
+def test_processes_give_what_serial_gives(store, options):
+    # Serial tasks take views of one panel read here; process tasks read their own rows from the store.
     serial = pairscan.backtest(store, executor="serial", **options)
     spread = pairscan.backtest(store, executor="processes", workers=2, **options)
+    assert len(serial.windows) > 1 and len(serial.pairs) > 1
     pd.testing.assert_frame_equal(serial.windows, spread.windows, rtol=1e-12)
     pd.testing.assert_frame_equal(serial.pairs, spread.pairs, rtol=1e-12)
 

@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", default=None, metavar="LEN", help="from one window to the next (default: --trading)")
     p.add_argument("--top", type=_at_least_one, default=20, metavar="K", help="pairs chosen per window (default 20)")
     p.add_argument("--rank", choices=RANKS, default="correlation",
-                   help="choose by correlation (as correlate) or by distance of normalized prices (default correlation)")
+                   help="choose by correlation (as correlate) or by distance of normalized prices "
+                        "(default correlation)")
     p.add_argument("--entry", type=float, default=2.0, metavar="SIGMAS",
                    help="open when the spread is beyond this many formation standard deviations (default 2.0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

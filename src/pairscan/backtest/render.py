@@ -193,7 +193,8 @@ img {{ max-width: 100%; height: auto; }}
 at random would have shown. Returns are the rule of Gatev, Goetzmann &amp; Rouwenhorst (2006) on one unit
 of money per leg, averaged over the chosen pairs (pairs that never traded count 0): no transaction costs,
 no short-sale fees, no financing.</p>
-<figure><img src="data:image/png;base64,{png}" alt="in-sample and out-of-sample correlation per window; cumulative return"></figure>
+<figure><img src="data:image/png;base64,{png}"
+ alt="in-sample and out-of-sample correlation per window; cumulative return"></figure>
 <h2>Windows</h2>
 <table>
 <tr><th>window</th><th>formation</th><th>trading</th><th>tickers</th><th>pairs ranked</th><th>in r</th>
