@@ -37,7 +37,7 @@ from ..engines.naive import correlate_naive
 from ..executors import Execution, SerialExecutor, preload
 from ..panel import align, read_selected
 from ..placement import load, plan_placement
-from ..selection import Cut, Selection, selected
+from ..selection import Cut, Selection
 from ..store import read_column_period
 from .rule import formation_sigma, trade
 from .windows import Window, rows
@@ -124,32 +124,67 @@ def evaluate(source, window: Window, job: WindowJob) -> dict:
     f0, f1, t1 = window.bounds()
     index, values = source.read(f0, t1)
     tickers = list(source.tickers)
-    formation = _frame(index, values, tickers, f0, f1)
-    trading = _frame(index, values, tickers, f1, t1)
     sel = job.selection
-    chosen, facts = (_by_distance if job.rank == "distance" else _by_correlation)(formation, sel, job.k, window)
+    f, t = rows(index, f0, f1), rows(index, f1, t1)
+    prices = {"formation": values[f], "trading": values[t]}
+    series = {name: series_of(part, sel.on) for name, part in prices.items()}
+    stamps = {"formation": index[f], "trading": index[t]}
+    if job.rank == "distance":
+        chosen, facts = _by_distance(prices["formation"], tickers, sel, job.k)
+    else:
+        chosen, facts = _by_correlation(series["formation"], stamps["formation"], tickers, sel, job.k)
+    column = {ticker: c for c, ticker in enumerate(tickers)}
     pairs = []
     for rank, (a, b, fields) in enumerate(chosen, 1):
-        out_corr, out_n = pair_corr(trading[a], trading[b], sel)
-        sigma = formation_sigma(formation[a].to_numpy(), formation[b].to_numpy())
-        trades, gain = trade(trading[a].to_numpy(), trading[b].to_numpy(), sigma, job.entry)
+        i, j = column[a], column[b]
+        out_corr, out_n = pair_corr(series["trading"][:, i], series["trading"][:, j], sel.method)
+        sigma = formation_sigma(prices["formation"][:, i], prices["formation"][:, j])
+        trades, gain = trade(prices["trading"][:, i], prices["trading"][:, j], sigma, job.entry)
         pairs.append({"rank": rank, "a": a, "b": b, **fields, "out_corr": out_corr, "out_n": out_n,
                       "trades": trades, "return": gain})
-    everything = mean_correlation(trading, sel, window)
     return {
         "window": window.number, "formation": [window.start, window.split], "trading": [window.split, window.stop],
         **facts, "pairs": pairs,
         "in_corr_mean": _mean([p["in_corr"] for p in pairs]),
         "out_corr_mean": _mean([p["out_corr"] for p in pairs]),
-        "out_corr_mean_all": everything,
+        "out_corr_mean_all": mean_correlation(series["trading"], stamps["trading"], tickers, sel),
         "return": float(np.mean([p["return"] for p in pairs])) if pairs else float("nan"),
         "trades": int(sum(p["trades"] for p in pairs)),
     }
 
 
-def _frame(index, values, tickers, low, high) -> pd.DataFrame:
-    span = rows(index, low, high)
-    return pd.DataFrame(values[span], index=pd.DatetimeIndex(index[span], name="timestamp"), columns=tickers)
+def series_of(prices: np.ndarray, on: str) -> np.ndarray:
+    """The selected series of a slice's prices (rows x tickers, NaN missing): the prices,
+    or each ticker's log returns on its own timestamps within the slice,
+    ``np.log(series.dropna()).diff()`` column by column; non-finite values missing.
+    A new array."""
+    if on == "returns":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logs = np.log(prices)
+        present = ~np.isnan(prices)
+        # Each row's previous present row, per column (-1: none yet).
+        last = np.where(present, np.arange(len(prices))[:, None], -1)
+        np.maximum.accumulate(last, axis=0, out=last)
+        before = np.full_like(last, -1)
+        before[1:] = last[:-1]
+        columns = np.arange(prices.shape[1])[None, :]
+        previous = np.where(before >= 0, logs[np.maximum(before, 0), columns], np.nan)
+        with np.errstate(invalid="ignore"):
+            out = np.where(present, logs - previous, np.nan)
+    else:
+        out = np.array(prices, dtype=np.float64)
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def pair_corr(a: np.ndarray, b: np.ndarray, method: str) -> tuple[float, int]:
+    """pandas ``A.corr(B, method)`` of two aligned series (NaN missing), and their
+    common observations."""
+    both = ~np.isnan(a) & ~np.isnan(b)
+    n = int(both.sum())
+    if not n:
+        return float("nan"), 0
+    return float(pd.Series(a[both]).corr(pd.Series(b[both]), method=method)), n
 
 
 def _mean(values) -> float:
@@ -161,80 +196,63 @@ def _serial() -> Execution:
     return Execution(SerialExecutor(), quiet=True)
 
 
-def _slice_selection(sel: Selection, frame: pd.DataFrame) -> Selection:
-    """The selection on a window's slice: its own ``start`` (where the slice already
-    begins: it changes no value, and makes the tickers with no value there leave the
-    panel and the median, as a period does)."""
-    start = pd.Timestamp(frame.index[0]).isoformat() if len(frame.index) else None
-    return Selection(sel.column, sel.on, sel.method, sel.min_periods, sel.absolute, start=start)
+def _ranked_frame(series: np.ndarray, stamps: np.ndarray, tickers: list[str]) -> pd.DataFrame:
+    """The slice's selected series of the tickers that have a value there (the others
+    leave the panel and the median, as a period makes them), as ``correlate`` takes a
+    panel."""
+    keep = np.flatnonzero((~np.isnan(series)).any(axis=0))
+    return pd.DataFrame(series[:, keep], index=pd.DatetimeIndex(stamps, name="timestamp"),
+                        columns=[tickers[c] for c in keep])
 
 
-def _present(frame: pd.DataFrame, on: str) -> int:
-    """How many tickers have a value of the correlated series in the slice."""
-    least = 2 if on == "returns" else 1
-    return int((frame.notna().sum(axis=0) >= least).sum())
+def _as_given(sel: Selection) -> Selection:
+    """The selection for a panel of already selected series: ``correlate`` takes its
+    values as they are (no period, no resample, no returns taken again)."""
+    return Selection(sel.column, "prices", sel.method, sel.min_periods, sel.absolute)
 
 
-def _by_correlation(formation: pd.DataFrame, sel: Selection, k: int, window: Window):
-    if _present(formation, sel.on) < 2:
-        return [], {"tickers": _present(formation, sel.on), "pairs_ranked": 0, "min_periods": None}
-    found = correlate(formation, k, selection=_slice_selection(sel, formation), execution=_serial())
+def _by_correlation(series: np.ndarray, stamps: np.ndarray, tickers: list[str], sel: Selection, k: int):
+    frame = _ranked_frame(series, stamps, tickers)
+    if frame.shape[1] < 2:
+        return [], {"tickers": frame.shape[1], "pairs_ranked": 0, "min_periods": None}
+    found = correlate(frame, k, selection=_as_given(sel), execution=_serial())
     chosen = [(r["a"], r["b"], {"in_corr": float(r["corr"]), "in_n": int(r["n"])})
               for r in found.top.to_dict(orient="records")]
     return chosen, {"tickers": found.series, "pairs_ranked": found.pairs_ranked, "min_periods": found.min_periods}
 
 
-def _by_distance(formation: pd.DataFrame, sel: Selection, k: int, window: Window):
-    prices = formation.loc[:, formation.notna().any(axis=0)]
-    tickers = [str(c) for c in prices.columns]
-    values = np.array(prices.to_numpy(dtype=np.float64))  # a copy: the slice may be a view of the panel
-    values[~np.isfinite(values)] = np.nan
+def _by_distance(prices: np.ndarray, tickers: list[str], sel: Selection, k: int):
+    keep = np.flatnonzero((~np.isnan(prices)).any(axis=0))
+    values = prices[:, keep]
     counts = np.count_nonzero(~np.isnan(values), axis=0)
     periods = sel.resolve(counts)
-    if len(tickers) < 2:
-        return [], {"tickers": len(tickers), "pairs_ranked": 0, "min_periods": periods}
+    if len(keep) < 2:
+        return [], {"tickers": len(keep), "pairs_ranked": 0, "min_periods": periods}
     firsts = values[np.argmax(~np.isnan(values), axis=0), np.arange(values.shape[1])]
     found = nearest_pairs(values / firsts, k, periods, MEMORY_LIMIT)
     chosen = []
     for i, j, distance, n in zip(found.a, found.b, found.corr, found.n):
-        corr, _ = pair_corr(prices.iloc[:, i], prices.iloc[:, j], sel)
-        chosen.append((tickers[i], tickers[j], {"in_corr": corr, "in_n": int(n), "distance": float(distance)}))
-    return chosen, {"tickers": len(tickers), "pairs_ranked": found.ranked, "min_periods": periods}
+        corr, _ = pair_corr(values[:, i], values[:, j], sel.method)
+        chosen.append((tickers[keep[i]], tickers[keep[j]], {"in_corr": corr, "in_n": int(n),
+                                                            "distance": float(distance)}))
+    return chosen, {"tickers": len(keep), "pairs_ranked": found.ranked, "min_periods": periods}
 
 
-def series_of(prices: pd.Series, on: str) -> pd.Series:
-    """A ticker's selected series on a slice: its prices, or its log returns on its own
-    timestamps within the slice; non-finite values missing."""
-    prices = prices.dropna()
-    index, values = selected(prices.index.to_numpy(), prices.to_numpy(dtype=np.float64), on)
-    values[~np.isfinite(values)] = np.nan
-    return pd.Series(values, index=pd.DatetimeIndex(index))
-
-
-def pair_corr(a: pd.Series, b: pd.Series, sel: Selection) -> tuple[float, int]:
-    """pandas ``A.corr(B, method)`` of the pair's selected series on a slice, and their
-    common observations."""
-    sa, sb = series_of(a, sel.on), series_of(b, sel.on)
-    both = pd.concat([sa, sb], axis=1, join="inner").dropna()
-    n = len(both)
-    corr = float(both.iloc[:, 0].corr(both.iloc[:, 1], method=sel.method)) if n else float("nan")
-    return corr, n
-
-
-def mean_correlation(trading: pd.DataFrame, sel: Selection, window: Window) -> float:
+def mean_correlation(series: np.ndarray, stamps: np.ndarray, tickers: list[str], sel: Selection) -> float:
     """The mean correlation of every pair ranked on the trading slice by the rule that
     ranks the formation (``min_periods`` auto counted on this slice): what a pair picked
     at random would have shown. The blocked engine with a reducer that sums them."""
-    if _present(trading, sel.on) < 2:
+    frame = _ranked_frame(series, stamps, tickers)
+    if frame.shape[1] < 2:
         return float("nan")
-    slice_sel = _slice_selection(sel, trading)
+    given = _as_given(sel)
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(_serial().opened())
         plan = plan_placement(given=True, shares_memory=True, shares_files=True, remote=False, workers=1,
                               memory_limit=MEMORY_LIMIT, fits=lambda: True)
-        layout = load(plan, trading, column=sel.column, on=sel.on, auto=slice_sel.auto, pool=pool, stack=stack,
-                      quiet=True, selection=slice_sel)
-        periods = slice_sel.resolve(layout.counts)
+        layout = load(plan, frame, column=sel.column, on="prices", auto=given.auto, pool=pool, stack=stack,
+                      quiet=True, selection=given)
+        periods = given.resolve(layout.counts)
         if choose_engine("auto", sel.method, layout.complete) == "blocked":
             total, count = correlate_blocked(plan, layout, pool, method=sel.method, min_periods=periods,
                                              reducer=PairMean())
