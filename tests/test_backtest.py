@@ -272,6 +272,7 @@ def test_text_plot_and_report(store, capsys, tmp_path):
     (["--rank", "distance", "--on", "returns"], "--rank distance compares normalized prices"),
     (["--formation", "10Y"], "shorter than one window of 10Y formation and 6M trading"),
     (["--entry", "nan"], "--entry must be"),
+    (["--tickers", "aet"], "need at least two tickers"),
 ])
 def test_bad_options_exit_2_with_one_line(store, capsys, args, words):
     assert main(["backtest", str(store), "--quiet", "--executor", "serial", *args]) == 2

@@ -175,15 +175,19 @@ def _rows(pool: Pool, paths: list[str], tickers: list[str], selection: Selection
         panel = load_panel(store, selection.column, "prices", tickers, pool=pool, quiet=quiet, as_frame=False,
                            cut=cut)
         panel.drop_empty()
-        if not len(panel.index) or not panel.tickers:
-            raise PairscanError("no selected ticker has a value in the period", store)
+        _enough(len(panel.tickers), store)
         return PanelRows(panel.index, panel.values, panel.tickers), panel.index[0], panel.index[-1]
     index, _, counts = store_index(paths, selection.column, "prices", pool, quiet, cut)
     keep = np.flatnonzero(counts > 0)
-    if not len(index) or not len(keep):
-        raise PairscanError("no selected ticker has a value in the period", store)
+    _enough(len(keep), store)
     return (StoreRows([paths[i] for i in keep], [tickers[i] for i in keep], selection.column, cut), index[0],
             index[-1])
+
+
+def _enough(tickers: int, store) -> None:
+    if tickers < 2:
+        raise PairscanError(f"need at least two tickers with prices in the selection to backtest pairs, found "
+                            f"{tickers}", store)
 
 
 def _run(pool: Pool, source, cut: list[Window], job: WindowJob, execution: Execution) -> list[dict]:
