@@ -287,3 +287,16 @@ def test_api_errors_name_the_keywords(store):
         pairscan.backtest(store, rank="distance", on="returns")
     with pytest.raises(pairscan.PairscanError, match="^k must be at least 1"):
         pairscan.backtest(store, k=0)
+
+
+def test_the_rule_by_hand():
+    from pairscan.backtest.rule import formation_sigma, trade
+
+    sigma = formation_sigma(np.array([1, 1.1, 1.0, 0.9, 1.0]), np.ones(5))
+    assert sigma == pytest.approx(math.sqrt(0.02 / 4), rel=1e-12)
+    # d = 0, .08 (open: short a, long b), .05, -.01 (crossed: close), -.05 (inside the band), .02 (last)
+    a, b = np.array([10, 10.8, 10.5, 9.9, 9.5, 10.2]), np.full(6, 5.0)
+    assert trade(a, b, sigma, 1.0) == (1, pytest.approx(-(9.9 / 10.8 - 1), rel=1e-12))
+    assert trade(a, b, sigma, 2.0) == (0, 0.0)
+    # open at the last common timestamp: never; a missing price is no common timestamp
+    assert trade(np.array([10, np.nan, 10.2, 12.0]), np.full(4, 5.0), sigma, 1.0) == (0, 0.0)
