@@ -169,7 +169,7 @@ def _rows(pool: Pool, paths: list[str], tickers: list[str], selection: Selection
 
     A pool that shares this process's memory (serial, threads) reads the store once
     into a panel of prices and the tasks take views of it; elsewhere each task reads
-    its own rows from the store, and here only the timestamps are read."""
+    its own rows from the store, after one pass here for the first and last timestamps."""
     cut = selection.cut
     if pool.can.shares_memory:
         panel = load_panel(store, selection.column, "prices", tickers, pool=pool, quiet=quiet, as_frame=False,
