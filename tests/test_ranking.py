@@ -248,8 +248,8 @@ def _options(parser: argparse.ArgumentParser) -> dict:
 
 def test_every_command_that_correlates_has_the_same_selection_options():
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    commands = [name for name in ("correlate", "run", "plot", "analyze", "network") if name in sub.choices]
-    assert {"correlate", "run", "plot"} <= set(commands)
+    commands = [name for name in ("correlate", "run", "plot", "analyze", "network", "backtest") if name in sub.choices]
+    assert {"correlate", "run", "plot", "network", "backtest"} <= set(commands)
     reference = _options(sub.choices["correlate"])
     assert {k: v[0] for k, v in reference.items()} == SELECTION
     for name in commands:

@@ -9,6 +9,7 @@ Everything the command line does is one import away::
     pairscan.partners(folder, ["aapl"], k=5)   # each named ticker's 5 best partners: a, b, rank, corr, ...
     pairscan.analyze(folder, k=5)              # hedge ratio, cointegration, half-life of the top pairs
     pairscan.network(folder, clusters=6)       # the minimum spanning forest: .edges, .clusters, .graph()
+    pairscan.backtest(folder, formation="12M", trading="6M")  # chosen in formation, judged out of sample
     pairscan.plot_pair(...), pairscan.plot_heatmap(...)
 
 ``executor=`` takes a name as on the command line (``serial``, ``threads``,
@@ -24,6 +25,7 @@ import pandas as pd
 from . import checks
 from .analyze import analyze
 from .archive import extract
+from .backtest import Backtest, backtest
 from .convert import convert
 from .correlate import Correlation, correlate, correlation_matrix
 from .errors import PairscanError
@@ -37,9 +39,9 @@ from .selection import Selection
 from .version import __version__  # noqa: F401  (pairscan.__version__)
 
 __all__ = [
-    "Correlation", "Execution", "Network", "PairscanError", "Selection", "SerialExecutor", "TaskFailed", "analyze",
-    "convert", "correlate", "correlation_matrix", "extract", "load_panel", "network", "partners", "plot_heatmap",
-    "plot_pair", "run", "sample", "top_pairs",
+    "Backtest", "Correlation", "Execution", "Network", "PairscanError", "Selection", "SerialExecutor", "TaskFailed",
+    "analyze", "backtest", "convert", "correlate", "correlation_matrix", "extract", "load_panel", "network", "partners",
+    "plot_heatmap", "plot_pair", "run", "sample", "top_pairs",
 ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import signal
 import sys
 import threading
@@ -17,6 +18,7 @@ import warnings
 from . import pictures, pipeline
 from .version import __version__
 from .archive import extract
+from .backtest.run import RANKS
 from .convert import DEFAULT_LOCK_TIMEOUT, ConvertFailed, convert
 from .correlate import DEFAULT_MEMORY_LIMIT, correlate, parse_size
 from .engines import ENGINES
@@ -163,6 +165,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", metavar="EDGES.csv", help="also write the forest's edges as CSV")
     p.add_argument("--plot", metavar="TREE.png", help="also draw the forest, coloured by cluster")
+    Selection.add_arguments(p)
+    Execution.add_arguments(p)
+
+    p = sub.add_parser("backtest", parents=[quiet],
+                       help="choose pairs in formation windows and judge them in the trading windows that follow")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("--formation", default="12M", metavar="LEN",
+                   help="formation window: a whole number and D, W, M or Y (default 12M)")
+    p.add_argument("--trading", default="6M", metavar="LEN", help="trading window (default 6M)")
+    p.add_argument("--step", default=None, metavar="LEN", help="from one window to the next (default: --trading)")
+    p.add_argument("--top", type=_at_least_one, default=20, metavar="K", help="pairs chosen per window (default 20)")
+    p.add_argument("--rank", choices=RANKS, default="correlation",
+                   help="choose by correlation (as correlate) or by distance of normalized prices "
+                        "(default correlation)")
+    p.add_argument("--entry", type=float, default=2.0, metavar="SIGMAS",
+                   help="open when the spread is beyond this many formation standard deviations (default 2.0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--out", metavar="PAIRS.csv", help="also write the chosen pairs of every window as CSV")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="in-sample against out-of-sample correlation per window, and the cumulative return")
+    p.add_argument("--report", metavar="FILE.html", help="also write a self-contained HTML page of the backtest")
     Selection.add_arguments(p)
     Execution.add_arguments(p)
 
@@ -403,6 +426,36 @@ def cmd_analyze(args) -> int:
     return 0
 
 
+def cmd_backtest(args) -> int:
+    from .backtest import backtest, parse_length
+    from .backtest.render import plot, text, write_report
+
+    for option, suffixes in (("out", ()), ("plot", PNG), ("report", (".html", ".htm"))):
+        if getattr(args, option):
+            check_not_in_store(getattr(args, option), args.store, f"--{option}")
+            check_output(getattr(args, option), f"--{option}", suffixes)
+    # Checked here too, so that the messages name the options as typed.
+    lengths = {name: parse_length(getattr(args, name), f"--{name}") if getattr(args, name) is not None else None
+               for name in ("formation", "trading", "step")}
+    if not math.isfinite(args.entry) or args.entry < 0:
+        raise PairscanError(f"--entry must be a number of standard deviations >= 0, like 2.0, not {args.entry}")
+    if args.rank == "distance" and args.on == "returns":
+        raise PairscanError("--rank distance compares normalized prices: drop --on returns, or use --rank correlation")
+    result = backtest(args.store, **lengths, k=args.top, rank=args.rank, entry=args.entry,
+                      selection=Selection.from_args(args), execution=Execution.from_args(args))
+    if args.out:
+        write_csv(result.pairs, args.out, "--out")
+    if args.plot:
+        plot(result, args.plot)
+    if args.report:
+        write_report(result, args.report, args.store)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(text(result))
+    return 0
+
+
 def _analysis_table(pairs: list[dict]) -> str:
     if not pairs:
         return "no pair to analyze (no pair has a correlation)"
@@ -560,8 +613,8 @@ def cmd_bench(args) -> int:
 
 
 COMMANDS = {"sample": cmd_sample, "extract": cmd_extract, "convert": cmd_convert, "correlate": cmd_correlate,
-            "plot": cmd_plot, "analyze": cmd_analyze, "network": cmd_network, "run": cmd_run,
-            "bench": cmd_bench}
+            "plot": cmd_plot, "analyze": cmd_analyze, "backtest": cmd_backtest, "network": cmd_network,
+            "run": cmd_run, "bench": cmd_bench}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

@@ -1,0 +1,263 @@
+"""One window of a backtest, as a task: its rows read once, the pairs chosen in
+formation, judged in trading.
+
+A task gets the window's rows of every selected ticker's prices (the selection's
+column, cut to ``--start/--end`` and resampled) from a :class:`PanelRows` (a panel
+this process holds: serial, threads) or a :class:`StoreRows` (the stored files, read
+where the task runs: processes, Dask), reading only ``[F0, T1)``. From them:
+
+- formation ``[F0, F1)``: :func:`~pairscan.correlate.correlate` on the slice, with
+  the same selection (``min_periods="auto"`` counted on the slice; tickers with no
+  value there left out), top ``k``; or with ``rank="distance"`` the ``k`` pairs of
+  smallest sum of squared differences of normalized prices
+  (:mod:`pairscan.engines.blocked.distance`);
+- trading ``[F1, T1)``: each chosen pair's correlation (pandas ``A.corr(B, method)``
+  of its selected series on the slice), the trading rule (:mod:`.rule`), and the mean
+  correlation of every pair ranked on the slice by the same rule.
+
+On returns, each ticker's log returns are taken on its own timestamps within the
+slice, as ``correlate`` on the slice takes them: the first price of a slice has no
+return.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from ..correlate import choose_engine, correlate
+from ..engines.blocked.distance import nearest_pairs
+from ..engines.blocked.kernel import blas_threads
+from ..engines.blocked.tasks import Block, correlate_blocked
+from ..engines.naive import correlate_naive
+from ..executors import Execution, SerialExecutor, preload
+from ..panel import align, read_selected
+from ..placement import load, plan_placement
+from ..selection import Cut, Selection
+from ..store import read_column_period
+from .rule import formation_sigma, trade
+from .windows import Window, rows
+
+preload(__name__)  # what its process workers need
+MEMORY_LIMIT = 256 * 2**20  # a window task's engine working set
+NS = np.timedelta64(1, "ns")
+
+
+@dataclass(frozen=True)
+class WindowJob:
+    """What every window task computes."""
+
+    selection: Selection  # column, on, method, min_periods, absolute (the period and subset are applied by the reader)
+    rank: str
+    k: int
+    entry: float
+    one_blas_thread: bool = False
+
+
+class PanelRows:
+    """A window's rows from a panel of prices this process holds (a view, no copy)."""
+
+    def __init__(self, index: np.ndarray, values: np.ndarray, tickers: list[str]):
+        self.index, self.values, self.tickers = index, values, tickers
+
+    def read(self, low: np.datetime64, high: np.datetime64) -> tuple[np.ndarray, np.ndarray]:
+        span = rows(self.index, low, high)
+        return self.index[span], self.values[span]
+
+
+class StoreRows:
+    """A window's rows read from the stored files where the task runs: only the rows of
+    ``[low, high)`` (within ``--start/--end``), or the whole period when resampled
+    (a bin's label can lie apart from its rows)."""
+
+    def __init__(self, paths: list[str], tickers: list[str], column: str, cut: Cut | None):
+        self.paths, self.tickers, self.column, self.cut = paths, tickers, column, cut
+
+    def read(self, low: np.datetime64, high: np.datetime64) -> tuple[np.ndarray, np.ndarray]:
+        series = [self._one(path, low, high) for path in self.paths]
+        index, values = align([i for i, _ in series], [v for _, v in series])
+        values[~np.isfinite(values)] = np.nan  # a non-finite price is missing, as the panel makes it
+        return index, values
+
+    def _one(self, path: str, low: np.datetime64, high: np.datetime64):
+        cut = self.cut
+        bounds = cut.bounds() if cut is not None else (None, None)
+        if bounds is not None and (cut is None or cut.resample is None):
+            first, last = bounds
+            first = low if first is None else max(first, low)
+            last = high - NS if last is None else min(last, high - NS)
+            if last < first:
+                return np.empty(0, "datetime64[ns]"), np.empty(0)
+            return read_column_period(path, self.column, first, last)
+        index, values = read_selected(path, self.column, "prices", cut)
+        span = rows(index, low, high)
+        return index[span], values[span]
+
+
+@dataclass(frozen=True)
+class PairMean:
+    """Reducer: the sum and count of the defined correlations of every pair."""
+
+    shrinks: ClassVar[bool] = True
+
+    def block(self, block: Block) -> tuple[float, int]:
+        corr = block.corr[np.triu(np.ones(block.corr.shape, dtype=bool), 1)] if block.same else block.corr
+        defined = corr[~np.isnan(corr)]
+        return float(defined.sum()), len(defined)
+
+    def merge(self, *parts: tuple[float, int]) -> tuple[float, int]:
+        return sum(p[0] for p in parts), sum(p[1] for p in parts)
+
+
+def window_task(source, window: Window, job: WindowJob) -> dict:
+    """Task: window ``window`` of the backtest, from ``source``'s rows (see the module)."""
+    with blas_threads(1) if job.one_blas_thread else contextlib.nullcontext():
+        return evaluate(source, window, job)
+
+
+def evaluate(source, window: Window, job: WindowJob) -> dict:
+    """The window's record: bounds, tickers, pairs ranked, the chosen pairs and the means."""
+    f0, f1, t1 = window.bounds()
+    index, values = source.read(f0, t1)
+    tickers = list(source.tickers)
+    sel = job.selection
+    f, t = rows(index, f0, f1), rows(index, f1, t1)
+    prices = {"formation": values[f], "trading": values[t]}
+    series = {name: series_of(part, sel.on) for name, part in prices.items()}
+    stamps = {"formation": index[f], "trading": index[t]}
+    if job.rank == "distance":
+        chosen, facts = _by_distance(prices["formation"], tickers, sel, job.k)
+    else:
+        chosen, facts = _by_correlation(series["formation"], stamps["formation"], tickers, sel, job.k)
+    column = {ticker: c for c, ticker in enumerate(tickers)}
+    pairs = []
+    for rank, (a, b, fields) in enumerate(chosen, 1):
+        i, j = column[a], column[b]
+        out_corr, out_n = pair_corr(series["trading"][:, i], series["trading"][:, j], sel.method)
+        sigma = formation_sigma(prices["formation"][:, i], prices["formation"][:, j])
+        trades, gain = trade(prices["trading"][:, i], prices["trading"][:, j], sigma, job.entry)
+        pairs.append({"rank": rank, "a": a, "b": b, **fields, "out_corr": out_corr, "out_n": out_n,
+                      "trades": trades, "return": gain})
+    return {
+        "window": window.number, "formation": [window.start, window.split], "trading": [window.split, window.stop],
+        **facts, "pairs": pairs,
+        "in_corr_mean": _mean([p["in_corr"] for p in pairs]),
+        "out_corr_mean": _mean([p["out_corr"] for p in pairs]),
+        "out_corr_mean_all": mean_correlation(series["trading"], stamps["trading"], tickers, sel),
+        "return": float(np.mean([p["return"] for p in pairs])) if pairs else float("nan"),
+        "trades": int(sum(p["trades"] for p in pairs)),
+    }
+
+
+def series_of(prices: np.ndarray, on: str) -> np.ndarray:
+    """The selected series of a slice's prices (rows x tickers, NaN missing): the prices,
+    or each ticker's log returns on its own timestamps within the slice,
+    ``np.log(series.dropna()).diff()`` column by column; non-finite values missing.
+    A new array."""
+    if on == "returns":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logs = np.log(prices)
+        present = ~np.isnan(prices)
+        # Each row's previous present row, per column (-1: none yet).
+        last = np.where(present, np.arange(len(prices))[:, None], -1)
+        np.maximum.accumulate(last, axis=0, out=last)
+        before = np.full_like(last, -1)
+        before[1:] = last[:-1]
+        columns = np.arange(prices.shape[1])[None, :]
+        previous = np.where(before >= 0, logs[np.maximum(before, 0), columns], np.nan)
+        with np.errstate(invalid="ignore"):
+            out = np.where(present, logs - previous, np.nan)
+    else:
+        out = np.array(prices, dtype=np.float64)
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def pair_corr(a: np.ndarray, b: np.ndarray, method: str) -> tuple[float, int]:
+    """pandas ``A.corr(B, method)`` of two aligned series (NaN missing), and their
+    common observations."""
+    both = ~np.isnan(a) & ~np.isnan(b)
+    n = int(both.sum())
+    if not n:
+        return float("nan"), 0
+    return float(pd.Series(a[both]).corr(pd.Series(b[both]), method=method)), n
+
+
+def _mean(values) -> float:
+    defined = [v for v in values if v is not None and not np.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
+
+
+def _serial() -> Execution:
+    return Execution(SerialExecutor(), quiet=True)
+
+
+def _ranked_frame(series: np.ndarray, stamps: np.ndarray, tickers: list[str]) -> pd.DataFrame:
+    """The slice's selected series of the tickers that have a value there (the others
+    leave the panel and the median, as a period makes them), as ``correlate`` takes a
+    panel."""
+    keep = np.flatnonzero((~np.isnan(series)).any(axis=0))
+    return pd.DataFrame(series[:, keep], index=pd.DatetimeIndex(stamps, name="timestamp"),
+                        columns=[tickers[c] for c in keep])
+
+
+def _as_given(sel: Selection) -> Selection:
+    """The selection for a panel of already selected series: ``correlate`` takes its
+    values as they are (no period, no resample, no returns taken again)."""
+    return Selection(sel.column, "prices", sel.method, sel.min_periods, sel.absolute)
+
+
+def _by_correlation(series: np.ndarray, stamps: np.ndarray, tickers: list[str], sel: Selection, k: int):
+    frame = _ranked_frame(series, stamps, tickers)
+    if frame.shape[1] < 2:
+        return [], {"tickers": frame.shape[1], "pairs_ranked": 0, "min_periods": None}
+    found = correlate(frame, k, selection=_as_given(sel), execution=_serial())
+    chosen = [(r["a"], r["b"], {"in_corr": float(r["corr"]), "in_n": int(r["n"])})
+              for r in found.top.to_dict(orient="records")]
+    return chosen, {"tickers": found.series, "pairs_ranked": found.pairs_ranked, "min_periods": found.min_periods}
+
+
+def _by_distance(prices: np.ndarray, tickers: list[str], sel: Selection, k: int):
+    keep = np.flatnonzero((~np.isnan(prices)).any(axis=0))
+    values = prices[:, keep]
+    counts = np.count_nonzero(~np.isnan(values), axis=0)
+    periods = sel.resolve(counts)
+    if len(keep) < 2:
+        return [], {"tickers": len(keep), "pairs_ranked": 0, "min_periods": periods}
+    firsts = values[np.argmax(~np.isnan(values), axis=0), np.arange(values.shape[1])]
+    found = nearest_pairs(values / firsts, k, periods, MEMORY_LIMIT)
+    chosen = []
+    for i, j, distance, n in zip(found.a, found.b, found.corr, found.n):
+        corr, _ = pair_corr(values[:, i], values[:, j], sel.method)
+        chosen.append((tickers[keep[i]], tickers[keep[j]], {"in_corr": corr, "in_n": int(n),
+                                                            "distance": float(distance)}))
+    return chosen, {"tickers": len(keep), "pairs_ranked": found.ranked, "min_periods": periods}
+
+
+def mean_correlation(series: np.ndarray, stamps: np.ndarray, tickers: list[str], sel: Selection) -> float:
+    """The mean correlation of every pair ranked on the trading slice by the rule that
+    ranks the formation (``min_periods`` auto counted on this slice): what a pair picked
+    at random would have shown. The blocked engine with a reducer that sums them."""
+    frame = _ranked_frame(series, stamps, tickers)
+    if frame.shape[1] < 2:
+        return float("nan")
+    given = _as_given(sel)
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(_serial().opened())
+        plan = plan_placement(given=True, shares_memory=True, shares_files=True, remote=False, workers=1,
+                              memory_limit=MEMORY_LIMIT, fits=lambda: True)
+        layout = load(plan, frame, column=sel.column, on="prices", auto=given.auto, pool=pool, stack=stack,
+                      quiet=True, selection=given)
+        periods = given.resolve(layout.counts)
+        if choose_engine("auto", sel.method, layout.complete) == "blocked":
+            total, count = correlate_blocked(plan, layout, pool, method=sel.method, min_periods=periods,
+                                             reducer=PairMean())
+        else:
+            found = correlate_naive(layout, pool, method=sel.method, min_periods=periods, quiet=True)
+            defined = found.corr[~np.isnan(found.corr)]
+            total, count = float(defined.sum()), len(defined)
+    return total / count if count else float("nan")
