@@ -31,14 +31,15 @@ from .network import Network, network
 from .executors import Execution, SerialExecutor, TaskFailed
 from .panel import load_panel
 from .pipeline import correlation_matrix, plot_heatmap, plot_pair, run
+from .run_result import RunResult
 from .sample import sample
 from .selection import Selection
 from .version import __version__  # noqa: F401  (pairscan.__version__)
 
 __all__ = [
-    "Correlation", "Execution", "Network", "PairscanError", "Selection", "SerialExecutor", "TaskFailed", "analyze",
-    "convert", "correlate", "correlation_matrix", "extract", "load_panel", "network", "partners", "plot_heatmap",
-    "plot_pair", "run", "sample", "top_pairs",
+    "Correlation", "Execution", "Network", "PairscanError", "RunResult", "Selection", "SerialExecutor", "TaskFailed",
+    "analyze", "convert", "correlate", "correlation_matrix", "extract", "load_panel", "network", "partners",
+    "plot_heatmap", "plot_pair", "run", "sample", "top_pairs",
 ]
 
 

@@ -35,6 +35,7 @@ from .pair_reader import read_pair
 from .records import PAIR_FIELDS, pair_frame
 from .selection import Cut, Selection
 from .store import empty_store_error, store_files, ticker_file
+from .wording import count
 
 DEFAULT_WINDOW = 60
 preload(__name__, "statsmodels.tsa.adfvalues")  # what its process workers need
@@ -73,7 +74,7 @@ def analyze_pair(log_a: np.ndarray, log_b: np.ndarray, window: int = DEFAULT_WIN
     reasons: list[str] = []
     n = len(log_a)
     if n < _MIN_POINTS:
-        out["reason"] = f"{_count(n, 'common timestamp')}: too few to fit a hedge ratio and test it"
+        out["reason"] = f"{count(n, 'common timestamp')}: too few to fit a hedge ratio and test it"
         return out
     constant = [name for name, x in (("a", log_a), ("b", log_b)) if np.ptp(x) == 0]
     if constant:
@@ -99,7 +100,7 @@ def analyze_pair(log_a: np.ndarray, log_b: np.ndarray, window: int = DEFAULT_WIN
         if np.isfinite(t):
             out["coint_t"], out["coint_p"] = t, _mackinnonp(t)
         else:
-            reasons.append(f"{_count(n, 'common timestamp')}: too few for the cointegration test's lags")
+            reasons.append(f"{count(n, 'common timestamp')}: too few for the cointegration test's lags")
 
     std = spread.std(ddof=1)
     if std > 0:
@@ -209,7 +210,7 @@ def _half_life(spread: np.ndarray, reasons: list[str]) -> float:
 def _rolling_corr(ra: np.ndarray, rb: np.ndarray, window: int, reasons: list[str]) -> dict:
     names = ("rolling_corr_min", "rolling_corr_median", "rolling_corr_max")
     if len(ra) < window:
-        reasons.append(f"{_count(len(ra), 'common log return')}, fewer than the window of {window}: "
+        reasons.append(f"{count(len(ra), 'common log return')}, fewer than the window of {window}: "
                        "no rolling correlation")
         return dict.fromkeys(names, math.nan)
     rolling = rolling_corr(ra, rb, window)
@@ -225,10 +226,6 @@ def rolling_corr(returns_a: np.ndarray, returns_b: np.ndarray, window: int) -> n
     return pd.Series(returns_a).rolling(window).corr(pd.Series(returns_b)).to_numpy()
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
-
-
 # -- tasks and the store ------------------------------------------------------------------
 
 
@@ -238,7 +235,7 @@ def analyze_stored_pair(path_a: str, path_b: str, column: str, window: int, cut:
     positive = (a > 0) & (b > 0)
     if not positive.all():
         fields = dict.fromkeys(FIELDS, math.nan)
-        fields["reason"] = f"{_count(int((~positive).sum()), 'price')} <= 0 on common timestamps: no log prices"
+        fields["reason"] = f"{count(int((~positive).sum()), 'price')} <= 0 on common timestamps: no log prices"
         return fields
     return analyze_pair(np.log(a), np.log(b), window)
 
