@@ -654,9 +654,10 @@ def test_plots_draw_tickers_literally(tmp_path, capsys, hostile_store):
     for name in ("pair.png", "spread.png", "heat.png"):
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     out = pairscan.run(hostile_store, tmp_path / "work", k=3, report=tmp_path / "r.html", executor="serial")
-    assert set(out["plots"]) >= {"pair", "heatmap"}
+    assert set(out.plots) >= {"pair", "heatmap"}
     page = (tmp_path / "r.html").read_text()
     assert "&lt;b onmouseover=alert(1)&gt;" in page and "<b onmouseover" not in page  # the report escapes it
+    assert '"\\u003cb onmouseover=alert(1)\\u003e"' in page  # and so does the search's data
 
 
 def test_default_plot_names_stay_in_the_current_folder(tmp_path, monkeypatch, capsys, hostile_store):

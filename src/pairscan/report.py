@@ -685,6 +685,7 @@ SCRIPT = r"""
   function find() {
     const query = input.value.trim();
     table.hidden = true;
+    table.tBodies[0].replaceChildren();
     matches.replaceChildren();
     if (!query) {
       status.textContent = "Type a ticker (" + count(names.length, "ticker") + ").";
