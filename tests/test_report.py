@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ import pytest
 
 import pairscan
 from pairscan.records import format_p
-from pairscan.report import dataset_facts
+from pairscan.report import dataset_facts, write_report
+from pairscan.run_result import Network
 from pairscan.store import read_manifest, store_files
 
 from conftest import oracle_series
@@ -290,7 +292,20 @@ def test_many_tickers_get_the_search_and_no_heatmap(tmp_path, browser):
     assert len(result.search.partners_of) == 61
     from selenium.webdriver.common.by import By
 
-    ticker = result.search.partners_of[-1]
+    ticker = result.correlation.top["a"][0]
     _opened(browser, page).find_element(By.ID, "ticker").send_keys(ticker)
     found = result.search.partners[ticker]
+    assert len(found) == 10
     assert _search_rows(browser) == [(b, f"{r:.4f}", f"{n:,}") for b, r, n in zip(found.b, found["corr"], found.n)]
+    # A network, once a run has one: its picture, its clusters, and each partner's cluster in the search.
+    clusters = {t: 1 + i % 3 for i, t in enumerate(result.search.partners_of)}
+    with_network = replace(result, network=Network(Path(result.plots["pair"]), clusters))
+    write_report(tmp_path / "n.html", with_network)
+    text = (tmp_path / "n.html").read_text(encoding="utf-8")
+    assert '<section id="network">' in text and 'alt="the minimum spanning tree' in text
+    assert "<tr><td class=num>1</td><td class=num>21</td>" in text  # 61 tickers: 21, 20 and 20
+    _opened(browser, tmp_path / "n.html").find_element(By.ID, "ticker").send_keys(ticker)
+    shown = browser.find_elements(By.CSS_SELECTOR, "#search-result tbody tr")
+    assert [row.find_elements(By.TAG_NAME, "td")[4].text for row in shown] == [str(clusters[b]) for b in found.b]
+    assert browser.find_element(By.CSS_SELECTOR, "#search-result caption").text.endswith(
+        f"of {ticker} (cluster {clusters[ticker]})")

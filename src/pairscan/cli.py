@@ -460,7 +460,7 @@ def cmd_run(args) -> int:
         print(f"{name} plot: {printable(path)}")
     if out.report is not None:
         print(f"report: {printable(out.report)}")
-    stages = ", ".join(f"{k} {v:.2f} s" for k, v in out.to_json()["stages"].items())
+    stages = ", ".join(f"{k} {round(v, 4):.2f} s" for k, v in out.stages.items())  # as JSON rounds them
     print(f"stages: {stages}")
     return 0
 

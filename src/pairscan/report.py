@@ -37,7 +37,7 @@ STAGE_WORDS = {
     "extract": "extract the archive",
     "convert": "JSON Lines to the store",
     "correlate": "load the store, correlate every pair",
-    "partners": "the best partners of the tickers named with --with",
+    "partners": "each ticker named with --with: its best partners",
     "search": "every ticker's best partners, for the search",
     "analyze": "hedge ratio, cointegration, half-life of the top pairs",
     "plot": "draw the pair plot, the spread plot and the heatmap",

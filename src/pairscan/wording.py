@@ -19,11 +19,6 @@ def count(n: int, noun: str) -> str:
     return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
-def corr(value: float, digits: int = 6) -> str:
-    """A correlation as the tables show it: ``0.912345`` (``nan`` where there is none)."""
-    return "nan" if value is None or value != value else f"{value:.{digits}f}"
-
-
 def seconds(value: float) -> str:
     """A wall time as the answers print it: ``0.412 s`` (rounded as JSON has it first)."""
     return f"{round(value, 4):.3f} s"
