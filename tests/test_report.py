@@ -283,12 +283,14 @@ def test_the_page_renders_in_headless_chromium(report, browser, tmp_path):
 def test_many_tickers_get_the_search_and_no_heatmap(tmp_path, browser):
     folder = pairscan.sample(tmp_path / "d", tickers=61, days=40, daily=True)
     page = tmp_path / "r.html"
-    result = pairscan.run(folder, tmp_path / "w", k=3, report=page, executor="serial", quiet=True)
+    result = pairscan.run(folder, tmp_path / "w", k=3, report=page, executor="serial", quiet=True, partners_of="all")
     text = page.read_text(encoding="utf-8")
+    assert ("<p>61 tickers named: too many for a table each; the search above shows each one's 10 best "
+            "partners, and run --json lists them all.</p>") in text and "best partners of" not in text
     assert "heatmap" in result.plots  # the work folder still has it; the page does not
     assert 'alt="clustered correlation heatmap"' not in text
     assert "Not drawn: with 61 tickers its labels could not be read (this page draws it up to 60)" in text
-    assert list(result.stages) == ["convert", "correlate", "search", "analyze", "plot", "report"]
+    assert list(result.stages) == ["convert", "correlate", "partners", "search", "analyze", "plot", "report"]
     assert len(result.search.partners_of) == 61
     from selenium.webdriver.common.by import By
 

@@ -314,7 +314,7 @@ def _run_plots(workdir: Path, store: Path, selection: Selection, result: Correla
         plots["pair"] = str(draw(*pair, workdir / "pair.png", **_pair_stats(best, selection, result.min_periods)))
     if partners is not None:
         named = partners.partners_of
-        first = records(partners.partners[named[0]].drop(columns="rank")) if named else []
+        first = records(partners.top[partners.top["a"] == named[0]].drop(columns="rank")) if named else []
         if first:
             from .plot import plot_pair as draw
 

@@ -271,17 +271,17 @@ def _partners_section(result: RunResult, symbol: str, what: str) -> str:
     partners = result.partners
     if partners is None:
         return ""
-    answer = partners.partners
-    if len(answer) > PARTNER_TABLES_MAX:
+    named = partners.partners_of
+    if len(named) > PARTNER_TABLES_MAX:
         where = (f"the search above shows each one's {SEARCH_K} best partners, and run --json lists them all"
                  if result.search is not None else "run --json lists each one's partners")
-        tables = [f"<p>{wording.count(len(answer), 'ticker')} named: too many for a table each; {where}.</p>"]
+        tables = [f"<p>{wording.count(len(named), 'ticker')} named: too many for a table each; {where}.</p>"]
     else:
         tables = [_partner_table(ticker, records(frame.drop(columns="rank")), symbol, what)
-                  for ticker, frame in answer.items()]
+                  for ticker, frame in partners.partners.items()]
     png = _plot_file(result, "partners")
     if png is not None:
-        first = records(next(iter(answer.values())).iloc[:1])[0]
+        first = records(partners.top[partners.top["a"] == named[0]].iloc[:1])[0]
         caption = (f"{_e(first['a'])} and its best partner {_e(first['b'])}: their "
                    f"{_e(partners.column)} prices over time, each divided by its own maximum.")
         tables.append(_figure(png, f"{first['a']} and {first['b']} over time", caption))
