@@ -96,7 +96,7 @@ def dataset_facts(store: str | os.PathLike, column: str = "close") -> dict:
 def render(result: RunResult, facts: dict) -> str:
     """The report page as a string (see :func:`write_report`)."""
     c = result.correlation
-    top = records(c.top) if c.partners_of is None else []
+    top = records(c.top)
     symbol = correlation_symbol(c.method)
     what = c.selection.describe()
     tickers = wording.of_stored(c.series, c.stored)
