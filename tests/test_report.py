@@ -19,7 +19,7 @@ import pytest
 import pairscan
 from pairscan.records import format_p
 from pairscan.report import dataset_facts, write_report
-from pairscan.run_result import Network
+from pairscan.run_result import RunNetwork
 from pairscan.store import read_manifest, store_files
 
 from conftest import oracle_series
@@ -301,7 +301,7 @@ def test_many_tickers_get_the_search_and_no_heatmap(tmp_path, browser):
     assert _search_rows(browser) == [(b, f"{r:.4f}", f"{n:,}") for b, r, n in zip(found.b, found["corr"], found.n)]
     # A network, once a run has one: its picture, its clusters, and each partner's cluster in the search.
     clusters = {t: 1 + i % 3 for i, t in enumerate(result.search.partners_of)}
-    with_network = replace(result, network=Network(Path(result.plots["pair"]), clusters))
+    with_network = replace(result, network=RunNetwork(Path(result.plots["pair"]), clusters))
     write_report(tmp_path / "n.html", with_network)
     text = (tmp_path / "n.html").read_text(encoding="utf-8")
     assert '<section id="network">' in text and 'alt="the minimum spanning tree' in text

@@ -28,7 +28,7 @@ from .engines import HISTOGRAM_BINS
 from .outputs import check_output, write_bytes
 from .plot import correlation_symbol, figure_png, heatmap_figure, histogram_figure
 from .records import format_p, records
-from .run_result import SEARCH_K, Network, RunResult
+from .run_result import SEARCH_K, RunNetwork, RunResult
 from .store import read_manifest, store_files, store_format, stored_span
 from .version import __version__ as VERSION
 
@@ -190,7 +190,7 @@ def _data_section(result: RunResult, facts: dict) -> str:
     return "\n".join(parts)
 
 
-def search_data(search, network: Network | None = None) -> dict:
+def search_data(search, network: RunNetwork | None = None) -> dict:
     """The search's data, compact: the ticker names once, and for each ticker a flat list
     ``[partner index, r, n, ...]``, best first (r to 4 decimals); with a network, each
     ticker's cluster (0 for none)."""

@@ -14,7 +14,7 @@ SEARCH_K = 10  # partners of each ticker the report's search shows
 
 
 @dataclass(frozen=True)
-class Network:
+class RunNetwork:
     """A run's correlation network, as the report shows it: the picture of the tree
     (a PNG, or None) and each ticker's cluster (numbered from 1, largest first)."""
 
@@ -47,7 +47,7 @@ class RunResult:
     analysis: pd.DataFrame | None = None
     partners: Correlation | None = None
     search: Correlation | None = None
-    network: Network | None = None
+    network: RunNetwork | None = None
     report: Path | None = None
 
     @property
