@@ -225,7 +225,7 @@ def test_plot_spread_writes_a_png(daily_store, tmp_path):
 
 def test_run_reports_and_returns_the_analysis(tmp_path):
     folder = pairscan.sample(tmp_path / "d", tickers=6, days=300, daily=True, seed=2)
-    out = pairscan.run(folder, tmp_path / "work", k=3, report=tmp_path / "r.html", executor="serial")
+    out = pairscan.run(folder, tmp_path / "work", k=3, report=tmp_path / "r.html", executor="serial").to_json()
     analysis = out["analysis"]
     assert [(p["a"], p["b"]) for p in analysis["pairs"]] == [(p["a"], p["b"]) for p in out["top"]]
     closes = stored_close(tmp_path / "work" / "store")

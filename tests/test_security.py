@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import decimal
+import errno
 import io
 import json
 import os
 import pathlib
+import resource
+import socket
 import stat
 import struct
 import subprocess
@@ -25,9 +29,12 @@ import pyarrow.parquet as pq
 import pytest
 
 import pairscan
+from pairscan.cli import main
 from pairscan.errors import PairscanError
+from pairscan.outputs import csv_cell, csv_safe, printable, write_error
+from pairscan.records import text_table
 
-from conftest import run_cli
+from conftest import make_store, run_cli
 
 # --- archives -----------------------------------------------------------------------------------
 # An archive extracts only the data files of its data folder, into a folder of their own,
@@ -370,28 +377,6 @@ def test_extraction_streams_each_member(tmp_path):
 # refused and left as it was; CSV text cells never start a formula; tickers are drawn and printed
 # literally.
 
-import csv
-import errno
-import os
-import resource
-import socket
-import stat
-import subprocess
-import sys
-from pathlib import Path
-
-import numpy as np
-import pandas as pd
-import pytest
-
-import pairscan
-from pairscan.cli import main
-from pairscan.errors import PairscanError
-from pairscan.outputs import csv_cell, csv_safe, printable, write_error
-from pairscan.records import text_table
-
-from conftest import make_store
-
 FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -654,9 +639,10 @@ def test_plots_draw_tickers_literally(tmp_path, capsys, hostile_store):
     for name in ("pair.png", "spread.png", "heat.png"):
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     out = pairscan.run(hostile_store, tmp_path / "work", k=3, report=tmp_path / "r.html", executor="serial")
-    assert set(out["plots"]) >= {"pair", "heatmap"}
+    assert set(out.plots) >= {"pair", "heatmap"}
     page = (tmp_path / "r.html").read_text()
     assert "&lt;b onmouseover=alert(1)&gt;" in page and "<b onmouseover" not in page  # the report escapes it
+    assert '"\\u003cb onmouseover=alert(1)\\u003e"' in page  # and so does the search's data
 
 
 def test_default_plot_names_stay_in_the_current_folder(tmp_path, monkeypatch, capsys, hostile_store):

@@ -34,13 +34,15 @@ from .executors import Execution, SerialExecutor, TaskFailed
 from .panel import load_panel
 from .pictures import plot_heatmap, plot_pair
 from .pipeline import run
+from .run_result import RunResult
 from .sample import sample
 from .selection import Selection
 from .version import __version__  # noqa: F401  (pairscan.__version__)
 
 __all__ = [
-    "Backtest", "Correlation", "Execution", "Network", "PairscanError", "Selection", "SerialExecutor", "TaskFailed",
-    "analyze", "backtest", "convert", "correlate", "correlation_matrix", "extract", "load_panel", "network", "partners",
+    "Backtest", "Correlation", "Execution", "Network", "PairscanError", "RunResult", "Selection", "SerialExecutor",
+    "TaskFailed", "analyze", "backtest", "convert", "correlate", "correlation_matrix", "extract", "load_panel",
+    "network", "partners",
     "plot_heatmap", "plot_pair", "run", "sample", "top_pairs",
 ]
 

@@ -34,6 +34,7 @@ from .executors import Execution, Pool, preload, run_tasks
 from .pair_reader import PairSource, common, read_pair
 from .records import PAIR_FIELDS, pair_frame
 from .selection import Cut, Selection
+from .wording import count
 
 DEFAULT_WINDOW = 60
 preload(__name__, "statsmodels.tsa.adfvalues")  # what its process workers need
@@ -72,7 +73,7 @@ def analyze_pair(log_a: np.ndarray, log_b: np.ndarray, window: int = DEFAULT_WIN
     reasons: list[str] = []
     n = len(log_a)
     if n < _MIN_POINTS:
-        out["reason"] = f"{_count(n, 'common timestamp')}: too few to fit a hedge ratio and test it"
+        out["reason"] = f"{count(n, 'common timestamp')}: too few to fit a hedge ratio and test it"
         return out
     constant = [name for name, x in (("a", log_a), ("b", log_b)) if np.ptp(x) == 0]
     if constant:
@@ -98,7 +99,7 @@ def analyze_pair(log_a: np.ndarray, log_b: np.ndarray, window: int = DEFAULT_WIN
         if np.isfinite(t):
             out["coint_t"], out["coint_p"] = t, _mackinnonp(t)
         else:
-            reasons.append(f"{_count(n, 'common timestamp')}: too few for the cointegration test's lags")
+            reasons.append(f"{count(n, 'common timestamp')}: too few for the cointegration test's lags")
 
     std = spread.std(ddof=1)
     if std > 0:
@@ -208,7 +209,7 @@ def _half_life(spread: np.ndarray, reasons: list[str]) -> float:
 def _rolling_corr(ra: np.ndarray, rb: np.ndarray, window: int, reasons: list[str]) -> dict:
     names = ("rolling_corr_min", "rolling_corr_median", "rolling_corr_max")
     if len(ra) < window:
-        reasons.append(f"{_count(len(ra), 'common log return')}, fewer than the window of {window}: "
+        reasons.append(f"{count(len(ra), 'common log return')}, fewer than the window of {window}: "
                        "no rolling correlation")
         return dict.fromkeys(names, math.nan)
     rolling = rolling_corr(ra, rb, window)
@@ -222,10 +223,6 @@ def _rolling_corr(ra: np.ndarray, rb: np.ndarray, window: int, reasons: list[str
 def rolling_corr(returns_a: np.ndarray, returns_b: np.ndarray, window: int) -> np.ndarray:
     """The ``window``-observation rolling Pearson correlation (pandas'), NaN until a window is full."""
     return pd.Series(returns_a).rolling(window).corr(pd.Series(returns_b)).to_numpy()
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 # -- tasks and the store ------------------------------------------------------------------
@@ -245,7 +242,7 @@ def _analyze_prices(a: np.ndarray, b: np.ndarray, window: int) -> dict:
     positive = (a > 0) & (b > 0)
     if not positive.all():
         fields = dict.fromkeys(FIELDS, math.nan)
-        fields["reason"] = f"{_count(int((~positive).sum()), 'price')} <= 0 on common timestamps: no log prices"
+        fields["reason"] = f"{count(int((~positive).sum()), 'price')} <= 0 on common timestamps: no log prices"
         return fields
     return analyze_pair(np.log(a), np.log(b), window)
 
@@ -359,7 +356,7 @@ def _say_why_no_corr(frame: pd.DataFrame, periods: int) -> None:
     """Put first in ``reason`` why a named pair has no correlation."""
     for row in np.flatnonzero(frame["corr"].isna().to_numpy()):
         n = int(frame["n"].iat[row])
-        why = (f"{_count(n, 'common observation')}, fewer than min-periods {periods:,}: no correlation"
+        why = (f"{count(n, 'common observation')}, fewer than min-periods {periods:,}: no correlation"
                if n < periods else "a constant series: no correlation")
         before = frame["reason"].iat[row]
         frame.loc[frame.index[row], "reason"] = why + (f"; {before}" if isinstance(before, str) else "")

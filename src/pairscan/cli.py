@@ -27,10 +27,11 @@ from .heap import keep_freed_memory
 from .executors import ClusterLost, Execution, TaskFailed, Terminated, parse_workers
 from .readers import LAYOUTS
 from .outputs import PNG, check_not_in_store, check_output, default_name, printable, write_csv
-from .records import text_table
+from .records import records, text_table
 from .sample import check_sample, sample
 from .selection import Selection
 from .store import read_manifest
+from .wording import count, ranked_line, summary_line
 
 
 def _lock_option(parser: argparse.ArgumentParser) -> None:
@@ -216,53 +217,32 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
-def _count(n: int, noun: str) -> str:
-    """``1 pair``, ``2,000 pairs``: a count and its noun, singular for one."""
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
-
-
-def _summary_line(r: dict) -> str:
-    what = Selection.of_answer(r).describe()
-    stored = r.get("tickers_stored")
-    tickers = f"{r['series']:,} of {_count(stored, 'ticker')}" if stored not in (None, r["series"]) else \
-        _count(r["series"], "ticker")
-    return (f"{tickers}, {_count(r['pairs_considered'], 'pair')}: {r['method']} on {what}; "
-            f"engine {r['engine']}, executor {r['executor']} x{r['workers']}, {r['seconds']:.3f} s")
-
-
-def ranked_line(r: dict) -> str:
-    """How many pairs were ranked, and by which rule."""
-    rule = "auto: half the median history, at least 30" if r.get("min_periods_auto") else "--min-periods"
-    return (f"ranked {r['pairs_ranked']:,} of {_count(r['pairs_considered'], 'pair')}: at least "
-            f"{_count(r['min_periods'], 'common observation')} ({rule}); --min-periods to change")
-
-
 LEFT_OUT_SHOWN = 5  # tickers named in the left-out line; the rest are counted
 
 
-def left_out_line(r: dict) -> str | None:
+def left_out_line(result) -> str | None:
     """The tickers too short to rank, the first few with their history: None if there are none."""
-    left = r.get("left_out") or []
+    left = result.left_out
     if not left:
         return None
     named = ", ".join(f"{printable(e['ticker'])} ({e['n']:,})" for e in left[:LEFT_OUT_SHOWN])
     more = f" and {len(left) - LEFT_OUT_SHOWN:,} more" if len(left) > LEFT_OUT_SHOWN else ""
-    noun = "observations" if r.get("on", "prices") == "prices" else "returns"
-    return (f"left out: {_count(len(left), 'ticker')} with fewer than {r['min_periods']:,} {noun}: "
+    noun = "observations" if result.on == "prices" else "returns"
+    return (f"left out: {count(len(left), 'ticker')} with fewer than {result.min_periods:,} {noun}: "
             f"{named}{more}")
 
 
 def _convert_line(s: dict) -> str:
-    line = (f"converted {s['converted']} of {_count(s['files'], 'file')} ({s['up_to_date']} up to date) to "
-            f"{s['format']} in {printable(s['store'])}: {_count(s['rows'], 'row')}")
+    line = (f"converted {s['converted']} of {count(s['files'], 'file')} ({s['up_to_date']} up to date) to "
+            f"{s['format']} in {printable(s['store'])}: {count(s['rows'], 'row')}")
     if s.get("removed"):
-        line += f"; removed {_count(s['removed'], 'ticker')} whose source{'' if s['removed'] == 1 else 's'} "
+        line += f"; removed {count(s['removed'], 'ticker')} whose source{'' if s['removed'] == 1 else 's'} "
         line += "is gone" if s["removed"] == 1 else "are gone"
     if s["bad_lines_skipped"]:
         per_file = ", ".join(f"{printable(f)}: {n}" for f, n in s["skipped_by_file"].items())
-        line += f"; skipped {_count(s['bad_lines_skipped'], 'bad line')} ({per_file})"
+        line += f"; skipped {count(s['bad_lines_skipped'], 'bad line')} ({per_file})"
     if s["duplicates_dropped"]:
-        line += f"; dropped {_count(s['duplicates_dropped'], 'duplicate timestamp')}"
+        line += f"; dropped {count(s['duplicates_dropped'], 'duplicate timestamp')}"
     return line + f"; {s['executor']} x{s['workers']}, {s['seconds']:.3f} s"
 
 
@@ -271,7 +251,7 @@ def adjusted_hint(tickers: list[str]) -> str | None:
     if not tickers:
         return None
     some = ", ".join(tickers[:3]) + (f" and {len(tickers) - 3:,} more" if len(tickers) > 3 else "")
-    return (f"note: the close of {_count(len(tickers), 'ticker')} ({printable(some)}) is unadjusted beside its "
+    return (f"note: the close of {count(len(tickers), 'ticker')} ({printable(some)}) is unadjusted beside its "
             f"adj_close: splits and dividends show as jumps; --column adj_close correlates the adjusted prices")
 
 
@@ -332,10 +312,10 @@ def cmd_convert(args) -> int:
     return 0
 
 
-def _store_adjusted_hint(store, out: dict) -> str | None:
+def _store_adjusted_hint(store, column: str) -> str | None:
     """The adjusted-close note for a correlation of ``close`` in a store whose convert found
     an ``adj_close`` that differs (the manifest records it per ticker)."""
-    if out.get("column", "close") != "close":
+    if column != "close":
         return None
     entries = read_manifest(store).get("tickers", {})
     return adjusted_hint(sorted(t for t, e in entries.items() if e.get("adj_close_differs")))
@@ -350,33 +330,32 @@ def cmd_correlate(args) -> int:
     result = correlate(args.store, k=args.top, selection=Selection.from_args(args), engine=args.engine,
                        memory_limit=args.memory_limit, matrix=args.matrix, partners_of=args.partners_of,
                        partners_option="--with", execution=Execution.from_args(args))
-    out = result.to_dict()
     if args.out:
         write_csv(result.top, args.out, "--out")
     if args.json:
-        _print_json(out)
+        _print_json(result.to_dict())
     else:
-        print(_summary_line(out))
-        print(ranked_line(out))
-        for line in (left_out_line(out), _store_adjusted_hint(args.store, out)):
+        print(summary_line(result))
+        print(ranked_line(result))
+        for line in (left_out_line(result), _store_adjusted_hint(args.store, result.column)):
             if line:
                 print(line)
-        if out.get("streamed"):
+        if result.streamed:
             print(f"the panel does not fit --memory-limit {args.memory_limit}: blocks were read from the store "
                   "by the tasks that needed them")
-        if out["nonfinite_missing"]:
-            noun = "non-finite return" if out["on"] == "returns" else "non-finite price"
-            print(f"{_count(out['nonfinite_missing'], noun)} treated as missing")
-        print(answer_tables(out))
+        if result.nonfinite_missing:
+            noun = "non-finite return" if result.on == "returns" else "non-finite price"
+            print(f"{count(result.nonfinite_missing, noun)} treated as missing")
+        print(answer_tables(result))
     return 0
 
 
-def answer_tables(out: dict) -> str:
+def answer_tables(result) -> str:
     """The top pairs' table, or with ``--with`` one table of partners per named ticker."""
-    if "partners" not in out:
-        return text_table(out["top"])
-    return "\n\n".join(f"partners of {printable(ticker)}:\n{text_table(rows)}"
-                       for ticker, rows in out["partners"].items())
+    if result.partners is None:
+        return text_table(records(result.top))
+    return "\n\n".join(f"partners of {printable(ticker)}:\n{text_table(records(frame.drop(columns='rank')))}"
+                        for ticker, frame in result.partners.items())
 
 
 def cmd_plot(args) -> int:
@@ -420,7 +399,7 @@ def cmd_analyze(args) -> int:
     if args.json:
         _print_json(out)
     else:
-        print(f"{_count(len(out['pairs']), 'pair')} analyzed on log {args.column} prices (rolling window {out['window']}); "
+        print(f"{count(len(out['pairs']), 'pair')} analyzed on log {args.column} prices (rolling window {out['window']}); "
               f"{args.executor}, {out['seconds']:.3f} s")
         print(_analysis_table(out["pairs"]))
     return 0
@@ -517,8 +496,8 @@ def network_text(result, members: int = 6, strongest: int = 10) -> str:
     out = result.to_dict()
     edges = result.edges
     lone = len(result.tickers) - len(set(edges["a"]) | set(edges["b"]))
-    lines = [f"{_count(out['tickers'], 'ticker')}, {_count(len(edges), 'edge')}, total distance "
-             f"{out['total_distance']:.6f}, {_count(out['components'], 'component')}"
+    lines = [f"{count(out['tickers'], 'ticker')}, {count(len(edges), 'edge')}, total distance "
+             f"{out['total_distance']:.6f}, {count(out['components'], 'component')}"
              + (f" ({lone:,} lone: no ranked pair)" if lone else "")
              + f"; {out['method']} on {result.headline}",
              f"min-periods {out['min_periods']:,}, {out['pairs_ranked']:,} ranked pairs; engine {out['engine']}, "
@@ -527,7 +506,7 @@ def network_text(result, members: int = 6, strongest: int = 10) -> str:
              + f", executor {out['executor']} x{out['workers']}, {out['seconds']:.3f} s"]
     sizes = result.cluster_sizes
     asked = out["clusters_asked"]
-    head = f"{_count(len(sizes), 'cluster')}" + (
+    head = f"{count(len(sizes), 'cluster')}" + (
         f" (asked {asked}: the forest has {out['components']:,} components)" if asked and asked < out["components"]
         else "" if asked else " (the forest's components; --clusters K to cut it)")
     lines += ["", head + ":"]
@@ -538,7 +517,7 @@ def network_text(result, members: int = 6, strongest: int = 10) -> str:
         lines.append(f"{c:>5}  {sizes[c]:>6,}  {', '.join(printable(t) for t in names[:members])}{more}")
     if len(sizes) > len(shown):
         rest = sizes.iloc[len(shown):]
-        lines.append(f"  ... {_count(len(rest), 'more cluster')} of {rest.max():,} ticker"
+        lines.append(f"  ... {count(len(rest), 'more cluster')} of {rest.max():,} ticker"
                      f"{'s' if rest.max() != 1 else ''} or fewer")
     if len(edges):
         top = edges.head(strongest)
@@ -550,13 +529,13 @@ def network_text(result, members: int = 6, strongest: int = 10) -> str:
     return "\n".join(lines)
 
 
-def data_line(out: dict) -> str:
+def data_line(out) -> str:
     """Where run's data came from and went: the source, where an archive or the sample was
     written (the work folder), and the store."""
-    source, folder, store = (printable(out[k]) for k in ("source", "data", "store"))
-    if out["source"] == "built-in sample":
+    source, folder, store = (printable(v) for v in (out.source, out.data, out.store))
+    if out.source == "built-in sample":
         source = f"the built-in sample, written to {folder}"
-    elif out["data"] != out["source"]:
+    elif out.data != out.source:
         source = f"{source}, unpacked to {folder}"
     return f"data: {source} -> store {store}"
 
@@ -568,34 +547,34 @@ def cmd_run(args) -> int:
                        lock_timeout=args.lock_timeout, partners_of=args.partners_of,
                        execution=Execution.from_args(args))
     if args.json:
-        _print_json(out)
+        _print_json(out.to_json())
         return 0
-    c = out["convert"]
-    if c is None:
-        print(f"store: {printable(out['store'])} (converted before: nothing to convert)")
+    if out.convert is None:
+        print(f"store: {printable(out.store)} (converted before: nothing to convert)")
     else:
         print(data_line(out))
-        print(_convert_line(c))
-    print(_summary_line(out))
-    print(ranked_line(out))
-    if left_out_line(out):
-        print(left_out_line(out))
+        print(_convert_line(out.convert))
+    print(summary_line(out.correlation))
+    print(ranked_line(out.correlation))
+    if left_out_line(out.correlation):
+        print(left_out_line(out.correlation))
     print()
-    print(text_table(out["top"]))
-    if out.get("analysis", {}).get("pairs"):
-        analysis = out["analysis"]
+    print(text_table(records(out.correlation.top)))
+    analysis = out.analysis_json
+    if analysis and analysis["pairs"]:
         print()
-        print(f"analysis of the top pairs on log {out['column']} prices (rolling window {analysis['window']}):")
+        print(f"analysis of the top pairs on log {out.correlation.column} prices (rolling window "
+              f"{analysis['window']}):")
         print(_analysis_table(analysis["pairs"]))
-    if "partners" in out:
+    if out.partners is not None:
         print()
-        print(answer_tables({"partners": out["partners"]}))
+        print(answer_tables(out.partners))
     print()
-    for name, path in out["plots"].items():
+    for name, path in out.plots.items():
         print(f"{name} plot: {printable(path)}")
-    if out.get("report"):
-        print(f"report: {printable(out['report'])}")
-    stages = ", ".join(f"{k} {v:.2f} s" for k, v in out["stages"].items())
+    if out.report is not None:
+        print(f"report: {printable(out.report)}")
+    stages = ", ".join(f"{k} {round(v, 4):.2f} s" for k, v in out.stages.items())  # as JSON rounds them
     print(f"stages: {stages}")
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +24,8 @@ from .outputs import check_output
 from .readers import holds_sources
 from .pair_reader import PairSource
 from .pictures import best_cointegrated, draw_pair, plot_heatmap, plot_spread
+from .records import records
+from .run_result import SEARCH_K, RunResult
 from .sample import sample
 from .selection import Selection
 from .store import store_files
@@ -63,7 +66,7 @@ def run(
     on_bad_lines: str = "error",
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     partners_of=None,
-) -> dict:
+) -> RunResult:
     """The whole pipeline: (sample or extract) -> convert -> correlate -> analyze -> plots (-> report).
 
     ``source`` is an archive, a folder of source files, or a store that is already
@@ -74,9 +77,12 @@ def run(
     source is never written to. The selection options are :func:`correlate`'s.
     ``partners_of`` (``--with``): also each named ticker's ``k`` best partners
     (``with`` and ``partners`` in the answer) and the pair plot of the first named
-    ticker's best partner. Returns what ``run --json`` prints. Every stage runs on one
-    pool, opened once from ``execution`` (or its fields as keywords: ``executor``,
-    ``workers``, ``retries``, ``quiet``, ``connect_timeout``).
+    ticker's best partner. With a ``report``, also every ticker's best partners for
+    its search (one pass of the partners engine). Returns a
+    :class:`~pairscan.run_result.RunResult`; its ``to_json()`` is what ``run --json``
+    prints. Every stage runs on one pool, opened once from ``execution`` (or its
+    fields as keywords: ``executor``, ``workers``, ``retries``, ``quiet``,
+    ``connect_timeout``).
     """
     if isinstance(source, pd.DataFrame):
         raise PairscanError("run takes a source folder, an archive or a store; for a DataFrame use top_pairs, "
@@ -128,11 +134,15 @@ def run(
         matrix_path = workdir / "matrix.parquet" if n_tickers <= HEATMAP_MAX_TICKERS else None
         result: Correlation = correlate(store, k=k, selection=selection, matrix=matrix_path, execution=running)
         stages["correlate"] = result.seconds
-        partners = None
+        partners = search = None
         if partners_of is not None:
             partners = correlate(store, k=k, selection=selection, execution=running, partners_of=partners_of,
                                  partners_option="--with")
             stages["partners"] = partners.seconds
+        if report is not None:
+            search = _search(store, selection, running, partners, k)
+            if search is not partners:
+                stages["search"] = search.seconds
         analysis = None
         if len(result.top):
             from .analyze import analyze_top
@@ -140,16 +150,40 @@ def run(
             analysis = analyze_top(store, result.top, pool, column=selection.column, quiet=quiet, retries=retries,
                                    cut=selection.cut)
             stages["analyze"] = analysis.attrs["seconds"]
-    out = result.to_dict()
     t1 = time.perf_counter()
+    plots = _run_plots(workdir, store, selection, result, partners, analysis)
+    stages["plot"] = time.perf_counter() - t1
+    done = RunResult(result, str(source) if source is not None else "built-in sample", str(folder), str(store),
+                     converted, plots, stages, analysis, partners, search)
+    if report is None:
+        return done
+    from .report import write_report
+
+    t2 = time.perf_counter()
+    write_report(report, done)
+    return replace(done, report=Path(report), stages={**stages, "report": time.perf_counter() - t2})
+
+
+def _search(store, selection: Selection, execution: Execution, partners: Correlation | None, k: int) -> Correlation:
+    """Every ticker's :data:`SEARCH_K` best partners, for the report's search: ``--with
+    all`` when it asked exactly that, else one pass of the partners engine."""
+    if partners is not None and k == SEARCH_K and len(partners.partners_of) == partners.series:
+        return partners
+    return correlate(store, k=SEARCH_K, selection=selection, execution=execution, partners_of="all")
+
+
+def _run_plots(workdir: Path, store: Path, selection: Selection, result: Correlation,
+               partners: Correlation | None, analysis: pd.DataFrame | None) -> dict[str, str]:
+    """The pictures a run draws in its work folder: the best pair, the first named
+    ticker's best partner, the best cointegrated pair's spread, the heatmap."""
     plots = {}
     where = PairSource(store)
     if len(result.top):
-        plots["pair"] = str(draw_pair(where, out["top"][0], workdir / "pair.png", selection, result.min_periods))
+        best = records(result.top.iloc[:1])[0]
+        plots["pair"] = str(draw_pair(where, best, workdir / "pair.png", selection, result.min_periods))
     if partners is not None:
-        answer = partners.to_dict()
-        out.update({"with": answer["with"], "partners": answer["partners"]})
-        first = answer["partners"][answer["with"][0]] if answer["with"] else []
+        named = partners.partners_of
+        first = records(partners.top[partners.top["a"] == named[0]].drop(columns="rank")) if named else []
         if first:
             plots["partners"] = str(draw_pair(where, first[0], workdir / "partners.png", selection,
                                               partners.min_periods))
@@ -158,24 +192,9 @@ def run(
         plots["spread"] = str(plot_spread(store, best_coint["a"], best_coint["b"], workdir / "spread.png",
                                           selection.column, analysis.attrs["window"], selection.cut)[0])
     if result.matrix is not None:
-        result.matrix.attrs.update({k: v for k, v in out.items() if k != "top"})
+        result.matrix.attrs.update({k: v for k, v in result.to_dict().items() if k != "top"})
         plots["heatmap"] = str(plot_heatmap(result.matrix, workdir / "heatmap.png"))
-    stages["plot"] = time.perf_counter() - t1
-    out.update(source=str(source) if source is not None else "built-in sample", data=str(folder),
-               store=str(store), convert=converted, plots=plots, stages={k: round(v, 4) for k, v in stages.items()})
-    if analysis is not None:
-        from .analyze import analysis_dict
-
-        out["analysis"] = analysis_dict(analysis)
-    if report is not None:
-        from .report import write_report
-
-        t2 = time.perf_counter()
-        write_report(report, out, result, store)
-        stages["report"] = time.perf_counter() - t2
-        out["report"] = str(report)
-        out["stages"] = {k: round(v, 4) for k, v in stages.items()}
-    return out
+    return plots
 
 
 def _is_store(folder: str | os.PathLike) -> bool:

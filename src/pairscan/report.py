@@ -3,8 +3,11 @@
 The page says what data went in (tickers, rows, date range, skipped lines), what came
 out (the top pairs, the best pair's plot, the clustered heatmap) and where the time
 went (each stage, and the executor that ran it). It is one file: styles inline,
-figures as PNG data URIs, no scripts, so it opens offline, mails as an attachment and
-prints on paper.
+figures as PNG data URIs, the search's data as JSON in the page and a little plain
+JavaScript (no library, nothing fetched), so it opens offline, mails as an attachment
+and prints on paper. It stays readable for thousands of tickers: a search finds any
+ticker's best partners, the tables sort by column, and the heatmap is drawn only where
+its labels can be read.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
+import json
 import os
 import struct
 from pathlib import Path
@@ -19,33 +23,37 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .version import __version__ as VERSION
+from . import wording
 from .engines import HISTOGRAM_BINS
-from .plot import correlation_symbol, figure_png, heatmap_figure, histogram_figure
-from .selection import Selection
-from .records import format_p
 from .outputs import check_output, write_bytes
+from .plot import correlation_symbol, figure_png, heatmap_figure, histogram_figure
+from .records import format_p, records
+from .run_result import SEARCH_K, RunNetwork, RunResult
 from .store import read_manifest, store_files, store_format, stored_span
+from .version import __version__ as VERSION
 
 STAGE_WORDS = {
     "sample": "the built-in sample, written unless already there",
     "extract": "extract the archive",
     "convert": "JSON Lines to the store",
     "correlate": "load the store, correlate every pair",
+    "partners": "each ticker named with --with: its best partners",
+    "search": "every ticker's best partners, for the search",
     "analyze": "hedge ratio, cointegration, half-life of the top pairs",
     "plot": "draw the pair plot, the spread plot and the heatmap",
 }
+HEATMAP_MAX_TICKERS = 60  # beyond, its labels cannot be read on a page
+PARTNER_TABLES_MAX = 20  # named tickers with a table of their own; beyond, the search shows them
 
 
-def write_report(path: str | os.PathLike, out: dict, result, store: str | os.PathLike) -> Path:
+def write_report(path: str | os.PathLike, result: RunResult) -> Path:
     """Write the HTML report of a run to ``path`` atomically; return the path.
 
-    ``out`` is what ``run --json`` prints (the ``convert`` summary, ``stages``,
-    ``plots``, ``top``...), ``result`` the run's :class:`~pairscan.correlate.Correlation`
-    and ``store`` the store folder, from which the data-set facts are read.
+    ``result`` is the run's :class:`~pairscan.run_result.RunResult`; the data-set facts
+    are read from its store.
     """
     path = check_output(path, "the report")
-    page = render(out, result, dataset_facts(store, out.get("column", "close")))
+    page = render(result, dataset_facts(result.store, result.correlation.column))
     return write_bytes(path, page, "the report")
 
 
@@ -85,60 +93,50 @@ def dataset_facts(store: str | os.PathLike, column: str = "close") -> dict:
 # -- the page ---------------------------------------------------------------------------
 
 
-def render(out: dict, result, facts: dict) -> str:
+def render(result: RunResult, facts: dict) -> str:
     """The report page as a string (see :func:`write_report`)."""
-    top = out.get("top", [])
-    symbol = correlation_symbol(out.get("method", "pearson"))
-    what = _what(out)
+    c = result.correlation
+    top = records(c.top)
+    symbol = correlation_symbol(c.method)
+    what = c.selection.describe()
+    tickers = wording.of_stored(c.series, c.stored)
     if top:
         best = top[0]
-        headline = (f"Most correlated of {_tickers(out, facts)} tickers: <strong>{_e(best['a'])}</strong> and "
+        headline = (f"Most correlated of {tickers} tickers: <strong>{_e(best['a'])}</strong> and "
                     f"<strong>{_e(best['b'])}</strong>, {_e(symbol)} = {best['corr']:.4f} on {_e(what)} "
-                    f"({_count(best['n'], 'common observation')}; ranked among the "
-                    f"{out.get('pairs_ranked', 0):,} pairs with at least {out.get('min_periods', 0):,}).")
+                    f"({wording.count(best['n'], 'common observation')}; ranked among the "
+                    f"{c.pairs_ranked:,} pairs with at least {c.min_periods:,}).")
         title = f"pairscan: {best['a']} and {best['b']}, {symbol} = {best['corr']:.4f}"
     else:
-        headline = f"No pair of the {_tickers(out, facts)} tickers has a correlation (too little overlap, or constant series)."
+        headline = f"No pair of the {tickers} tickers has a correlation (too little overlap, or constant series)."
         title = "pairscan report"
     written = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    analysis = result.analysis_json
     sections = [
-        _data_section(out, facts),
-        _pairs_section(top, symbol, what, out),
-        _histogram_section(out, result, symbol, what),
-        _pair_plot_section(out, top, what),
-        _partners_section(out, symbol, what),
-        analysis_section(out["analysis"]["pairs"], _plot_file(out, "spread"), out["analysis"]["window"])
-        if out.get("analysis") else "",
-        _heatmap_section(out, result),
-        _time_section(out),
+        _data_section(result, facts),
+        _search_section(result, symbol, what),
+        _pairs_section(top, symbol, what, c),
+        _histogram_section(c, symbol, what),
+        _pair_plot_section(result, top),
+        _partners_section(result, symbol, what),
+        analysis_section(analysis["pairs"], _plot_file(result, "spread"), analysis["window"]) if analysis else "",
+        _network_section(result),
+        _heatmap_section(result),
+        _time_section(result),
     ]
     return PAGE.format(
         title=_e(title),
         style=STYLE,
         headline=headline,
-        meta=(f"Source: <code>{_e(out.get('source', '?'))}</code> &middot; store: <code>{_e(out.get('store', '?'))}</code>"
+        meta=(f"Source: <code>{_e(result.source)}</code> &middot; store: <code>{_e(result.store)}</code>"
               f" &middot; written {written} by pairscan {VERSION}"),
         body="\n".join(sections),
+        script=SCRIPT,
     )
-
-
-def _what(out: dict) -> str:
-    """What was correlated: ``weekly log returns of close, 2003-01-01 to 2006-06-30``."""
-    return Selection.of_answer(out).describe()
-
-
-def _tickers(out: dict, facts: dict) -> str:
-    """How many tickers were correlated: ``40 of 3,000`` where the selection left some out."""
-    series, stored = out.get("series", facts["tickers"]), out.get("tickers_stored", facts["tickers"])
-    return f"{series:,} of {stored:,}" if stored not in (None, series) else f"{series:,}"
 
 
 def _e(text) -> str:
     return html.escape(str(text), quote=True)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def _when(stamp: pd.Timestamp | None, daily: bool) -> str:
@@ -147,7 +145,7 @@ def _when(stamp: pd.Timestamp | None, daily: bool) -> str:
     return stamp.strftime("%Y-%m-%d" if daily else "%Y-%m-%d %H:%M")
 
 
-def _data_section(out: dict, facts: dict) -> str:
+def _data_section(result: RunResult, facts: dict) -> str:
     first, last = facts["first"], facts["last"]
     daily = all(s is None or s == s.normalize() for s in (first, last))
     if first is not None and last is not None:
@@ -157,13 +155,14 @@ def _data_section(out: dict, facts: dict) -> str:
     else:
         span, span_note = ("no data",), ""
     skipped = facts["bad_lines_skipped"]
+    count = wording.count
     cards = [
-        ("tickers", (f"{facts['tickers']:,}",), _count(facts["tickers"] * (facts["tickers"] - 1) // 2, "pair")),
+        ("tickers", (f"{facts['tickers']:,}",), count(facts["tickers"] * (facts["tickers"] - 1) // 2, "pair")),
         ("rows stored", (f"{facts['rows']:,}",), f"{facts['format']} store"),
         ("date range", span, span_note),
         ("bad lines skipped", (f"{skipped:,}",),
-         (f"in {_count(len(facts['skipped_by_ticker']), 'file')}" if skipped else "every line valid")
-         + f"; {_count(facts['duplicates_dropped'], 'duplicate timestamp')} dropped"),
+         (f"in {count(len(facts['skipped_by_ticker']), 'file')}" if skipped else "every line valid")
+         + f"; {count(facts['duplicates_dropped'], 'duplicate timestamp')} dropped"),
     ]
     # A value is one or more parts, each kept whole: a date must not wrap at its hyphens.
     grid = "\n".join(
@@ -183,30 +182,71 @@ def _data_section(out: dict, facts: dict) -> str:
         parts.append('<table class="skipped"><caption>Bad lines skipped, by file</caption>'
                      "<thead><tr><th>ticker</th><th class=num>lines</th><th>first bad line</th></tr></thead>"
                      f"<tbody>{rows}</tbody></table>{more}")
-    failed = (out.get("convert") or {}).get("failed") or []
+    failed = (result.convert or {}).get("failed") or []
     if failed:
-        parts.append(f"<p class=warn>{_count(len(failed), 'file')} could not be converted and are not in the store.</p>")
+        parts.append(f"<p class=warn>{count(len(failed), 'file')} could not be converted and are not in the "
+                     "store.</p>")
     parts.append("</section>")
     return "\n".join(parts)
 
 
-def ranking_rule(out: dict) -> str:
-    """The ranking rule and what it left out, in one sentence of plain words."""
-    considered, ranked, periods = out.get("pairs_considered", 0), out.get("pairs_ranked", 0), out.get("min_periods", 0)
-    why = ("auto: half the median history, at least 30" if out.get("min_periods_auto")
-           else "set with --min-periods")
-    return (f"Ranked: the {ranked:,} of {considered:,} pairs that share at least {periods:,} observations "
-            f"({why}); {considered - ranked:,} pairs were left out, for too little overlap or a constant series.")
+def search_data(search, network: RunNetwork | None = None) -> dict:
+    """The search's data, compact: the ticker names once, and for each ticker a flat list
+    ``[partner index, r, n, ...]``, best first (r to 4 decimals); with a network, each
+    ticker's cluster (0 for none)."""
+    names = list(search.partners_of)
+    index = {t: i for i, t in enumerate(names)}
+    flat: list[list] = [[] for _ in names]
+    top = search.top
+    for a, b, r, n in zip(top["a"], top["b"], top["corr"].to_numpy(), top["n"].to_numpy()):
+        flat[index[a]].extend((index[b], round(float(r), 4), int(n)))
+    data = {"tickers": names, "k": SEARCH_K, "partners": flat}
+    if network is not None:
+        data["clusters"] = [int(network.clusters.get(t, 0)) for t in names]
+    return data
 
 
-def _pairs_section(top: list[dict], symbol: str, what: str, out: dict) -> str:
-    rule = f"<p>{_e(ranking_rule(out))}</p>"
+def _json_in_html(obj) -> str:
+    """JSON safe inside a ``<script>`` element: no ``<``, ``>`` or ``&`` can end it early."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return (text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def _search_section(result: RunResult, symbol: str, what: str) -> str:
+    """A ticker search over every ticker's best partners (empty without them)."""
+    search = result.search
+    if search is None or not search.partners_of:
+        return ""
+    cluster = "<th class=num>cluster</th>" if result.network is not None else ""
+    rule = "|r|" if search.selection.absolute else symbol
+    return (
+        '<section id="search"><h2>Find a ticker</h2>'
+        f"<p>Type a ticker's name to see its {SEARCH_K} best partners among the "
+        f"{wording.count(search.series, 'ticker')}, by {_e(rule)} of {_e(what)} (pairs with at least "
+        f"{search.min_periods:,} common observations).</p>"
+        '<p class="find"><label for="ticker">Ticker</label> '
+        '<input type="search" id="ticker" list="ticker-names" autocomplete="off" spellcheck="false" '
+        'placeholder="a ticker, or its first letters"><datalist id="ticker-names"></datalist></p>'
+        '<p id="search-status" class="note" aria-live="polite">'
+        "The search needs JavaScript; everything else on this page works without it.</p>"
+        '<div id="search-matches" class="matches"></div>'
+        '<table class="pairs sortable" id="search-result" hidden><caption></caption>'
+        f"<thead><tr><th class=num>rank</th><th>partner</th><th class=num>{_e(symbol)}</th>"
+        f"<th class=num><i>n</i></th>{cluster}</tr></thead><tbody></tbody></table>"
+        f'<script type="application/json" id="search-data">{_json_in_html(search_data(search, result.network))}'
+        "</script></section>"
+    )
+
+
+def _pairs_section(top: list[dict], symbol: str, what: str, c) -> str:
+    rule = f"<p>{_e(wording.ranking_rule(c))}</p>"
     if not top:
         return (f'<section id="pairs"><h2>Top pairs</h2>{rule}<p>No pair has a correlation: too few common '
                 "observations, or a constant series.</p></section>")
     rows = "\n".join(
-        f"<tr><td class=num>{rank}</td><td>{_e(p['a'])}</td><td>{_e(p['b'])}</td>"
-        f"<td class=num>{p['corr']:.6f}</td>"
+        f"<tr{' class=best' if rank == 1 else ''}><td class=num>{rank}</td><td>{_e(p['a'])}</td>"
+        f"<td>{_e(p['b'])}</td><td class=num>{p['corr']:.6f}</td>"
         f'<td class="bar">{_bar(abs(p["corr"]), "neg" if p["corr"] < 0 else "pos")}</td>'
         f"<td class=num>{p['n']:,}</td><td class=num>{_e(format_p(p.get('p')))}</td>"
         f"<td class=num>{_interval(p)}</td></tr>"
@@ -214,10 +254,11 @@ def _pairs_section(top: list[dict], symbol: str, what: str, out: dict) -> str:
     )
     return (
         f'<section id="pairs"><h2>Top pairs</h2>{rule}'
-        f'<table class="pairs"><caption>The {len(top)} most correlated pairs: {_e(symbol)} of {_e(what)}; '
-        "<i>n</i> is the number of observations the two tickers share, <i>p</i> the two-sided p-value for no "
-        "correlation, and the interval the 95 % Fisher-z confidence interval. With many pairs, some get a tiny "
-        "<i>p</i> by chance alone: a small <i>p</i> is not a discovery by itself.</caption>"
+        f'<table class="pairs sortable"><caption>The {len(top)} most correlated pairs: {_e(symbol)} of '
+        f"{_e(what)}; <i>n</i> is the number of observations the two tickers share, <i>p</i> the two-sided "
+        "p-value for no correlation, and the interval the 95 % Fisher-z confidence interval. With many pairs, "
+        "some get a tiny <i>p</i> by chance alone: a small <i>p</i> is not a discovery by itself. "
+        "Click a column's heading to sort by it.</caption>"
         f"<thead><tr><th class=num>rank</th><th>a</th><th>b</th><th class=num>{_e(symbol)}</th>"
         '<th class="bar" aria-hidden="true"></th><th class=num><i>n</i></th><th class=num><i>p</i></th>'
         "<th class=num>95 % interval</th></tr></thead>"
@@ -225,33 +266,40 @@ def _pairs_section(top: list[dict], symbol: str, what: str, out: dict) -> str:
     )
 
 
-def _partners_section(out: dict, symbol: str, what: str) -> str:
+def _partners_section(result: RunResult, symbol: str, what: str) -> str:
     """With ``--with``: one table per named ticker, and the plot of the first one's best partner."""
-    if "partners" not in out:
+    partners = result.partners
+    if partners is None:
         return ""
-    tables = []
-    for ticker, pairs in out["partners"].items():
-        if not pairs:
-            tables.append(f"<p>{_e(ticker)}: no partner has a correlation (too little overlap, or a constant "
-                          "series).</p>")
-            continue
-        rows = "\n".join(
-            f"<tr><td class=num>{rank}</td><td>{_e(p['b'])}</td><td class=num>{p['corr']:.6f}</td>"
-            f"<td class=num>{p['n']:,}</td><td class=num>{_e(format_p(p.get('p')))}</td>"
-            f"<td class=num>{_interval(p)}</td></tr>"
-            for rank, p in enumerate(pairs, 1))
-        tables.append(
-            f'<table class="pairs"><caption>The {len(pairs)} best partners of {_e(ticker)}: {_e(symbol)} of '
-            f"{_e(what)}</caption><thead><tr><th class=num>rank</th><th>partner</th>"
-            f"<th class=num>{_e(symbol)}</th><th class=num><i>n</i></th><th class=num><i>p</i></th>"
-            f"<th class=num>95 % interval</th></tr></thead><tbody>{rows}</tbody></table>")
-    png = _plot_file(out, "partners")
+    named = partners.partners_of
+    if len(named) > PARTNER_TABLES_MAX:
+        where = (f"the search above shows each one's {SEARCH_K} best partners, and run --json lists them all"
+                 if result.search is not None else "run --json lists each one's partners")
+        tables = [f"<p>{wording.count(len(named), 'ticker')} named: too many for a table each; {where}.</p>"]
+    else:
+        tables = [_partner_table(ticker, records(frame.drop(columns="rank")), symbol, what)
+                  for ticker, frame in partners.partners.items()]
+    png = _plot_file(result, "partners")
     if png is not None:
-        first = next(iter(out["partners"].values()))[0]
+        first = records(partners.top[partners.top["a"] == named[0]].iloc[:1])[0]
         caption = (f"{_e(first['a'])} and its best partner {_e(first['b'])}: their "
-                   f"{_e(out.get('column', 'close'))} prices over time, each divided by its own maximum.")
+                   f"{_e(partners.column)} prices over time, each divided by its own maximum.")
         tables.append(_figure(png, f"{first['a']} and {first['b']} over time", caption))
     return '<section id="partners"><h2>Partners</h2>' + "\n".join(tables) + "</section>"
+
+
+def _partner_table(ticker: str, pairs: list[dict], symbol: str, what: str) -> str:
+    if not pairs:
+        return f"<p>{_e(ticker)}: no partner has a correlation (too little overlap, or a constant series).</p>"
+    rows = "\n".join(
+        f"<tr><td class=num>{rank}</td><td>{_e(p['b'])}</td><td class=num>{p['corr']:.6f}</td>"
+        f"<td class=num>{p['n']:,}</td><td class=num>{_e(format_p(p.get('p')))}</td>"
+        f"<td class=num>{_interval(p)}</td></tr>"
+        for rank, p in enumerate(pairs, 1))
+    return (f'<table class="pairs sortable"><caption>The {len(pairs)} best partners of {_e(ticker)}: '
+            f"{_e(symbol)} of {_e(what)}</caption><thead><tr><th class=num>rank</th><th>partner</th>"
+            f"<th class=num>{_e(symbol)}</th><th class=num><i>n</i></th><th class=num><i>p</i></th>"
+            f"<th class=num>95 % interval</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
 def _interval(p: dict) -> str:
@@ -259,8 +307,8 @@ def _interval(p: dict) -> str:
     return "" if low is None or high is None else f"{low:.4f} &ndash; {high:.4f}"
 
 
-def _histogram_section(out: dict, result, symbol: str, what: str) -> str:
-    counts = getattr(result, "histogram", None)
+def _histogram_section(c, symbol: str, what: str) -> str:
+    counts = c.histogram
     if counts is None or not np.sum(counts):
         return ""
     png = figure_png(histogram_figure(counts, HISTOGRAM_BINS, f"{symbol} of {what}"))
@@ -270,13 +318,14 @@ def _histogram_section(out: dict, result, symbol: str, what: str) -> str:
             f'{_figure(png, "histogram of the correlations of all ranked pairs", caption)}</section>')
 
 
-def _pair_plot_section(out: dict, top: list[dict], what: str) -> str:
-    png = _plot_file(out, "pair")
+def _pair_plot_section(result: RunResult, top: list[dict]) -> str:
+    png = _plot_file(result, "pair")
     if not top or png is None:
         return ""
     best = top[0]
-    note = " The lines are prices; the correlation is of their log returns." if out.get("on") == "returns" else ""
-    caption = (f"{_e(best['a'])} and {_e(best['b'])}, the most correlated pair: their {_e(out.get('column', 'close'))} "
+    c = result.correlation
+    note = " The lines are prices; the correlation is of their log returns." if c.on == "returns" else ""
+    caption = (f"{_e(best['a'])} and {_e(best['b'])}, the most correlated pair: their {_e(c.column)} "
                f"prices over time, each divided by its own maximum so that both fit one axis.{note}")
     alt = f"{best['a']} and {best['b']} over time"
     return f'<section id="pair"><h2>The best pair</h2>{_figure(png, alt, caption)}</section>'
@@ -316,7 +365,7 @@ def analysis_section(pairs: list[dict], png: bytes | None, window: int = 60) -> 
                "A low p-value makes a pair a candidate whose spread may revert; it is not a trading signal.")
     parts = [
         '<section id="analysis"><h2>Pair analysis</h2>'
-        f'<table class="analysis"><caption>{caption}</caption>'
+        f'<table class="analysis sortable"><caption>{caption}</caption>'
         "<thead><tr><th class=num>rank</th><th>a</th><th>b</th><th class=num>&beta;</th><th class=num>&alpha;</th>"
         "<th class=num>coint t</th><th class=num>coint p</th><th class=num>half-life</th><th class=num>z-score</th>"
         f"<th class=num>rolling r min / median / max</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
@@ -335,33 +384,68 @@ def analysis_section(pairs: list[dict], png: bytes | None, window: int = 60) -> 
     return "\n".join(parts)
 
 
-def _heatmap_section(out: dict, result) -> str:
-    png = _plot_file(out, "heatmap")
-    matrix = getattr(result, "matrix", None)
+def _network_section(result: RunResult) -> str:
+    """The correlation network: its picture and its clusters (empty until a run has one)."""
+    network = result.network
+    if network is None:
+        return ""
+    members: dict[int, list[str]] = {}
+    for ticker, cluster in network.clusters.items():
+        members.setdefault(int(cluster), []).append(str(ticker))
+    rows = "\n".join(
+        f"<tr><td class=num>{cluster}</td><td class=num>{len(names):,}</td>"
+        f"<td>{_e(', '.join(sorted(names)[:12]))}{' &hellip;' if len(names) > 12 else ''}</td></tr>"
+        for cluster, names in sorted(members.items())[:50])
+    parts = ['<section id="network"><h2>Network and clusters</h2>']
+    png = _read(network.picture)
+    if png is not None:
+        parts.append(_figure(png, "the minimum spanning tree of the correlations, coloured by cluster",
+                             "The minimum spanning tree under d = &radic;(2(1 &minus; r)): each ticker joined "
+                             "to its nearest neighbours; colours are the clusters below.", css="square"))
+    if rows:
+        parts.append('<table class="clusters sortable"><caption>Clusters, largest first (single linkage on the '
+                     "tree); the search shows each ticker's.</caption><thead><tr><th class=num>cluster</th>"
+                     f"<th class=num>tickers</th><th>first tickers</th></tr></thead><tbody>{rows}</tbody></table>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _heatmap_section(result: RunResult) -> str:
+    series = result.correlation.series
+    if series > HEATMAP_MAX_TICKERS:
+        return ('<section id="heatmap"><h2>Correlation heatmap</h2><p>Not drawn: with '
+                f"{series:,} tickers its labels could not be read (this page draws it up to "
+                f"{HEATMAP_MAX_TICKERS}). How every pair's correlation spreads is the histogram above; "
+                "any one ticker's best partners are in the search.</p></section>")
+    png = _plot_file(result, "heatmap")
+    matrix = result.correlation.matrix
     if png is None and matrix is not None:
-        png = figure_png(heatmap_figure(matrix, method=out.get("method", "pearson")))
+        png = figure_png(heatmap_figure(matrix, method=result.correlation.method))
     if png is None:
         return ('<section id="heatmap"><h2>Correlation heatmap</h2><p>Not drawn: '
-                f"{out.get('series', 0):,} tickers are too many for one picture.</p></section>")
+                f"{series:,} tickers are too many for one picture.</p></section>")
     caption = ("Every pair's correlation; tickers ordered by hierarchical clustering (average linkage on 1 &minus; r), "
                "so that tickers that move together sit together. Red is positive, blue negative, white 0.")
     return ('<section id="heatmap"><h2>Correlation heatmap</h2>'
             f'{_figure(png, "clustered correlation heatmap", caption, css="square")}</section>')
 
 
-def _time_section(out: dict) -> str:
-    stages = out.get("stages", {})
+def _time_section(result: RunResult) -> str:
+    stages = result.stages
     if not stages:
         return ""
-    convert = out.get("convert") or {}
-    timings = out.get("timings", {})
+    convert = result.convert or {}
+    c = result.correlation
     ran_by = {
         "convert": (f"{convert.get('executor', '?')} &times;{convert.get('workers', '?')}",
                     f"{convert.get('converted', 0)} converted, {convert.get('up_to_date', 0)} up to date"),
-        "correlate": (f"{out.get('executor', '?')} &times;{out.get('workers', '?')}",
-                      f"engine {out.get('engine', '?')}; load {timings.get('load', 0):.2f} s, "
-                      f"compute {timings.get('correlate', 0):.2f} s"),
+        "correlate": (f"{c.executor} &times;{c.workers}",
+                      f"engine {c.engine}; load {c.timings.get('load', 0):.2f} s, "
+                      f"compute {c.timings.get('correlate', 0):.2f} s"),
     }
+    for stage, found in (("partners", result.partners), ("search", result.search)):
+        if found is not None:
+            ran_by[stage] = (f"{found.executor} &times;{found.workers}", f"engine {found.engine}")
     longest = max(stages.values()) or 1.0
     rows = []
     for stage, seconds in stages.items():
@@ -388,8 +472,11 @@ def _bar(fraction: float, css: str) -> str:
     return f'<span class="{css}" style="width:{fraction * 100:.1f}%"></span>' if fraction >= 0.005 else ""
 
 
-def _plot_file(out: dict, name: str) -> bytes | None:
-    path = out.get("plots", {}).get(name)
+def _plot_file(result: RunResult, name: str) -> bytes | None:
+    return _read(result.plots.get(name))
+
+
+def _read(path) -> bytes | None:
     if not path:
         return None
     try:
@@ -429,6 +516,7 @@ PAGE = """<!doctype html>
 </header>
 {body}
 </main>
+<script>{script}</script>
 </body>
 </html>
 """
@@ -463,7 +551,18 @@ td.bar span { display: block; height: .7rem; border-radius: 2px; }
 span.pos { background: var(--pos); }
 span.neg { background: var(--neg); }
 span.time { background: var(--time); }
-table.pairs tbody tr:first-child td { font-weight: 600; }
+table.pairs tbody tr.best td { font-weight: 600; }
+th.sort { cursor: pointer; user-select: none; white-space: nowrap; }
+th.sort::after { content: " \\2195"; color: var(--muted); font-weight: normal; }
+th.sort[aria-sort=ascending]::after { content: " \\25B2"; color: var(--ink); }
+th.sort[aria-sort=descending]::after { content: " \\25BC"; color: var(--ink); }
+th.sort:focus-visible { outline: 2px solid var(--neg); }
+.find label { font-weight: 600; margin-right: .4rem; }
+.find input { font: inherit; padding: .3rem .6rem; width: 18rem; max-width: 100%;
+              border: 1px solid var(--muted); border-radius: 4px; }
+.matches button { font: inherit; font-size: .9rem; margin: 0 .3rem .3rem 0; padding: .1rem .55rem;
+                  border: 1px solid var(--rule); border-radius: 4px; background: #f3f5f7; cursor: pointer; }
+.matches button:hover { background: #e4e9ee; }
 figure { margin: .5rem 0 0; }
 figure img { display: block; max-width: 100%; height: auto; border: 1px solid var(--rule); }
 figure.square img { max-height: 92vh; width: auto; }
@@ -476,9 +575,141 @@ figcaption { margin-top: .4rem; max-width: 60rem; }
   main { max-width: none; padding: 0; }
   h2 { break-after: avoid; }
   figure, table, .facts { break-inside: avoid; }
+  #search { display: none; }
+  th.sort::after { content: none; }
   figure img { max-height: 235mm; width: auto; border: none; }
   /* The pair plot and the heatmap share a page. */
   figure.square img { max-height: 120mm; }
   td.bar span { print-color-adjust: exact; -webkit-print-color-adjust: exact; }
 }
+"""
+
+# Plain JavaScript, no library: sorting the tables by a clicked heading, and the ticker
+# search over the JSON in the page. Data from files only ever reaches the page as text
+# (textContent), never as markup.
+SCRIPT = r"""
+"use strict";
+(function () {
+  function sortKey(cell, numeric) {
+    const text = cell.textContent.trim();
+    if (!numeric) return text;
+    if (text.startsWith("<")) return 0;  // a p-value below what a double holds
+    const value = parseFloat(text.replace(/,/g, "").replace("\u2212", "-"));
+    return Number.isNaN(value) ? null : value;
+  }
+  function compare(a, b, numeric) {
+    if (!numeric) return a.localeCompare(b);
+    if (a === null || b === null) return a === b ? 0 : (a === null ? 1 : -1);
+    return a - b;
+  }
+  function sortable(table) {
+    const heads = [...table.tHead.rows[0].cells];
+    heads.forEach(function (th, column) {
+      if (!th.textContent.trim()) return;
+      th.classList.add("sort");
+      th.tabIndex = 0;
+      th.title = "sort by this column";
+      const numeric = th.classList.contains("num");
+      function sort() {
+        const up = th.getAttribute("aria-sort") !== "ascending";
+        heads.forEach(h => h.removeAttribute("aria-sort"));
+        th.setAttribute("aria-sort", up ? "ascending" : "descending");
+        const body = table.tBodies[0];
+        const rows = [...body.rows].map((row, at) => [sortKey(row.cells[column], numeric), at, row]);
+        rows.sort(function (x, y) {
+          if (numeric && (x[0] === null || y[0] === null)) return compare(x[0], y[0], true) || x[1] - y[1];
+          return (up ? 1 : -1) * compare(x[0], y[0], numeric) || x[1] - y[1];
+        });
+        body.append(...rows.map(r => r[2]));
+      }
+      th.addEventListener("click", sort);
+      th.addEventListener("keydown", function (event) {
+        if (event.key === "Enter" || event.key === " ") { event.preventDefault(); sort(); }
+      });
+    });
+  }
+  document.querySelectorAll("table.sortable").forEach(sortable);
+
+  const source = document.getElementById("search-data");
+  if (!source) return;
+  const data = JSON.parse(source.textContent);
+  const names = data.tickers;
+  const exact = new Map(names.map((t, i) => [t, i]));
+  const folded = new Map();
+  names.forEach(function (t, i) {
+    const key = t.toLowerCase();
+    folded.set(key, folded.has(key) ? -1 : i);  // -1: more than one ticker folds to this
+  });
+  const input = document.getElementById("ticker");
+  const status = document.getElementById("search-status");
+  const matches = document.getElementById("search-matches");
+  const table = document.getElementById("search-result");
+  const list = document.getElementById("ticker-names");
+  const options = document.createDocumentFragment();
+  names.forEach(function (t) { const o = document.createElement("option"); o.value = t; options.append(o); });
+  list.append(options);
+  const count = (n, noun) => n.toLocaleString("en-US") + " " + noun + (n === 1 ? "" : "s");
+  status.textContent = "Type a ticker (" + count(names.length, "ticker") + ", e.g. " + names[0] + ").";
+
+  function row(cells) {
+    const tr = document.createElement("tr");
+    cells.forEach(function ([text, numeric]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      if (numeric) td.className = "num";
+      tr.append(td);
+    });
+    return tr;
+  }
+  function show(i) {
+    const flat = data.partners[i];
+    matches.replaceChildren();
+    [...table.tHead.rows[0].cells].forEach(h => h.removeAttribute("aria-sort"));
+    const rows = [];
+    for (let at = 0; at < flat.length; at += 3) {
+      const cells = [[String(at / 3 + 1), true], [names[flat[at]], false], [flat[at + 1].toFixed(4), true],
+                     [flat[at + 2].toLocaleString("en-US"), true]];
+      if (data.clusters) cells.push([String(data.clusters[flat[at]] || ""), true]);
+      rows.push(row(cells));
+    }
+    table.tBodies[0].replaceChildren(...rows);
+    table.caption.textContent = rows.length
+      ? "The " + count(rows.length, "best partner") + " of " + names[i] +
+        (data.clusters && data.clusters[i] ? " (cluster " + data.clusters[i] + ")" : "")
+      : "";
+    table.hidden = rows.length === 0;
+    status.textContent = rows.length ? "" : names[i] + ": no partner has a correlation (too little overlap, " +
+      "or a constant series).";
+  }
+  function pick(name) { input.value = name; find(); input.focus(); }
+  function find() {
+    const query = input.value.trim();
+    table.hidden = true;
+    table.tBodies[0].replaceChildren();
+    matches.replaceChildren();
+    if (!query) {
+      status.textContent = "Type a ticker (" + count(names.length, "ticker") + ").";
+      return;
+    }
+    let i = exact.has(query) ? exact.get(query) : folded.get(query.toLowerCase());
+    if (i !== undefined && i >= 0) { show(i); return; }
+    const key = query.toLowerCase();
+    const found = names.filter(t => t.toLowerCase().startsWith(key));
+    if (!found.length) { status.textContent = "No ticker starts with \u201c" + query + "\u201d."; return; }
+    status.textContent = count(found.length, "ticker") + " start" + (found.length === 1 ? "s" : "") +
+      " with \u201c" + query + "\u201d" + (found.length > 30 ? ", the first 30:" : ":");
+    found.slice(0, 30).forEach(function (t) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = t;
+      button.addEventListener("click", () => pick(t));
+      matches.append(button);
+    });
+  }
+  input.addEventListener("input", find);
+  input.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && matches.firstChild) pick(matches.firstChild.textContent);
+  });
+  if (input.value) find();
+})();
 """

@@ -126,12 +126,6 @@ class Selection:
         """The store's ``tickers`` this selection correlates (``--tickers`` less ``--exclude``)."""
         return select(tickers, self.tickers, self.exclude, options=("--tickers", "--exclude"))
 
-    @classmethod
-    def of_answer(cls, out: dict) -> "Selection":
-        """The selection an answer (``correlate --json``'s object) says it used."""
-        return cls(out.get("column", "close"), out.get("on", "prices"), start=out.get("start"), end=out.get("end"),
-                   resample=out.get("resample"))
-
     def describe(self, series: int | None = None, of: int | None = None) -> str:
         """A headline: ``weekly log returns of close, 2003-01-01 to 2006-06-30, 40 of 3,000 tickers``."""
         what = f"log returns of {self.column}" if self.on == "returns" else f"{self.column} prices"
