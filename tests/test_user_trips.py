@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -142,10 +143,10 @@ def test_a_period_leaves_out_the_tickers_without_a_value_in_it(store, panel):
 
 
 def test_the_left_out_line_names_five_and_counts_the_rest():
-    out = {"left_out": [{"ticker": f"S{i}", "n": i} for i in range(8)], "min_periods": 1234, "on": "prices"}
+    out = SimpleNamespace(left_out=[{"ticker": f"S{i}", "n": i} for i in range(8)], min_periods=1234, on="prices")
     assert cli.left_out_line(out) == ("left out: 8 tickers with fewer than 1,234 observations: "
                                       "S0 (0), S1 (1), S2 (2), S3 (3), S4 (4) and 3 more")
-    assert cli.left_out_line({"left_out": [], "min_periods": 30}) is None
+    assert cli.left_out_line(SimpleNamespace(left_out=[], min_periods=30, on="prices")) is None
 
 
 def test_heatmap_caption_names_the_tickers_left_out(store, panel):

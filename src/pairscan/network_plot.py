@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.collections import LineCollection
 
-from .plot import DPI, _plain_text, plt, save_figure
+from .plot import DPI, plain_text, plt, save_figure
 
 SPRING_NODES = 150  # components up to this size: Kamada-Kawai; larger: the radial tree
 LABEL_ALL = 80  # label every ticker up to this many
@@ -144,7 +144,7 @@ def forest_layout(n: int, a: np.ndarray, b: np.ndarray, d: np.ndarray) -> np.nda
     return xy
 
 
-@_plain_text
+@plain_text
 def network_figure(result, title: str | None = None):
     """The forest of a :class:`~pairscan.network.Network` as a figure (left open)."""
     tickers = list(result.tickers)

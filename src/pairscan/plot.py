@@ -37,7 +37,7 @@ MISSING_COLOUR = "#b0b0b0"  # a pair without a correlation: neither red nor blue
 _PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
 
 
-def _plain_text(figure_function):
+def plain_text(figure_function):
     """Build the figure with every text drawn literally (no mathtext, no TeX)."""
 
     @functools.wraps(figure_function)
@@ -79,7 +79,7 @@ def correlation_symbol(method: str = "pearson") -> str:
     return SYMBOL.get(method, f"{method} correlation")
 
 
-@_plain_text
+@plain_text
 def pair_figure(
     a: pd.Series,
     b: pd.Series,
@@ -288,7 +288,7 @@ def label_step(n: int, inches: float, points_per_label: float) -> int:
     return max(1, -(-n // fits))
 
 
-@_plain_text
+@plain_text
 def heatmap_figure(
     matrix: pd.DataFrame,
     title: str | None = None,
@@ -339,7 +339,7 @@ def wrap_lines(text: str, width: float) -> str:
     return "\n".join(textwrap.fill(line, width, break_on_hyphens=False) or line for line in text.split("\n"))
 
 
-@_plain_text
+@plain_text
 def histogram_figure(counts: np.ndarray, edges: np.ndarray, what: str = "Pearson r"):
     """Bars of how many pairs have a correlation in each bin of ``edges``."""
     fig, ax = plt.subplots(figsize=(9, 3.2), layout="constrained")
@@ -358,7 +358,7 @@ def histogram_figure(counts: np.ndarray, edges: np.ndarray, what: str = "Pearson
 EXECUTOR_COLOURS = {"serial": "tab:gray", "threads": "tab:blue", "processes": "tab:orange", "dask": "tab:green"}
 
 
-@_plain_text
+@plain_text
 def bench_figure(rows: list[dict], title: str = "pairscan bench"):
     """Bench results as bars of speed-up over serial: one panel per workload.
 
@@ -399,7 +399,7 @@ def bench_figure(rows: list[dict], title: str = "pairscan bench"):
     return fig
 
 
-@_plain_text
+@plain_text
 def spread_figure(
     index: pd.DatetimeIndex,
     spread: np.ndarray,

@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from ..outputs import PNG, check_output, printable, write_bytes
-from ..plot import _plain_text, _save, correlation_symbol, figure_png
+from ..plot import correlation_symbol, figure_png, plain_text, save_figure
 from ..version import __version__ as VERSION
+from ..wording import count
 from .run import Backtest
 
 
@@ -34,10 +35,6 @@ def _pct(value) -> str:
     return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f} %"
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
-
-
 def _day(stamp) -> str:
     return pd.Timestamp(stamp).strftime("%Y-%m-%d")
 
@@ -48,7 +45,7 @@ def summary_line(result: Backtest) -> str:
     s = result.summary
     return (f"in-sample r {_num(s['in_corr_mean'])} -> out-of-sample {_num(s['out_corr_mean'])}; a random pair "
             f"{_num(s['out_corr_mean_all'])}; mean return per window {_pct(s['return_mean'])}, "
-            f"{_count(s['trades'], 'trade')}")
+            f"{count(s['trades'], 'trade')}")
 
 
 def headline(result: Backtest) -> str:
@@ -85,13 +82,13 @@ def text(result: Backtest) -> str:
                      f"{_pct(p['return']):>8}")
             lines.append(line)
         lines.append(f"  mean: in r {_num(w['in_corr_mean'])}, out r {_num(w['out_corr_mean'])}, every pair "
-                     f"{_num(w['out_corr_mean_all'])}; return {_pct(w['return'])}, {_count(w['trades'], 'trade')}")
+                     f"{_num(w['out_corr_mean_all'])}; return {_pct(w['return'])}, {count(w['trades'], 'trade')}")
         blocks.append("\n".join(lines))
     blocks.append(summary_line(result))
     return "\n\n".join(blocks)
 
 
-@_plain_text
+@plain_text
 def figure(result: Backtest):
     """In-sample against out-of-sample correlation per window (and every pair's, out of
     sample), and the cumulative return of the rule (the windows' mean returns added up)."""
@@ -127,7 +124,7 @@ def figure(result: Backtest):
 def plot(result: Backtest, out: str | os.PathLike) -> Path:
     """Write :func:`figure` as a PNG to ``out`` (atomically)."""
     check_output(out, "--plot", PNG)
-    return _save(figure(result), out)
+    return save_figure(figure(result), out)
 
 
 def write_report(result: Backtest, path: str | os.PathLike, store: str | os.PathLike) -> Path:
