@@ -496,7 +496,7 @@ def network_text(result, members: int = 6, strongest: int = 10) -> str:
     out = result.to_dict()
     edges = result.edges
     lone = len(result.tickers) - len(set(edges["a"]) | set(edges["b"]))
-    lines = [f"{count(out['tickers'], 'ticker')}, {count(len(edges), 'edge')}, total distance "
+    lines = [f"{count(len(edges), 'edge')}, total distance "
              f"{out['total_distance']:.6f}, {count(out['components'], 'component')}"
              + (f" ({lone:,} lone: no ranked pair)" if lone else "")
              + f"; {out['method']} on {result.headline}",
