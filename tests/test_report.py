@@ -123,6 +123,17 @@ def test_the_page_shows_the_network_that_pairscan_network_finds(report):
     assert dict(zip(data["tickers"], data["clusters"])) == expected.clusters.to_dict()
 
 
+def test_the_page_names_the_tickers_too_short_to_rank(tmp_path):
+    folder = pairscan.sample(tmp_path / "d", tickers=4, days=2, bars_per_day=30)
+    short = sorted(folder.glob("*.json"))[-1]
+    short.write_text("".join(short.read_text().splitlines(keepends=True)[:5]))
+    result = pairscan.run(folder, tmp_path / "w", k=3, report=tmp_path / "r.html", executor="serial", quiet=True)
+    assert result.correlation.left_out == [{"ticker": short.stem, "n": 5}]
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert (f"<p>Left out: 1 ticker with fewer than {result.correlation.min_periods:,} observations: "
+            f"{short.stem} (5).</p>") in text
+
+
 def test_the_reports_clusters_grow_as_the_square_root_of_the_tickers():
     assert [report_clusters(n) for n in (2, 8, 21, 200, 3000)] == [1, 2, 4, 10, 20]
 
