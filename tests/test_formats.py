@@ -294,8 +294,8 @@ def test_an_odd_ticker_titles_its_plot(odd_store, tmp_path, monkeypatch):
     import pairscan.plot as plot
 
     titles = []
-    save = plot._save
-    monkeypatch.setattr(plot, "_save", lambda fig, out: (titles.extend(a.get_title() for a in fig.axes),
+    save = plot.save_figure
+    monkeypatch.setattr(plot, "save_figure", lambda fig, out: (titles.extend(a.get_title() for a in fig.axes),
                                                          save(fig, out))[1])
     pairscan.plot_pair(odd_store, "BRK/B", "^GSPC", tmp_path / "p.png")
     assert any(t.startswith("BRK/B and ^GSPC") for t in titles)

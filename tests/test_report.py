@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 import pairscan
+from pairscan.pipeline import report_clusters
 from pairscan.records import format_p
 from pairscan.report import dataset_facts, write_report
 from pairscan.run_result import RunNetwork
@@ -76,7 +77,7 @@ def test_the_page_is_self_contained_and_says_what_the_run_did(report):
     assert "@import" not in text and "url(" not in text and "fetch(" not in text and "XMLHttpRequest" not in text
     assert re.findall(r"<script[^>]*>", text) == ['<script type="application/json" id="search-data">', "<script>"]
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]+)"', text)
-    assert len(images) == 3 + ("spread" in out["plots"])  # histogram, pair, heatmap (and the best spread)
+    assert len(images) == 4 + ("spread" in out["plots"])  # histogram, pair, network, heatmap (and the best spread)
     for data, _ in images:
         assert base64.b64decode(data)[:8] == PNG
     assert images[0][1] == "histogram of the correlations of all ranked pairs"
@@ -104,6 +105,37 @@ def test_the_page_is_self_contained_and_says_what_the_run_did(report):
         if stage != "report":
             assert f"<tr><td>{stage}<div" in text
     assert "serial &times;1" in text and "engine blocked" in text
+
+
+def test_the_page_shows_the_network_that_pairscan_network_finds(report):
+    # run --report includes the network (DESIGN: networks and clusters), cut into
+    # report_clusters(n) clusters, its picture, and each ticker's cluster in the search.
+    out, page = report
+    store = Path(out["store"])
+    expected = pairscan.network(store, clusters=report_clusters(out["series"]), executor="serial", quiet=True)
+    assert Path(out["plots"]["network"]).read_bytes()[:8] == PNG
+    text = page.read_text(encoding="utf-8")
+    section = text.split('<section id="network">')[1].split("</section>")[0]
+    assert 'alt="the minimum spanning tree of the correlations, coloured by cluster"' in section
+    rows = re.findall(r"<tr><td class=num>(\d+)</td><td class=num>(\d+)</td>", section)
+    assert [(int(c), int(n)) for c, n in rows] == list(expected.cluster_sizes.items())
+    data = json.loads(text.split('id="search-data">')[1].split("</script>")[0])
+    assert dict(zip(data["tickers"], data["clusters"])) == expected.clusters.to_dict()
+
+
+def test_the_page_names_the_tickers_too_short_to_rank(tmp_path):
+    folder = pairscan.sample(tmp_path / "d", tickers=4, days=2, bars_per_day=30)
+    short = sorted(folder.glob("*.json"))[-1]
+    short.write_text("".join(short.read_text().splitlines(keepends=True)[:5]))
+    result = pairscan.run(folder, tmp_path / "w", k=3, report=tmp_path / "r.html", executor="serial", quiet=True)
+    assert result.correlation.left_out == [{"ticker": short.stem, "n": 5}]
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert (f"<p>Left out: 1 ticker with fewer than {result.correlation.min_periods:,} observations: "
+            f"{short.stem} (5).</p>") in text
+
+
+def test_the_reports_clusters_grow_as_the_square_root_of_the_tickers():
+    assert [report_clusters(n) for n in (2, 8, 21, 200, 3000)] == [1, 2, 4, 10, 20]
 
 
 def test_a_run_without_report_writes_none(tmp_path):
@@ -203,7 +235,9 @@ def test_a_ticker_typed_into_the_search_shows_its_partners_with_pandas_values(re
         assert partner == other and int(n.replace(",", "")) == common
         assert abs(float(r) - corr) <= 5e-5 + 1e-12
     caption = browser.find_element(By.CSS_SELECTOR, "#search-result caption").text
-    assert caption == f"The {len(want)} best partners of {ticker}"
+    cluster = pairscan.network(Path(out["store"]), clusters=report_clusters(out["series"]), executor="serial",
+                               quiet=True).clusters[ticker]
+    assert caption == f"The {len(want)} best partners of {ticker} (cluster {cluster})"
 
 
 def test_the_search_offers_tickers_by_their_first_letters(report, browser):
@@ -268,12 +302,18 @@ def test_the_page_renders_in_headless_chromium(report, browser, tmp_path):
         " pairs: document.querySelectorAll('#pairs tbody tr').length,"
         " width: document.documentElement.scrollWidth}")
     assert laid_out["pairs"] == len(out["top"]) == 5
-    assert len(laid_out["images"]) == 3 + ("spread" in out["plots"])
+    assert len(laid_out["images"]) == 4 + ("spread" in out["plots"])
     for complete, width, height, shown in laid_out["images"]:
         assert complete and width > 400 and height > 300 and 0 < shown <= 1280
     assert laid_out["width"] <= 1280
     logs = browser.get_log("browser")
     assert not [entry for entry in logs if entry["level"] == "SEVERE"], logs
+
+
+def result_network_clusters(result) -> dict:
+    """The clusters ``pairscan.network`` finds for a run's store and selection, as the report cuts them."""
+    return pairscan.network(result.store, clusters=report_clusters(result.correlation.series),
+                            selection=result.correlation.selection, executor="serial", quiet=True).clusters.to_dict()
 
 
 def test_many_tickers_get_the_search_and_no_heatmap(tmp_path, browser):
@@ -286,7 +326,9 @@ def test_many_tickers_get_the_search_and_no_heatmap(tmp_path, browser):
     assert "heatmap" in result.plots  # the work folder still has it; the page does not
     assert 'alt="clustered correlation heatmap"' not in text
     assert "Not drawn: with 61 tickers its labels could not be read (this page draws it up to 60)" in text
-    assert list(result.stages) == ["convert", "correlate", "partners", "search", "analyze", "plot", "report"]
+    assert list(result.stages) == ["convert", "correlate", "partners", "search", "network", "analyze", "plot",
+                                   "report"]
+    assert result.network.clusters == result_network_clusters(result) and result.network.picture.exists()
     assert len(result.search.partners_of) == 61
     from selenium.webdriver.common.by import By
 
@@ -295,7 +337,7 @@ def test_many_tickers_get_the_search_and_no_heatmap(tmp_path, browser):
     found = result.search.partners[ticker]
     assert len(found) == 10
     assert _search_rows(browser) == [(b, f"{r:.4f}", f"{n:,}") for b, r, n in zip(found.b, found["corr"], found.n)]
-    # A network, once a run has one: its picture, its clusters, and each partner's cluster in the search.
+    # Any network the page is given: its picture, its clusters, and each partner's cluster in the search.
     clusters = {t: 1 + i % 3 for i, t in enumerate(result.search.partners_of)}
     with_network = replace(result, network=RunNetwork(Path(result.plots["pair"]), clusters))
     write_report(tmp_path / "n.html", with_network)

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 import pairscan
-from pairscan import cli, pictures, plot
+from pairscan import cli, pictures, plot, wording
 from pairscan.store import store_files
 
 DAYS = pd.bdate_range("2000-01-03", periods=300)
@@ -144,9 +144,9 @@ def test_a_period_leaves_out_the_tickers_without_a_value_in_it(store, panel):
 
 def test_the_left_out_line_names_five_and_counts_the_rest():
     out = SimpleNamespace(left_out=[{"ticker": f"S{i}", "n": i} for i in range(8)], min_periods=1234, on="prices")
-    assert cli.left_out_line(out) == ("left out: 8 tickers with fewer than 1,234 observations: "
+    assert wording.left_out_line(out) == ("left out: 8 tickers with fewer than 1,234 observations: "
                                       "S0 (0), S1 (1), S2 (2), S3 (3), S4 (4) and 3 more")
-    assert cli.left_out_line(SimpleNamespace(left_out=[], min_periods=30, on="prices")) is None
+    assert wording.left_out_line(SimpleNamespace(left_out=[], min_periods=30, on="prices")) is None
 
 
 def test_heatmap_caption_names_the_tickers_left_out(store, panel):
@@ -272,6 +272,7 @@ def test_run_says_where_an_archive_went_and_the_store(sources, tmp_path):
 
 
 def test_the_data_line_of_a_folder_and_of_the_sample():
-    assert cli.data_line({"source": "prices", "data": "prices", "store": "w/store"}) == "data: prices -> store w/store"
-    assert cli.data_line({"source": "built-in sample", "data": "w/daily-stock", "store": "w/store"}) == \
+    folder = SimpleNamespace(source="prices", data="prices", store="w/store")
+    assert cli.data_line(folder) == "data: prices -> store w/store"
+    assert cli.data_line(SimpleNamespace(source="built-in sample", data="w/daily-stock", store="w/store")) == \
         "data: the built-in sample, written to w/daily-stock -> store w/store"

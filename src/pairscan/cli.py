@@ -15,7 +15,7 @@ import sys
 import threading
 import warnings
 
-from . import pictures, pipeline
+from . import pictures, pipeline, wording
 from .version import __version__
 from .archive import extract
 from .backtest.run import RANKS
@@ -217,19 +217,9 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
-LEFT_OUT_SHOWN = 5  # tickers named in the left-out line; the rest are counted
-
-
 def left_out_line(result) -> str | None:
-    """The tickers too short to rank, the first few with their history: None if there are none."""
-    left = result.left_out
-    if not left:
-        return None
-    named = ", ".join(f"{printable(e['ticker'])} ({e['n']:,})" for e in left[:LEFT_OUT_SHOWN])
-    more = f" and {len(left) - LEFT_OUT_SHOWN:,} more" if len(left) > LEFT_OUT_SHOWN else ""
-    noun = "observations" if result.on == "prices" else "returns"
-    return (f"left out: {count(len(left), 'ticker')} with fewer than {result.min_periods:,} {noun}: "
-            f"{named}{more}")
+    """The tickers too short to rank, as the terminal shows them (names made printable)."""
+    return wording.left_out_line(result, printable)
 
 
 def _convert_line(s: dict) -> str:
@@ -496,7 +486,7 @@ def network_text(result, members: int = 6, strongest: int = 10) -> str:
     out = result.to_dict()
     edges = result.edges
     lone = len(result.tickers) - len(set(edges["a"]) | set(edges["b"]))
-    lines = [f"{count(out['tickers'], 'ticker')}, {count(len(edges), 'edge')}, total distance "
+    lines = [f"{count(len(edges), 'edge')}, total distance "
              f"{out['total_distance']:.6f}, {count(out['components'], 'component')}"
              + (f" ({lone:,} lone: no ranked pair)" if lone else "")
              + f"; {out['method']} on {result.headline}",

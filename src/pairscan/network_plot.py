@@ -193,7 +193,7 @@ def network_figure(result, title: str | None = None):
     ax.autoscale_view()
     ax.margins(0.04)
     ax.axis("off")
-    words = (f"{n:,} tickers, {len(a):,} edges, total distance {result.total_distance:.3f}, "
+    words = (f"{len(a):,} edges, total distance {result.total_distance:.3f}, "
              f"{result.components:,} component{'s' if result.components != 1 else ''}"
              + (f" ({lone:,} lone{', not drawn' if big else ''})" if lone else ""))
     ax.set_title(title or f"Minimum spanning forest, d = sqrt(2(1 - r)): {result.headline}\n{words}", fontsize=10)

@@ -7,6 +7,7 @@ are :mod:`pairscan.pictures`.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import replace
@@ -25,7 +26,7 @@ from .readers import holds_sources
 from .pair_reader import PairSource
 from .pictures import best_cointegrated, draw_pair, plot_heatmap, plot_spread
 from .records import records
-from .run_result import SEARCH_K, RunResult
+from .run_result import SEARCH_K, RunNetwork, RunResult
 from .sample import sample
 from .selection import Selection
 from .store import store_files
@@ -36,7 +37,15 @@ HEATMAP_MAX_TICKERS = 2000  # beyond this a heatmap is unreadable and the matrix
 
 # What run writes in its work folder besides the store: checked before any work, like
 # the outputs a user names, so that none replaces a link or a special file.
-WORKDIR_OUTPUTS = ("matrix.parquet", "pair.png", "spread.png", "heatmap.png")
+WORKDIR_OUTPUTS = ("matrix.parquet", "pair.png", "partners.png", "spread.png", "heatmap.png", "network.png")
+REPORT_CLUSTERS_MAX = 20  # clusters the report's network is cut into, at most
+
+
+def report_clusters(tickers: int) -> int:
+    """How many clusters the report cuts the network into: about the square root of
+    half the tickers (4 for 21 tickers; 20 for 3,000), at least 1 and at most
+    :data:`REPORT_CLUSTERS_MAX`, so the table of clusters stays a table."""
+    return max(1, min(REPORT_CLUSTERS_MAX, tickers, math.ceil(math.sqrt(tickers / 2))))
 
 
 def run(
@@ -78,7 +87,8 @@ def run(
     ``partners_of`` (``--with``): also each named ticker's ``k`` best partners
     (``with`` and ``partners`` in the answer) and the pair plot of the first named
     ticker's best partner. With a ``report``, also every ticker's best partners for
-    its search (one pass of the partners engine). Returns a
+    its search (one pass of the partners engine) and the network, cut into
+    :func:`report_clusters` clusters, with its picture. Returns a
     :class:`~pairscan.run_result.RunResult`; its ``to_json()`` is what ``run --json``
     prints. Every stage runs on one pool, opened once from ``execution`` (or its
     fields as keywords: ``executor``, ``workers``, ``retries``, ``quiet``,
@@ -143,6 +153,12 @@ def run(
             search = _search(store, selection, running, partners, k)
             if search is not partners:
                 stages["search"] = search.seconds
+        forest = None
+        if report is not None:
+            from .network import network
+
+            forest = network(store, clusters=report_clusters(result.series), selection=selection, execution=running)
+            stages["network"] = forest.seconds
         analysis = None
         if len(result.top):
             from .analyze import analyze_top
@@ -152,9 +168,15 @@ def run(
             stages["analyze"] = analysis.attrs["seconds"]
     t1 = time.perf_counter()
     plots = _run_plots(workdir, store, selection, result, partners, analysis)
+    shown = None
+    if forest is not None:
+        from .network_plot import plot_network
+
+        plots["network"] = str(plot_network(forest, workdir / "network.png"))
+        shown = RunNetwork(Path(plots["network"]), forest.clusters.to_dict())
     stages["plot"] = time.perf_counter() - t1
     done = RunResult(result, str(source) if source is not None else "built-in sample", str(folder), str(store),
-                     converted, plots, stages, analysis, partners, search)
+                     converted, plots, stages, analysis, partners, search, shown)
     if report is None:
         return done
     from .report import write_report

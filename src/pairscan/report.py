@@ -240,7 +240,8 @@ def _search_section(result: RunResult, symbol: str, what: str) -> str:
 
 
 def _pairs_section(top: list[dict], symbol: str, what: str, c) -> str:
-    rule = f"<p>{_e(wording.ranking_rule(c))}</p>"
+    left = wording.left_out_line(c)
+    rule = f"<p>{_e(wording.ranking_rule(c))}</p>" + (f"<p>{_e(left[0].upper() + left[1:])}.</p>" if left else "")
     if not top:
         return (f'<section id="pairs"><h2>Top pairs</h2>{rule}<p>No pair has a correlation: too few common '
                 "observations, or a constant series.</p></section>")

@@ -56,6 +56,21 @@ def ranking_rule(result: Correlation) -> str:
             f"{considered - ranked:,} pairs were left out, for too little overlap or a constant series.")
 
 
+LEFT_OUT_SHOWN = 5  # tickers named where the left-out are listed; the rest are counted
+
+
+def left_out_line(result: Correlation, name=str) -> str | None:
+    """The tickers too short to rank, the first few with their history (each ticker's
+    name through ``name``): None if there are none."""
+    left = result.left_out
+    if not left:
+        return None
+    named = ", ".join(f"{name(e['ticker'])} ({e['n']:,})" for e in left[:LEFT_OUT_SHOWN])
+    more = f" and {len(left) - LEFT_OUT_SHOWN:,} more" if len(left) > LEFT_OUT_SHOWN else ""
+    noun = "observations" if result.on == "prices" else "returns"
+    return f"left out: {count(len(left), 'ticker')} with fewer than {result.min_periods:,} {noun}: {named}{more}"
+
+
 def summary_line(result: Correlation) -> str:
     """The command line's headline of a correlate: what, how many, on which engine, how long."""
     return (f"{tickers(result.series, result.stored)}, {count(result.pairs_considered, 'pair')}: "
