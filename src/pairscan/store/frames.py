@@ -83,13 +83,6 @@ def read_column_period(path: str | os.PathLike, column: str, first: np.datetime6
                           lambda form, path: form.read_column_rows(path, column, first, last))
 
 
-def rows_between(index: np.ndarray, first, last) -> slice:
-    """The rows of a sorted ``index`` from ``first`` to ``last``, both included (None: open)."""
-    start = 0 if first is None else int(np.searchsorted(index, first, "left"))
-    stop = len(index) if last is None else int(np.searchsorted(index, last, "right"))
-    return slice(start, max(start, stop))
-
-
 def _column_arrays(path: Path, column: str, read) -> tuple[np.ndarray, np.ndarray]:
     try:
         index, values = read(_format(path), path)

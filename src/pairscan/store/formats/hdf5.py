@@ -30,6 +30,7 @@ import pandas as pd
 
 from ...errors import PairscanError
 from ...readers.base import Columns
+from .rows import rows_between
 
 NAME = "hdf5"
 SUFFIX = ".h5"
@@ -267,8 +268,6 @@ class _Fixed:
         None: open): the timestamps read, the rows found by binary search, and only those
         rows of the column's block read; KeyError if there is no column of that name."""
         import h5py
-
-        from ..frames import rows_between
 
         stamps = self.index()
         rows = rows_between(stamps, first, last)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from ...errors import PairscanError
 from ...readers.base import Columns
+from .rows import rows_between
 
 NAME = "parquet"
 SUFFIX = ".parquet"
@@ -149,9 +150,7 @@ def read_column_rows(path: Path, column: str, first, last):
     except (pa.ArrowException, TypeError, ValueError):  # bounds this file cannot take (zoned times): read it all
         table = file.read(columns=["timestamp", column])
     stamps = np.asarray(pd.DatetimeIndex(table.column("timestamp").to_numpy()).as_unit("ns").values)
-    start = 0 if first is None else int(np.searchsorted(stamps, first, "left"))
-    stop = len(stamps) if last is None else int(np.searchsorted(stamps, last, "right"))
-    rows = slice(start, max(start, stop))  # the filters keep whole row groups: the exact cut
+    rows = rows_between(stamps, first, last)  # the filters keep whole row groups: the exact cut
     return stamps[rows], table.column(column).to_numpy()[rows]
 
 
