@@ -281,10 +281,10 @@ def period_bounds(start: str | None, end: str | None):
             if text is None:
                 bounds.append(None)
                 continue
-            if pd.Timestamp(text).tz is not None:
-                return None
-            with warnings.catch_warnings():
+            with warnings.catch_warnings():  # pandas 3 warns of quarter strings ("2015Q1"), which it still reads
                 warnings.simplefilter("ignore")
+                if pd.Timestamp(text).tz is not None:
+                    return None
                 bounds.append(getattr(pd.Period(text), edge).as_unit("ns").to_datetime64())
         return tuple(bounds)
     except (TypeError, ValueError, OverflowError):
