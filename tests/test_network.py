@@ -95,6 +95,8 @@ def test_forest_equals_scipy_on_pandas_matrix(store, forest, block_size):
     six = pairscan.network(store, on="returns", forest=forest, block_size=block_size, executor="serial",
                            clusters=result.components + 6)
     assert clusters_of(six) == oracle_clusters(want, names, result.components + 6)
+    assert result.cut_into(result.components + 6).clusters.equals(six.clusters)  # the same cut, afterwards
+    assert result.lone == sorted(lone, key=names.index)
     graph = result.graph()
     assert sorted(graph.nodes) == names and graph.number_of_edges() == len(want)
 

@@ -107,18 +107,30 @@ def test_the_page_is_self_contained_and_says_what_the_run_did(report):
     assert "serial &times;1" in text and "engine blocked" in text
 
 
+def report_network(store, selection=None):
+    """The network as the report cuts it, through ``network``'s own ``clusters=``: the
+    tickers with no ranked pair stay alone, the others are cut into report_clusters."""
+    whole = pairscan.network(store, selection=selection, executor="serial", quiet=True)
+    n, lone = len(whole.tickers), len(whole.lone)
+    return pairscan.network(store, clusters=min(n, lone + report_clusters(n - lone)), selection=selection,
+                            executor="serial", quiet=True)
+
+
 def test_the_page_shows_the_network_that_pairscan_network_finds(report):
     # run --report includes the network (DESIGN: networks and clusters), cut into
-    # report_clusters(n) clusters, its picture, and each ticker's cluster in the search.
+    # report_clusters clusters, its picture, and each ticker's cluster in the search.
     out, page = report
     store = Path(out["store"])
-    expected = pairscan.network(store, clusters=report_clusters(out["series"]), executor="serial", quiet=True)
+    expected = report_network(store)
     assert Path(out["plots"]["network"]).read_bytes()[:8] == PNG
     text = page.read_text(encoding="utf-8")
     section = text.split('<section id="network">')[1].split("</section>")[0]
     assert 'alt="the minimum spanning tree of the correlations, coloured by cluster"' in section
-    rows = re.findall(r"<tr><td class=num>(\d+)</td><td class=num>(\d+)</td>", section)
-    assert [(int(c), int(n)) for c, n in rows] == list(expected.cluster_sizes.items())
+    rows = re.findall(r"<tr><td>([^<]+)</td><td class=num>(\d+)</td>", section)
+    sizes = expected.cluster_sizes
+    want = [(str(c), int(k)) for c, k in sizes.items() if k > 1] + ([("alone", int((sizes == 1).sum()))]
+                                                                   if (sizes == 1).any() else [])
+    assert [(label.split(" (")[0], int(k)) for label, k in rows] == want
     data = json.loads(text.split('id="search-data">')[1].split("</script>")[0])
     assert dict(zip(data["tickers"], data["clusters"])) == expected.clusters.to_dict()
 
@@ -132,6 +144,11 @@ def test_the_page_names_the_tickers_too_short_to_rank(tmp_path):
     text = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert (f"<p>Left out: 1 ticker with fewer than {result.correlation.min_periods:,} observations: "
             f"{short.stem} (5).</p>") in text
+    # In the network it has no edge: a cluster of its own, listed among the tickers alone, said why.
+    assert result.network.lone == 1 and list(result.network.clusters.values()).count(
+        result.network.clusters[short.stem]) == 1
+    assert re.search(rf"<tr><td>alone \(1 with no ranked pair[^<]*</td><td class=num>\d+</td><td>[^<]*\b{short.stem}\b",
+                     text)
 
 
 def test_the_reports_clusters_grow_as_the_square_root_of_the_tickers():
@@ -235,8 +252,7 @@ def test_a_ticker_typed_into_the_search_shows_its_partners_with_pandas_values(re
         assert partner == other and int(n.replace(",", "")) == common
         assert abs(float(r) - corr) <= 5e-5 + 1e-12
     caption = browser.find_element(By.CSS_SELECTOR, "#search-result caption").text
-    cluster = pairscan.network(Path(out["store"]), clusters=report_clusters(out["series"]), executor="serial",
-                               quiet=True).clusters[ticker]
+    cluster = report_network(Path(out["store"])).clusters[ticker]
     assert caption == f"The {len(want)} best partners of {ticker} (cluster {cluster})"
 
 
@@ -310,12 +326,6 @@ def test_the_page_renders_in_headless_chromium(report, browser, tmp_path):
     assert not [entry for entry in logs if entry["level"] == "SEVERE"], logs
 
 
-def result_network_clusters(result) -> dict:
-    """The clusters ``pairscan.network`` finds for a run's store and selection, as the report cuts them."""
-    return pairscan.network(result.store, clusters=report_clusters(result.correlation.series),
-                            selection=result.correlation.selection, executor="serial", quiet=True).clusters.to_dict()
-
-
 def test_many_tickers_get_the_search_and_no_heatmap(tmp_path, browser):
     folder = pairscan.sample(tmp_path / "d", tickers=61, days=40, daily=True)
     page = tmp_path / "r.html"
@@ -328,7 +338,8 @@ def test_many_tickers_get_the_search_and_no_heatmap(tmp_path, browser):
     assert "Not drawn: with 61 tickers its labels could not be read (this page draws it up to 60)" in text
     assert list(result.stages) == ["convert", "correlate", "partners", "search", "network", "analyze", "plot",
                                    "report"]
-    assert result.network.clusters == result_network_clusters(result) and result.network.picture.exists()
+    expected = report_network(result.store, result.correlation.selection)
+    assert result.network.clusters == expected.clusters.to_dict() and result.network.picture.exists()
     assert len(result.search.partners_of) == 61
     from selenium.webdriver.common.by import By
 
@@ -343,7 +354,7 @@ def test_many_tickers_get_the_search_and_no_heatmap(tmp_path, browser):
     write_report(tmp_path / "n.html", with_network)
     text = (tmp_path / "n.html").read_text(encoding="utf-8")
     assert '<section id="network">' in text and 'alt="the minimum spanning tree' in text
-    assert "<tr><td class=num>1</td><td class=num>21</td>" in text  # 61 tickers: 21, 20 and 20
+    assert "<tr><td>1</td><td class=num>21</td>" in text  # 61 tickers: 21, 20 and 20
     _opened(browser, tmp_path / "n.html").find_element(By.ID, "ticker").send_keys(ticker)
     shown = browser.find_elements(By.CSS_SELECTOR, "#search-result tbody tr")
     assert [row.find_elements(By.TAG_NAME, "td")[4].text for row in shown] == [str(clusters[b]) for b in found.b]

@@ -485,7 +485,7 @@ def network_text(result, members: int = 6, strongest: int = 10) -> str:
     with their sizes and first members, the strongest edges."""
     out = result.to_dict()
     edges = result.edges
-    lone = len(result.tickers) - len(set(edges["a"]) | set(edges["b"]))
+    lone = len(result.lone)
     lines = [f"{count(len(edges), 'edge')}, total distance "
              f"{out['total_distance']:.6f}, {count(out['components'], 'component')}"
              + (f" ({lone:,} lone: no ranked pair)" if lone else "")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -92,6 +92,23 @@ class Network:
         for a, b, corr, n, d in self.edges[list(EDGE_FIELDS)].itertuples(index=False):
             graph.add_edge(a, b, corr=float(corr), n=int(n), distance=float(d), weight=float(d))
         return graph
+
+    def cut_into(self, k: int) -> "Network":
+        """The same forest with its clusters cut again: the longest edges cut until ``k``
+        components remain (as ``clusters=k`` would have cut them)."""
+        checks.integer("k", k, low=1)
+        position = {t: i for i, t in enumerate(self.tickers)}
+        a = np.array([position[t] for t in self.edges["a"]], dtype=np.int64)
+        b = np.array([position[t] for t in self.edges["b"]], dtype=np.int64)
+        found = Pairs(a, b, self.edges["corr"].to_numpy(), self.edges["n"].to_numpy())
+        labels = cut_forest(len(self.tickers), found, k, self.selection.absolute)
+        return replace(self, clusters=number_clusters(labels, self.tickers), cut=k)
+
+    @property
+    def lone(self) -> list[str]:
+        """The tickers no edge reaches (no ranked pair), in the tickers' order."""
+        joined = set(self.edges["a"]) | set(self.edges["b"])
+        return [t for t in self.tickers if t not in joined]
 
     @property
     def cluster_sizes(self) -> pd.Series:

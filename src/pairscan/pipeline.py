@@ -87,8 +87,8 @@ def run(
     ``partners_of`` (``--with``): also each named ticker's ``k`` best partners
     (``with`` and ``partners`` in the answer) and the pair plot of the first named
     ticker's best partner. With a ``report``, also every ticker's best partners for
-    its search (one pass of the partners engine) and the network, cut into
-    :func:`report_clusters` clusters, with its picture. Returns a
+    its search (one pass of the partners engine) and the network with its picture, the
+    tickers it joins cut into :func:`report_clusters` clusters. Returns a
     :class:`~pairscan.run_result.RunResult`; its ``to_json()`` is what ``run --json``
     prints. Every stage runs on one pool, opened once from ``execution`` (or its
     fields as keywords: ``executor``, ``workers``, ``retries``, ``quiet``,
@@ -157,7 +157,9 @@ def run(
         if report is not None:
             from .network import network
 
-            forest = network(store, clusters=report_clusters(result.series), selection=selection, execution=running)
+            forest = network(store, selection=selection, execution=running)
+            n, lone = len(forest.tickers), len(forest.lone)  # the lone stay alone; the rest are cut
+            forest = forest.cut_into(max(1, min(n, lone + report_clusters(n - lone))))
             stages["network"] = forest.seconds
         analysis = None
         if len(result.top):
@@ -173,7 +175,8 @@ def run(
         from .network_plot import plot_network
 
         plots["network"] = str(plot_network(forest, workdir / "network.png"))
-        shown = RunNetwork(Path(plots["network"]), forest.clusters.to_dict())
+        shown = RunNetwork(Path(plots["network"]), forest.clusters.to_dict(), len(forest.lone), forest.executor,
+                           forest.workers, forest.forest)
     stages["plot"] = time.perf_counter() - t1
     done = RunResult(result, str(source) if source is not None else "built-in sample", str(folder), str(store),
                      converted, plots, stages, analysis, partners, search, shown)

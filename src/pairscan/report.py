@@ -39,8 +39,9 @@ STAGE_WORDS = {
     "correlate": "load the store, correlate every pair",
     "partners": "each ticker named with --with: its best partners",
     "search": "every ticker's best partners, for the search",
+    "network": "the minimum spanning tree and its clusters",
     "analyze": "hedge ratio, cointegration, half-life of the top pairs",
-    "plot": "draw the pair plot, the spread plot and the heatmap",
+    "plot": "draw the pair plot, the spread plot, the heatmap and the network",
 }
 HEATMAP_MAX_TICKERS = 60  # beyond, its labels cannot be read on a page
 PARTNER_TABLES_MAX = 20  # named tickers with a table of their own; beyond, the search shows them
@@ -385,6 +386,16 @@ def analysis_section(pairs: list[dict], png: bytes | None, window: int = 60) -> 
     return "\n".join(parts)
 
 
+CLUSTER_ROWS = 30  # clusters of several tickers listed one a row; the rest share a row
+
+
+def _cluster_row(label: str, names: list[str]) -> str:
+    """A row of the clusters table: the cluster (or a group of them), its size, its first tickers."""
+    shown = ", ".join(sorted(names)[:12])
+    return (f"<tr><td>{label}</td><td class=num>{len(names):,}</td>"
+            f"<td>{_e(shown)}{' &hellip;' if len(names) > 12 else ''}</td></tr>")
+
+
 def _network_section(result: RunResult) -> str:
     """The correlation network: its picture and its clusters (empty until a run has one)."""
     network = result.network
@@ -393,10 +404,18 @@ def _network_section(result: RunResult) -> str:
     members: dict[int, list[str]] = {}
     for ticker, cluster in network.clusters.items():
         members.setdefault(int(cluster), []).append(str(ticker))
-    rows = "\n".join(
-        f"<tr><td class=num>{cluster}</td><td class=num>{len(names):,}</td>"
-        f"<td>{_e(', '.join(sorted(names)[:12]))}{' &hellip;' if len(names) > 12 else ''}</td></tr>"
-        for cluster, names in sorted(members.items())[:50])
+    groups = [(cluster, names) for cluster, names in sorted(members.items()) if len(names) > 1]
+    alone = sorted(names[0] for names in members.values() if len(names) == 1)
+    rows = [_cluster_row(str(cluster), names) for cluster, names in groups[:CLUSTER_ROWS]]
+    if len(groups) > CLUSTER_ROWS:
+        rows.append(_cluster_row(f"{CLUSTER_ROWS + 1}&ndash;{groups[-1][0]}",
+                                 [t for _, names in groups[CLUSTER_ROWS:] for t in names]))
+    if alone:
+        why = (f"{network.lone:,} with no ranked pair" if network.lone == len(alone) else
+               f"{network.lone:,} with no ranked pair, the rest cut off by a long edge" if network.lone else
+               "each cut off by a long edge")
+        rows.append(_cluster_row(f"alone ({why})", alone))
+    rows = "\n".join(rows)
     parts = ['<section id="network"><h2>Network and clusters</h2>']
     png = _read(network.picture)
     if png is not None:
@@ -405,7 +424,7 @@ def _network_section(result: RunResult) -> str:
                              "to its nearest neighbours; colours are the clusters below.", css="square"))
     if rows:
         parts.append('<table class="clusters sortable"><caption>Clusters, largest first (single linkage on the '
-                     "tree); the search shows each ticker's.</caption><thead><tr><th class=num>cluster</th>"
+                     "tree), then the tickers alone; the search shows each ticker's.</caption><thead><tr><th>cluster</th>"
                      f"<th class=num>tickers</th><th>first tickers</th></tr></thead><tbody>{rows}</tbody></table>")
     parts.append("</section>")
     return "\n".join(parts)
@@ -447,6 +466,9 @@ def _time_section(result: RunResult) -> str:
     for stage, found in (("partners", result.partners), ("search", result.search)):
         if found is not None:
             ran_by[stage] = (f"{found.executor} &times;{found.workers}", f"engine {found.engine}")
+    if result.network is not None and result.network.executor is not None:
+        ran_by["network"] = (f"{result.network.executor} &times;{result.network.workers}",
+                             f"forest {result.network.forest}")
     longest = max(stages.values()) or 1.0
     rows = []
     for stage, seconds in stages.items():

@@ -16,10 +16,16 @@ SEARCH_K = 10  # partners of each ticker the report's search shows
 @dataclass(frozen=True)
 class RunNetwork:
     """A run's correlation network, as the report shows it: the picture of the tree
-    (a PNG, or None) and each ticker's cluster (numbered from 1, largest first)."""
+    (a PNG, or None), each ticker's cluster (numbered from 1, largest first) and how
+    many tickers no edge reaches (no ranked pair: each a cluster of its own); what ran
+    it (``executor``, ``workers``) and how the forest was found (``forest``)."""
 
     picture: Path | None
     clusters: Mapping[str, int]
+    lone: int = 0
+    executor: str | None = None
+    workers: int = 1
+    forest: str = ""
 
 
 @dataclass(frozen=True)
