@@ -157,6 +157,15 @@ def test_text_summary(store, capsys):
     text = capsys.readouterr().out
     assert "30 tickers" in text and "total distance" in text and "strongest edges:" in text
     assert "forest dense" in text and "clusters" in text
+    # Fewer clusters asked than the forest has components, lone tickers among them: the K that would cut.
+    whole = pairscan.network(store, on="returns", executor="serial")
+    lone, joined = len(whole.lone), whole.components - len(whole.lone)
+    assert lone and joined < 3
+    assert (f"(asked 3: the forest has {whole.components} components, {lone} of them lone tickers; "
+            f"--clusters {lone + 3} cuts the joined ones into 3):") in text
+    assert main(["network", str(store), "--on", "returns", "--clusters", str(lone + 3), "-q", "--executor",
+                 "serial"]) == 0
+    assert f"{lone + 3} clusters:" in capsys.readouterr().out
 
 
 def test_bad_clusters_exit_2(store, capsys, tmp_path):

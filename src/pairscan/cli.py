@@ -495,10 +495,10 @@ def network_text(result, members: int = 6, strongest: int = 10) -> str:
                                           if out["forest"] == "boruvka" else "")
              + f", executor {out['executor']} x{out['workers']}, {out['seconds']:.3f} s"]
     sizes = result.cluster_sizes
-    asked = out["clusters_asked"]
+    asked, components = out["clusters_asked"], out["components"]
     head = f"{count(len(sizes), 'cluster')}" + (
-        f" (asked {asked}: the forest has {out['components']:,} components)" if asked and asked < out["components"]
-        else "" if asked else " (the forest's components; --clusters K to cut it)")
+        f" (asked {asked}: the forest has {components:,} components{_lone_hint(asked, components, lone)})"
+        if asked and asked < components else "" if asked else " (the forest's components; --clusters K to cut it)")
     lines += ["", head + ":"]
     shown = sizes.index[:20]
     for c in shown:
@@ -517,6 +517,15 @@ def network_text(result, members: int = 6, strongest: int = 10) -> str:
         for a, b, corr, n, d in top.itertuples(index=False):
             lines.append(f"{printable(a):<{wa}}  {printable(b):<{wb}}  {corr:>9.6f}  {n:>8}  {d:>9.6f}")
     return "\n".join(lines)
+
+
+def _lone_hint(asked: int, components: int, lone: int) -> str:
+    """What to ask when ``--clusters`` was fewer than the forest's components because of
+    lone tickers: the K that cuts the joined tickers into ``asked`` clusters."""
+    if not lone:
+        return ""
+    return (f", {lone:,} of them lone tickers; --clusters {lone + asked:,} cuts the joined ones into {asked}"
+            if components - lone < asked else f", {lone:,} of them lone tickers")
 
 
 def data_line(out) -> str:
