@@ -175,6 +175,7 @@ PAGE = """<!doctype html>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 60em; color: #222; }}
 table {{ border-collapse: collapse; font-size: 0.9em; }}
 td, th {{ padding: 0.2em 0.6em; border-bottom: 1px solid #ddd; text-align: right; }}
+td {{ white-space: nowrap; }}
 th {{ background: #f4f4f4; }}
 .note {{ color: #555; font-size: 0.9em; }}
 img {{ max-width: 100%; height: auto; }}
