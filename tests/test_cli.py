@@ -126,6 +126,20 @@ def test_a_damaged_stored_file_is_bad_input(aligned_store, tmp_path):
         assert len(done.stderr.strip().splitlines()) == 1
 
 
+def test_a_reader_that_goes_away_stops_the_command_quietly(tmp_path):
+    # `pairscan correlate ... --json | head -1`: the pipe closes after the first line, while
+    # the command still has far more to write than a pipe holds (780 pairs: about 170 kB).
+    folder = pairscan.sample(tmp_path / "d", tickers=40, days=1, bars_per_day=30)
+    pairscan.convert(folder, executor="serial", quiet=True)
+    process = subprocess.Popen([sys.executable, "-m", "pairscan", "correlate", str(folder), "--json",
+                                "--top", "780", "--executor", "serial", "--quiet"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "{\n"
+    process.stdout.close()
+    err = process.stderr.read()
+    assert process.wait(timeout=120) == 141 and err == ""
+
+
 def test_version(capsys):
     import importlib.metadata
 

@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -635,6 +636,11 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated:
         print("pairscan: terminated", file=sys.stderr)
         return 143
+    except BrokenPipeError:
+        # The reader went away (`pairscan correlate ... --json | head`): stop quietly, as a
+        # process killed by SIGPIPE would, with nothing more written to the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
