@@ -235,6 +235,15 @@ def test_a_bad_cell_of_a_wide_table_is_named_by_its_line(tmp_path):
     assert summary["bad_lines_skipped"] == 1 and summary["rows"] == 2 + 2
 
 
+def test_a_row_of_the_wrong_width_in_a_wide_table_is_named_by_its_line(tmp_path):
+    table = tmp_path / "w.csv"
+    table.write_bytes(b"Date,A,B\r\n2020-01-02,1,2\r\n2020-01-03,1,2,3\r\n2020-01-06,3,4\r\n")
+    assert one_error(cli("convert", table, "--to", tmp_path / "store")) == (
+        f"pairscan: error: {table}:3: 4 values where the header names 3 columns; every row of a wide table needs "
+        "one value per column (empty where a ticker has none)")
+    assert not (tmp_path / "store").exists() or not list((tmp_path / "store").glob("*.h5"))
+
+
 def test_a_download_of_many_tickers_in_a_folder_is_sent_to_convert_alone(tmp_path, frames):
     folder = tmp_path / "src"
     folder.mkdir()

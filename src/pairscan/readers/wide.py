@@ -12,6 +12,7 @@ row's line in the table. An empty cell is a missing value of that ticker alone.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,7 +156,7 @@ class WideTable(LongTable):
                     flush()
             flush()
         except (OSError, pa.ArrowException) as exc:
-            raise PairscanError(f"cannot read the wide table ({str(exc).splitlines()[0]})", path) from None
+            raise _unreadable(path, str(exc).splitlines()[0]) from None
         return [(tickers[n], scratch / f"{n:06d}") for n in sorted(written)]
 
     @staticmethod
@@ -179,6 +180,26 @@ class WideTable(LongTable):
             raise PairscanError(f"cannot read a part of the wide table ({str(exc).splitlines()[0]})", name) from None
         table = table.sort_by(LINE)
         return from_table(table.drop_columns([LINE]), on_bad_lines, name, table.column(LINE).to_pylist, text=text)
+
+
+RAGGED = re.compile(r"Expected (\d+) columns, got (\d+): (.*)")
+
+
+def _unreadable(path: Path, message: str) -> PairscanError:
+    """pyarrow's message of a table it cannot read, as one line: a row of the wrong width
+    named by its line (pyarrow gives the row, not where it is)."""
+    ragged = RAGGED.search(message)
+    if ragged is None:
+        return PairscanError(f"cannot read the wide table ({message})", path)
+    want, got, row = int(ragged[1]), int(ragged[2]), ragged[3].rstrip("\r")
+    where = path
+    with open(path, "rb") as lines:  # the error path alone reads the file again, a line at a time
+        for number, line in enumerate(lines, 1):
+            if line.rstrip(b"\r\n").decode("utf-8", "replace") == row:
+                where = f"{path}:{number}"
+                break
+    return PairscanError(f"{got} values where the header names {want} columns; every row of a wide table needs "
+                         "one value per column (empty where a ticker has none)", where)
 
 
 def _batches(path: Path, layout: Shape, names: list[str]):
