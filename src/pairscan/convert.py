@@ -196,25 +196,11 @@ def convert(
     holds the store. A full disk is a :class:`PairscanError` too, after which the
     store holds only whole files and a valid manifest, and a rerun with room finishes.
     """
-    checks.path("source", source)
-    checks.path("to", to, optional=True)
-    checks.text("ticker_column", ticker_column, optional=True)
-    checks.text("close_column", close_column, optional=True)
-    checks.text("date_format", date_format, optional=True)
-    check_date_format(date_format)
+    _check_options(source, to, ticker_column, close_column, date_format, max_bytes, force, follow_links, format,
+                   on_bad_lines, lock_timeout)
     columns = {"close_column": close_column, "date_format": date_format}
-    checks.integer("max_bytes", max_bytes, low=1)
-    for name, value in (("force", force), ("follow_links", follow_links)):
-        checks.boolean(name, value)
     execution = Execution.of(execution or LOUD, executor=executor, workers=workers, retries=retries, quiet=quiet,
                              connect_timeout=connect_timeout, pool=pool)
-    quiet, retries = execution.quiet, execution.retries
-    if format not in FORMATS:
-        raise PairscanError(f"--format must be hdf5 or parquet, not {format!r}")
-    if on_bad_lines not in BAD_LINE_MODES:
-        raise PairscanError(f"--on-bad-lines must be error or skip, not {on_bad_lines!r}")
-    if not (isinstance(lock_timeout, (int, float)) and lock_timeout >= 0):  # NaN too
-        raise PairscanError(f"--lock-timeout must be a number of seconds >= 0, not {lock_timeout!r}")
     started = time.perf_counter()
     source = Path(source)
     try:
@@ -223,7 +209,61 @@ def convert(
     except OSError as exc:  # a source or store that cannot be looked at
         raise PairscanError(f"cannot read ({exc.strerror or exc})", exc.filename or source) from None
     discovered = discover(source, ticker_column, max_bytes, exclude=own, follow_links=follow_links, layout=layout)
-    for found in discovered:  # before anything is written: the lock file too
+    _open_store(store, discovered, format)
+    run = _Conversion(store, format, on_bad_lines, columns, max_bytes)
+    with contextlib.ExitStack() as stack:
+        stack.push(run.warn_if_cut_short)
+        # Held until the very end, after the pool is shut down and the last cleanup:
+        # the temporary files of this store are this run's alone to remove.
+        locking = time.perf_counter()
+        stack.enter_context(store_lock(store, lock_timeout, _waiting(store, lock_timeout, execution.quiet)))
+        started += time.perf_counter() - locking  # waiting for another convert is not the work
+        remove_stale_temporaries(store)
+        for scratch in store.glob(SPLIT_PREFIX + "*"):  # a killed run's split: no one else's, under the lock
+            shutil.rmtree(scratch, ignore_errors=True)
+        manifest = run.read_manifest()
+        for found in discovered:
+            run.plan(found, force, stack)
+        removed = _remove_gone(store, manifest, run.names, run.entries, run.suffix)
+        for table in [t for t in run.tables if not (source / t if source.is_dir() else source.parent / t).exists()]:
+            del run.tables[table]
+        run.save()  # the removals, before anything else can fail
+        # Runs last, once our pool is shut down: a worker that died (or was stopped when
+        # its pool broke) may have left a temporary file that no one else will remove.
+        stack.callback(remove_stale_temporaries, store)
+        opening = time.perf_counter()
+        pool = stack.enter_context(execution.opened())
+        started += time.perf_counter() - opening  # a Dask cluster's start-up is not the work
+        run.convert(pool, execution.quiet, execution.retries)
+        seconds = time.perf_counter() - started  # before the executor shuts down
+    this_run = {found.path.name for found in discovered if found.ticker is None}
+    return run.finish(this_run, removed, pool, seconds, source)
+
+
+def _check_options(source, to, ticker_column, close_column, date_format, max_bytes, force, follow_links, format,
+                   on_bad_lines, lock_timeout) -> None:
+    """Every option of :func:`convert` but the executor's, checked before anything is read."""
+    checks.path("source", source)
+    checks.path("to", to, optional=True)
+    checks.text("ticker_column", ticker_column, optional=True)
+    checks.text("close_column", close_column, optional=True)
+    checks.text("date_format", date_format, optional=True)
+    check_date_format(date_format)
+    checks.integer("max_bytes", max_bytes, low=1)
+    for name, value in (("force", force), ("follow_links", follow_links)):
+        checks.boolean(name, value)
+    if format not in FORMATS:
+        raise PairscanError(f"--format must be hdf5 or parquet, not {format!r}")
+    if on_bad_lines not in BAD_LINE_MODES:
+        raise PairscanError(f"--on-bad-lines must be error or skip, not {on_bad_lines!r}")
+    if not (isinstance(lock_timeout, (int, float)) and lock_timeout >= 0):  # NaN too
+        raise PairscanError(f"--lock-timeout must be a number of seconds >= 0, not {lock_timeout!r}")
+
+
+def _open_store(store: Path, discovered: list[Found], format: str) -> None:
+    """The store folder, made if need be and writable, and no stored file that would be a
+    source file: checked before anything is written (the lock file too)."""
+    for found in discovered:
         try:
             name = stored_name(found.ticker, FORMATS[format]) if found.ticker is not None else None
         except PairscanError:
@@ -237,155 +277,161 @@ def convert(
     if not os.access(store, os.W_OK):
         raise PairscanError("the store folder is not writable", store)
 
+
+def _waiting(store: Path, lock_timeout: float, quiet: bool):
+    """What a convert says while another holds the store's lock (nothing when quiet)."""
+
     def waiting(holder: str) -> None:
         if not quiet:
             print(f"pairscan: waiting for another pairscan process ({printable(holder)}) writing {printable(store)} "
                   f"(up to {lock_timeout:g} s)", file=sys.stderr, flush=True)
 
-    suffix = FORMATS[format]
-    names: set[str] = set()
-    todo = []
-    refused: list[dict] = []  # tickers that cannot be stored: bad input, each a failure
+    return waiting
 
-    def task(ticker: str, path: Path, found: Found, origin: Path | None = None, options: dict | None = None):
-        names.add(ticker)
+
+class _Conversion:
+    """One convert's state under the store's lock: the manifest's entries and tables, the
+    tickers found (``names``), the tasks to run (``todo``), and what went wrong."""
+
+    def __init__(self, store: Path, format: str, on_bad_lines: str, columns: dict, max_bytes: int):
+        self.store, self.format, self.on_bad_lines = store, format, on_bad_lines
+        self.columns, self.max_bytes, self.suffix = columns, max_bytes, FORMATS[format]
+        self.names: set[str] = set()
+        self.todo: list = []
+        self.refused: list[dict] = []  # tickers that cannot be stored: bad input, each a failure
+        self.failures: list[dict] = []
+        self.empty: list[str] = []  # tickers with no data: a warning each, unless nothing at all is stored
+        self.entries: dict = {}
+        self.tables: dict = {}
+
+    def warn_if_cut_short(self, kind, *_) -> bool:
+        # A run stopped by an error (a full disk) still names the tickers it found without data.
+        if kind is not None:
+            for message in self.empty:
+                warnings.warn(message)
+        return False
+
+    def read_manifest(self) -> dict:
+        """The store's manifest (empty if of another format or version); its entries and tables kept."""
+        manifest = read_manifest(self.store)
+        if manifest.get("format") not in (None, self.format) or manifest.get("version") != MANIFEST_VERSION:
+            manifest = {}
+        self.entries = dict(manifest.get("tickers", {}))
+        self.tables = dict(manifest.get("tables", {})) if isinstance(manifest.get("tables"), dict) else {}
+        return manifest
+
+    def save(self) -> None:
+        write_manifest(self.store, {"version": MANIFEST_VERSION, "format": self.format, "tickers": self.entries,
+                                    "tables": self.tables})
+
+    def plan(self, found: Found, force: bool, stack: contextlib.ExitStack) -> None:
+        """Queue what ``found`` needs converted: a ticker's file unless it is up to date; a
+        long or wide table split (streamed) into parts unless it is unchanged."""
+        if found.ticker is not None:
+            self.names.add(found.ticker)
+            if not force and _up_to_date(self.entries.get(found.ticker), found.path, self.store, self.on_bad_lines,
+                                         self.columns):
+                return
+            self.entries.pop(found.ticker, None)
+            self._queue(found.ticker, found.path, found)
+            return
+        record = {**_table_record(found, self.on_bad_lines), **self.columns}
+        known = self.tables.get(found.path.name)
+        known = known if isinstance(known, dict) else None
+        if not force and known is not None and {k: known.get(k) for k in record} == record and all(
+                _up_to_date(self.entries.get(t), found.path, self.store, self.on_bad_lines, self.columns)
+                for t in known.get("tickers", [])):
+            self.names.update(known.get("tickers", []))
+            return
+        for ticker in (known or {}).get("tickers", []):
+            self.entries.pop(ticker, None)
+        scratch = Path(tempfile.mkdtemp(prefix=SPLIT_PREFIX, dir=self.store))
+        stack.callback(shutil.rmtree, scratch, True)
+        reader = READERS[found.reader]
+        bad = BadLines()  # rows of the table that are no ticker's: not CSV of its header
+        with reading(**self.columns):
+            parts = _split(reader, found, scratch, self.max_bytes, self.on_bad_lines, bad)
+        for ticker, part in parts:
+            self._queue(ticker, part, found, found.path, {"text": reader.text(found.path)})
+        self.tables[found.path.name] = {**record, "tickers": [t for t, _ in parts], "bad_lines_skipped": bad.count,
+                                        "first_bad_line": f"line {bad.first[0]}: {bad.first[1]}" if bad else None}
+
+    def _queue(self, ticker: str, path: Path, found: Found, origin: Path | None = None,
+               options: dict | None = None) -> None:
+        self.names.add(ticker)
         try:
-            target = stored_path(store, ticker, suffix)
+            target = stored_path(self.store, ticker, self.suffix)
         except PairscanError as err:
             line = READERS[found.reader].first_line(path) if origin else None
-            refused.append({"file": str(origin or path), "line": line, "reason": err.reason})
+            self.refused.append({"file": str(origin or path), "line": line, "reason": err.reason})
             return
         _never_over_source(target, origin or path)
-        todo.append((ticker, (str(path), str(target), on_bad_lines, found.reader,
-                              str(origin) if origin else None, max_bytes, options, columns)))
+        self.todo.append((ticker, (str(path), str(target), self.on_bad_lines, found.reader,
+                                   str(origin) if origin else None, self.max_bytes, options, self.columns)))
 
-    failures: list[dict] = []
-    empty: list[str] = []  # tickers with no data: a warning each, unless nothing at all is stored
-    with contextlib.ExitStack() as stack:
-
-        def warn_if_cut_short(kind, *_) -> bool:
-            # A run stopped by an error (a full disk) still names the tickers it found without data.
-            if kind is not None:
-                for message in empty:
-                    warnings.warn(message)
-            return False
-
-        stack.push(warn_if_cut_short)
-        # Held until the very end, after the pool is shut down and the last cleanup:
-        # the temporary files of this store are this run's alone to remove.
-        locking = time.perf_counter()
-        stack.enter_context(store_lock(store, lock_timeout, waiting))
-        started += time.perf_counter() - locking  # waiting for another convert is not the work
-        remove_stale_temporaries(store)
-        for scratch in store.glob(SPLIT_PREFIX + "*"):  # a killed run's split: no one else's, under the lock
-            shutil.rmtree(scratch, ignore_errors=True)
-        manifest = read_manifest(store)
-        if manifest.get("format") not in (None, format) or manifest.get("version") != MANIFEST_VERSION:
-            manifest = {}
-        entries: dict = dict(manifest.get("tickers", {}))
-        tables: dict = dict(manifest.get("tables", {})) if isinstance(manifest.get("tables"), dict) else {}
-
-        def save() -> None:
-            write_manifest(store, {"version": MANIFEST_VERSION, "format": format, "tickers": entries,
-                                   "tables": tables})
-
-        for found in discovered:
-            if found.ticker is not None:
-                names.add(found.ticker)
-                if not force and _up_to_date(entries.get(found.ticker), found.path, store, on_bad_lines, columns):
-                    continue
-                entries.pop(found.ticker, None)
-                task(found.ticker, found.path, found)
-                continue
-            # A long table: split it (streamed) unless it is unchanged since it was converted.
-            record = {**_table_record(found, on_bad_lines), **columns}
-            known = tables.get(found.path.name)
-            if not force and isinstance(known, dict) and {k: known.get(k) for k in record} == record and all(
-                    _up_to_date(entries.get(t), found.path, store, on_bad_lines, columns)
-                    for t in known.get("tickers", [])):
-                names.update(known.get("tickers", []))
-                continue
-            for ticker in (known or {}).get("tickers", []) if isinstance(known, dict) else []:
-                entries.pop(ticker, None)
-            scratch = Path(tempfile.mkdtemp(prefix=SPLIT_PREFIX, dir=store))
-            stack.callback(shutil.rmtree, scratch, True)
-            reader = READERS[found.reader]
-            bad = BadLines()  # rows of the table that are no ticker's: not CSV of its header
-            with reading(**columns):
-                parts = _split(reader, found, scratch, max_bytes, on_bad_lines, bad)
-            for ticker, part in parts:
-                task(ticker, part, found, found.path, {"text": reader.text(found.path)})
-            tables[found.path.name] = {**record, "tickers": [t for t, _ in parts], "bad_lines_skipped": bad.count,
-                                       "first_bad_line": f"line {bad.first[0]}: {bad.first[1]}" if bad else None}
-        removed = _remove_gone(store, manifest, names, entries, suffix)
-        for table in [t for t in tables if not (source / t if source.is_dir() else source.parent / t).exists()]:
-            del tables[table]
-        save()  # the removals, before anything else can fail
-        saved = time.monotonic()
-        # Runs last, once our pool is shut down: a worker that died (or was stopped when
-        # its pool broke) may have left a temporary file that no one else will remove.
-        stack.callback(remove_stale_temporaries, store)
-        opening = time.perf_counter()
-        pool = stack.enter_context(execution.opened())
-        started += time.perf_counter() - opening  # a Dask cluster's start-up is not the work
+    def convert(self, pool: Pool, quiet: bool, retries: int) -> None:
+        """Run the queued tasks on ``pool``, recording each result in the manifest as it
+        comes (saved at most once a second, and whatever stops the run)."""
         if pool.can.remote:
             # A scheduler's workers may run in another folder (or on another machine with the same mount).
-            todo = [(t, (os.path.abspath(src), os.path.abspath(dst), mode, reader, origin and os.path.abspath(origin),
-                         *rest))
-                    for t, (src, dst, mode, reader, origin, *rest) in todo]
-        sources = {ticker: args[4] or args[0] for ticker, args in todo}
+            self.todo = [(t, (os.path.abspath(src), os.path.abspath(dst), mode, reader,
+                              origin and os.path.abspath(origin), *rest))
+                         for t, (src, dst, mode, reader, origin, *rest) in self.todo]
+        sources = {ticker: args[4] or args[0] for ticker, args in self.todo}
+        saved = time.monotonic()
         try:
-            for ticker, result in run_tasks(pool, convert_file, todo, desc="convert", quiet=quiet,
+            for ticker, result in run_tasks(pool, convert_file, self.todo, desc="convert", quiet=quiet,
                                             retries=retries):
                 if "error" in result:
-                    failures.append(result["error"])
+                    self.failures.append(result["error"])
                 else:
-                    _record(entries, ticker, stamp_entry(store, result))
+                    _record(self.entries, ticker, stamp_entry(self.store, result))
                     if result["rows"] == 0:
-                        empty.append(_no_data(sources[ticker], ticker, result))
+                        self.empty.append(_no_data(sources[ticker], ticker, result))
                 if time.monotonic() - saved > 1.0:  # keep finished work if the run is killed
-                    save()
+                    self.save()
                     saved = time.monotonic()
         except BaseException:
             # What did finish stays recorded, if there is room to say so; the error that
             # stopped the run is the one to report, not a second one from this.
             with contextlib.suppress(PairscanError):
-                save()
+                self.save()
             raise
-        save()
-        seconds = time.perf_counter() - started  # before the executor shuts down
+        self.save()
 
-    current = [e for t, e in entries.items() if t in names]
-    this_run = {found.path.name for found in discovered if found.ticker is None}
-    current += [_table_skips(name, record) for name, record in tables.items() if name in this_run]
-    converted = len(todo) - len(failures)
-    failures += refused
-    failures.sort(key=lambda f: (f["file"], f["line"] or 0))
-    summary = {
-        "files": len(names),
-        "converted": converted,
-        "up_to_date": len(names) - len(todo) - len(refused),
-        "removed": len(removed),
-        "failed": failures,
-        "rows": sum(e["rows"] for e in current),
-        "bad_lines_skipped": sum(e["bad_lines_skipped"] for e in current),
-        "duplicates_dropped": sum(e["duplicates_dropped"] for e in current),
-        "skipped_by_file": _skipped_by_file(current),
-        "adj_close_differs": sorted(t for t, e in entries.items() if t in names and e.get("adj_close_differs")),
-        "format": format,
-        "store": str(store),
-        "executor": pool.name,
-        "workers": pool.workers,
-        "seconds": round(seconds, 4),
-    }
-    nothing = bool(names) and not any(e["rows"] for e in current)
-    for message in empty if failures or not nothing else []:  # else the one error below says it all
-        warnings.warn(message)
-    if failures:
-        raise ConvertFailed(failures, summary)
-    if nothing:
-        raise PairscanError(_nothing_stored(current), source)
-    return summary
+    def finish(self, this_run: set[str], removed: list[str], pool: Pool, seconds: float, source: Path) -> dict:
+        """The summary ``convert --json`` prints; :class:`ConvertFailed` if any file was bad,
+        :class:`PairscanError` if nothing at all was stored."""
+        names, entries = self.names, self.entries
+        current = [e for t, e in entries.items() if t in names]
+        current += [_table_skips(name, record) for name, record in self.tables.items() if name in this_run]
+        converted = len(self.todo) - len(self.failures)
+        failures = sorted(self.failures + self.refused, key=lambda f: (f["file"], f["line"] or 0))
+        summary = {
+            "files": len(names),
+            "converted": converted,
+            "up_to_date": len(names) - len(self.todo) - len(self.refused),
+            "removed": len(removed),
+            "failed": failures,
+            "rows": sum(e["rows"] for e in current),
+            "bad_lines_skipped": sum(e["bad_lines_skipped"] for e in current),
+            "duplicates_dropped": sum(e["duplicates_dropped"] for e in current),
+            "skipped_by_file": _skipped_by_file(current),
+            "adj_close_differs": sorted(t for t, e in entries.items() if t in names and e.get("adj_close_differs")),
+            "format": self.format,
+            "store": str(self.store),
+            "executor": pool.name,
+            "workers": pool.workers,
+            "seconds": round(seconds, 4),
+        }
+        nothing = bool(names) and not any(e["rows"] for e in current)
+        for message in self.empty if failures or not nothing else []:  # else the one error below says it all
+            warnings.warn(message)
+        if failures:
+            raise ConvertFailed(failures, summary)
+        if nothing:
+            raise PairscanError(_nothing_stored(current), source)
+        return summary
 
 
 def _table_skips(name: str, record: dict) -> dict:
