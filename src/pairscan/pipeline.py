@@ -107,32 +107,9 @@ def run(
     selection = Selection.of(selection, column=column, on=on, method=method, min_periods=min_periods,
                              absolute=absolute, start=start, end=end, resample=resample, tickers=tickers,
                              exclude=exclude)
-    workdir = Path(workdir)
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise PairscanError(f"cannot create the work folder ({exc.strerror})", workdir) from None
-    for name in WORKDIR_OUTPUTS:
-        check_output(workdir / name, "the work folder's " + name)
-    if report is not None:
-        # Checked once the work folder exists: a report inside it is the natural choice.
-        check_output(report, "the report", (".html", ".htm"))
+    workdir = _open_workdir(Path(workdir), report)
     stages: dict[str, float] = {}
-    t0 = time.perf_counter()
-    store = workdir / "store"
-    if source is None:
-        folder = workdir / "daily-stock"
-        if not any(folder.glob("*.json")):
-            sample(folder)
-        stages["sample"] = time.perf_counter() - t0
-    elif is_archive(source):
-        folder = extract(source, workdir)
-        stages["extract"] = time.perf_counter() - t0
-    elif _is_store(source):
-        folder = store = Path(source)
-    else:
-        folder = Path(source)
-        source_files(folder)
+    folder, store = _data(source, workdir, stages)
     with execution.opened() as pool:
         running = execution.using(pool)
         converted = None
@@ -155,11 +132,7 @@ def run(
                 stages["search"] = search.seconds
         forest = None
         if report is not None:
-            from .network import network
-
-            forest = network(store, selection=selection, execution=running)
-            n, lone = len(forest.tickers), len(forest.lone)  # the lone stay alone; the rest are cut
-            forest = forest.cut_into(max(1, min(n, lone + report_clusters(n - lone))))
+            forest = _report_network(store, selection, running)
             stages["network"] = forest.seconds
         analysis = None
         if len(result.top):
@@ -187,6 +160,53 @@ def run(
     t2 = time.perf_counter()
     write_report(report, done)
     return replace(done, report=Path(report), stages={**stages, "report": time.perf_counter() - t2})
+
+
+def _open_workdir(workdir: Path, report) -> Path:
+    """The work folder, made if need be, with every output a run writes there (and the
+    report) checked before any work, so that none replaces a link or a special file."""
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PairscanError(f"cannot create the work folder ({exc.strerror})", workdir) from None
+    for name in WORKDIR_OUTPUTS:
+        check_output(workdir / name, "the work folder's " + name)
+    if report is not None:
+        # Checked once the work folder exists: a report inside it is the natural choice.
+        check_output(report, "the report", (".html", ".htm"))
+    return workdir
+
+
+def _data(source, workdir: Path, stages: dict[str, float]) -> tuple[Path, Path]:
+    """``(folder, store)``: where the source files are (the sample written, or an archive
+    unpacked, into the work folder) and the store to write; both the store when the
+    source is one. The sample's and the extraction's seconds go to ``stages``."""
+    t0 = time.perf_counter()
+    store = workdir / "store"
+    if source is None:
+        folder = workdir / "daily-stock"
+        if not any(folder.glob("*.json")):
+            sample(folder)
+        stages["sample"] = time.perf_counter() - t0
+    elif is_archive(source):
+        folder = extract(source, workdir)
+        stages["extract"] = time.perf_counter() - t0
+    elif _is_store(source):
+        folder = store = Path(source)
+    else:
+        folder = Path(source)
+        source_files(folder)
+    return folder, store
+
+
+def _report_network(store: Path, selection: Selection, execution: Execution):
+    """The report's network: the forest under the run's selection, its lone tickers left
+    alone and the others cut into :func:`report_clusters` clusters."""
+    from .network import network
+
+    forest = network(store, selection=selection, execution=execution)
+    n, lone = len(forest.tickers), len(forest.lone)
+    return forest.cut_into(max(1, min(n, lone + report_clusters(n - lone))))
 
 
 def _search(store, selection: Selection, execution: Execution, partners: Correlation | None, k: int) -> Correlation:
