@@ -441,6 +441,97 @@ def correlate_block(bi: Prepared, bj: Prepared | None, min_periods: int | None) 
     return correlations(partial_sums(bi, bj), bi.values, (bi if same else bj).values, min_periods, same)
 
 
+NARROW_CHUNK = 16  # panel columns at a time in the named products: a chunk's arrays stay in cache
+# A panel column's sum of squares about its mean outside [2**-WHOLE, 2**WHOLE] (its largest
+# magnitude near LIMIT's bounds, or not finite) takes the scaled path of prepare instead.
+WHOLE = 2 * LIMIT - 20
+
+
+def correlate_named(named: np.ndarray, values: np.ndarray, min_periods: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Correlations and overlap counts of a few named columns (rows x k) with every column
+    of ``values`` (rows x b), Pearson: :func:`correlate_blocks` of the two blocks, without
+    preparing the wide one.
+
+    Only the rows of the named columns' span matter (elsewhere their mask is 0). The
+    named side is prepared as any block (centred, scaled, its mask); each panel column
+    is centred on its mean over that span, a few columns at a time while they are in
+    cache, and the products the sums need are matrix-vector products with the named
+    side's few vectors ``y`` (centred values), ``y*y`` and ``m`` (mask)::
+
+        n = P' m     sa = P' y     qa = P' (y*y)          (P: the panel's mask)
+        sb = X' m    qb = (X*X)' m    sab = X' y          (X: its centred values)
+
+    These are :class:`Sums` of the same maths as :func:`partial_sums` (dense products, a
+    centring of each column on rows it has), so :func:`correlations` applies unchanged:
+    the same error bound decides which pairs are computed again from their overlap.
+    Panel columns of extreme magnitude (their squares could overflow or underflow) go
+    through :func:`prepare`, which scales them.
+    """
+    side = prepare(named)
+    rows = np.flatnonzero(side.present.any(axis=1))
+    k, b = named.shape[1], values.shape[1]
+    if not len(rows) or not b:
+        return correlate_blocks(named, values, "pearson", min_periods)
+    r0, r1 = int(rows[0]), int(rows[-1]) + 1
+    panel = values[r0:r1]
+    span = r1 - r0
+    ones = np.ones(span)
+    y = [np.ascontiguousarray(side.x[r0:r1, i]) for i in range(k)]
+    y2 = [v * v for v in y]
+    # A named column present on its whole span has the ones for a mask: shared products.
+    m = [ones if side.present[r0:r1, i].all() else side.present[r0:r1, i].astype(np.float64) for i in range(k)]
+    on_x = _distinct(y + m + [ones])
+    on_x2 = _distinct(m + [ones])
+    on_p = _distinct(y + y2 + m + [ones])
+    sx = np.empty((len(on_x), b))
+    sx2 = np.empty((len(on_x2), b))
+    sp = np.empty((len(on_p), b))
+    x = np.empty((span, NARROW_CHUNK), order="F")
+    x2 = np.empty_like(x)
+    p = np.empty_like(x)
+    keep = np.empty(x.shape, bool, order="F")
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        for c0 in range(0, b, NARROW_CHUNK):
+            c1 = min(b, c0 + NARROW_CHUNK)
+            part, xc, x2c, pc, kc = panel[:, c0:c1], x[:, : c1 - c0], x2[:, : c1 - c0], p[:, : c1 - c0], keep[:, : c1 - c0]
+            np.isfinite(part, out=kc)
+            pc[...] = kc
+            xc.fill(0.0)
+            np.copyto(xc, part, where=kc)
+            counts = pc.T @ ones
+            mean = xc.sum(axis=0) / counts
+            mean[counts == 0] = 0.0
+            xc -= mean
+            xc *= pc  # back to exactly 0 where missing
+            np.multiply(xc, xc, out=x2c)
+            for row, v in enumerate(on_x):
+                sx[row, c0:c1] = xc.T @ v
+            for row, v in enumerate(on_x2):
+                sx2[row, c0:c1] = x2c.T @ v
+            for row, v in enumerate(on_p):
+                sp[row, c0:c1] = pc.T @ v
+    at_x, at_x2, at_p = (_positions(d) for d in (on_x, on_x2, on_p))
+    pick = lambda s, at, vs: s[[at[id(v)] for v in vs]]  # noqa: E731
+    count = pick(sp, at_p, [ones])[0]
+    whole = pick(sx2, at_x2, [ones])[0]
+    sums = Sums(np.rint(pick(sp, at_p, m)).astype(np.int64), pick(sp, at_p, y), pick(sx, at_x, m),
+                pick(sp, at_p, y2), pick(sx2, at_x2, m), pick(sx, at_x, y), side.whole, whole)
+    corr, n = correlations(sums, named, values, min_periods, False)
+    extreme = (count >= 2) & ~((whole >= 2.0**-WHOLE) & (whole <= 2.0**WHOLE))
+    if extreme.any():
+        corr[:, extreme], n[:, extreme] = correlate_blocks(named, values[:, extreme], "pearson", min_periods)
+    return corr, n
+
+
+def _distinct(vectors: list[np.ndarray]) -> list[np.ndarray]:
+    """``vectors`` without repeats of the same array (a mask that is the ones)."""
+    return list({id(v): v for v in vectors}.values())
+
+
+def _positions(vectors: list[np.ndarray]) -> dict[int, int]:
+    return {id(v): row for row, v in enumerate(vectors)}
+
+
 def correlate_split(vi: np.ndarray, vj: np.ndarray | None, min_periods: int | None, threads: int,
                     split_rows: int = SPLIT_ROWS, present: tuple | None = None):
     """:func:`correlate_block` of two blocks of values (``vj=None``: ``vi`` with itself)

@@ -24,7 +24,7 @@ from ...executors import Pool, preload, share
 from ...panel import InMemory
 from ...placement import Layout, Plan, index_token
 from .. import Pairs, tally
-from .kernel import blas_threads, correlate_blocks
+from .kernel import blas_threads, correlate_blocks, correlate_named
 from .tasks import Block, BlockJob, BlockSource, StoreBlocks, _reduce, block_width, correlate_blocked
 
 preload(__name__)  # what its process workers need
@@ -115,7 +115,10 @@ def partner_task(source: BlockSource, values: np.ndarray, named: np.ndarray, spe
     j0, j1 = spec
     with blas_threads(1) if job.one_blas_thread else contextlib.nullcontext():
         vj = source.columns(j0, j1)
-        corr, n = correlate_blocks(values, vj, job.method, job.min_periods, job.threads)
+        if job.method == "pearson":
+            corr, n = correlate_named(values, vj, job.min_periods)
+        else:
+            corr, n = correlate_blocks(values, vj, job.method, job.min_periods, job.threads)
     return job.reducer.block(Block(np.array(corr, dtype=np.float64), n, 0, j0, False, source.nonfinite(j0, j1),
                                    rows=np.asarray(named)))
 
