@@ -473,63 +473,59 @@ def correlate_named(named: np.ndarray, values: np.ndarray, min_periods: int | No
     if not len(rows) or not b:
         return correlate_blocks(named, values, "pearson", min_periods)
     r0, r1 = int(rows[0]), int(rows[-1]) + 1
-    panel = values[r0:r1]
-    span = r1 - r0
+    panel, span = values[r0:r1], r1 - r0
     ones = np.ones(span)
     y = [np.ascontiguousarray(side.x[r0:r1, i]) for i in range(k)]
     y2 = [v * v for v in y]
-    # A named column present on its whole span has the ones for a mask: shared products.
+    # A named column present on its whole span has the ones for a mask: fewer products.
     m = [ones if side.present[r0:r1, i].all() else side.present[r0:r1, i].astype(np.float64) for i in range(k)]
-    on_x = _distinct(y + m + [ones])
-    on_x2 = _distinct(m + [ones])
-    on_p = _distinct(y + y2 + m + [ones])
-    sx = np.empty((len(on_x), b))
-    sx2 = np.empty((len(on_x2), b))
-    sp = np.empty((len(on_p), b))
+    # Each product of a chunk's X, X*X or P with a vector is one matrix-vector product
+    # (faster than a product with the vectors side by side, which BLAS does poorly).
+    vectors = {"x": _distinct(y + m), "xx": _distinct([*m, ones]), "p": _distinct(y + y2 + m)}
+    found = {(name, id(v)): np.empty(b) for name, vs in vectors.items() for v in vs}
+    count = found.setdefault(("p", id(ones)), np.empty(b))  # each column's values on the span
     x = np.empty((span, NARROW_CHUNK), order="F")
-    x2 = np.empty_like(x)
-    p = np.empty_like(x)
+    xx, p = np.empty_like(x), np.empty_like(x)
     keep = np.empty(x.shape, bool, order="F")
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         for c0 in range(0, b, NARROW_CHUNK):
             c1 = min(b, c0 + NARROW_CHUNK)
-            part, xc, x2c, pc, kc = panel[:, c0:c1], x[:, : c1 - c0], x2[:, : c1 - c0], p[:, : c1 - c0], keep[:, : c1 - c0]
+            part, kc = panel[:, c0:c1], keep[:, : c1 - c0]
+            chunk = {"x": x[:, : c1 - c0], "xx": xx[:, : c1 - c0], "p": p[:, : c1 - c0]}
+            xc, pc = chunk["x"], chunk["p"]
             np.isfinite(part, out=kc)
             pc[...] = kc
             xc.fill(0.0)
             np.copyto(xc, part, where=kc)
-            counts = pc.T @ ones
-            mean = xc.sum(axis=0) / counts
-            mean[counts == 0] = 0.0
+            count[c0:c1] = pc.T @ ones
+            mean = xc.sum(axis=0) / count[c0:c1]  # as prepare sums: the same rounding
+            mean[count[c0:c1] == 0] = 0.0
             xc -= mean
             xc *= pc  # back to exactly 0 where missing
-            np.multiply(xc, xc, out=x2c)
-            for row, v in enumerate(on_x):
-                sx[row, c0:c1] = xc.T @ v
-            for row, v in enumerate(on_x2):
-                sx2[row, c0:c1] = x2c.T @ v
-            for row, v in enumerate(on_p):
-                sp[row, c0:c1] = pc.T @ v
-    at_x, at_x2, at_p = (_positions(d) for d in (on_x, on_x2, on_p))
-    pick = lambda s, at, vs: s[[at[id(v)] for v in vs]]  # noqa: E731
-    count = pick(sp, at_p, [ones])[0]
-    whole = pick(sx2, at_x2, [ones])[0]
-    sums = Sums(np.rint(pick(sp, at_p, m)).astype(np.int64), pick(sp, at_p, y), pick(sx, at_x, m),
-                pick(sp, at_p, y2), pick(sx2, at_x2, m), pick(sx, at_x, y), side.whole, whole)
-    corr, n = correlations(sums, named, values, min_periods, False)
+            np.multiply(xc, xc, out=chunk["xx"])
+            for name, vs in vectors.items():
+                for v in vs:
+                    if v is not ones or name != "p":
+                        found[name, id(v)][c0:c1] = chunk[name].T @ v
+
+    def rows_of(name: str, vs: list[np.ndarray]) -> np.ndarray:
+        return np.array([found[name, id(v)] for v in vs])
+
+    whole = found["xx", id(ones)]
     extreme = (count >= 2) & ~((whole >= 2.0**-WHOLE) & (whole <= 2.0**WHOLE))
+    sums = Sums(np.rint(rows_of("p", m)).astype(np.int64), rows_of("p", y), rows_of("x", m), rows_of("p", y2),
+                rows_of("xx", m), rows_of("x", y), side.whole, whole)
+    for field in ("n", "sb", "qb", "sab"):
+        getattr(sums, field)[:, extreme] = 0  # their sums may have overflowed: done below
+    corr, n = correlations(sums, named, values, min_periods, False)
     if extreme.any():
         corr[:, extreme], n[:, extreme] = correlate_blocks(named, values[:, extreme], "pearson", min_periods)
     return corr, n
 
 
 def _distinct(vectors: list[np.ndarray]) -> list[np.ndarray]:
-    """``vectors`` without repeats of the same array (a mask that is the ones)."""
+    """``vectors`` without repeats of the same array (masks that are the ones)."""
     return list({id(v): v for v in vectors}.values())
-
-
-def _positions(vectors: list[np.ndarray]) -> dict[int, int]:
-    return {id(v): row for row, v in enumerate(vectors)}
 
 
 def correlate_split(vi: np.ndarray, vj: np.ndarray | None, min_periods: int | None, threads: int,
