@@ -452,11 +452,11 @@ def correlate_named(named: np.ndarray, values: np.ndarray, min_periods: int | No
     of ``values`` (rows x b), Pearson: :func:`correlate_blocks` of the two blocks, without
     preparing the wide one.
 
-    Only the rows of the named columns' span matter (elsewhere their mask is 0). The
-    named side is prepared as any block (centred, scaled, its mask); each panel column
-    is centred on its mean over that span, a few columns at a time while they are in
-    cache, and the products the sums need are matrix-vector products with the named
-    side's few vectors ``y`` (centred values), ``y*y`` and ``m`` (mask)::
+    Only the rows of the named columns' span matter (elsewhere their mask is 0). Every
+    column, named or not, is centred on its mean over that span (a panel column a few
+    columns at a time, while they are in cache), and the products the sums need are
+    matrix-vector products with the named side's few vectors ``y`` (centred values),
+    ``y*y`` and ``m`` (mask)::
 
         n = P' m     sa = P' y     qa = P' (y*y)          (P: the panel's mask)
         sb = X' m    qb = (X*X)' m    sab = X' y          (X: its centred values)
@@ -464,8 +464,9 @@ def correlate_named(named: np.ndarray, values: np.ndarray, min_periods: int | No
     These are :class:`Sums` of the same maths as :func:`partial_sums` (dense products, a
     centring of each column on rows it has), so :func:`correlations` applies unchanged:
     the same error bound decides which pairs are computed again from their overlap.
-    Panel columns of extreme magnitude (their squares could overflow or underflow) go
-    through :func:`prepare`, which scales them.
+    Columns of extreme magnitude (their squares could overflow or underflow) go through
+    :func:`correlate_blocks`, whose :func:`prepare` scales them: the panel's alone, or
+    the whole block when a named column is one.
     """
     present = np.isfinite(named)
     rows = np.flatnonzero(present.any(axis=1))

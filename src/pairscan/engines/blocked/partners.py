@@ -2,7 +2,8 @@
 
 A few named tickers cost a few columns against all the others: one pass of tasks, each
 the named columns against one block of the panel's columns (the kernel's counts, sums,
-squares and cross products over the pairwise masks), never the n x n matrix. Every
+squares and cross products over the pairwise masks, as matrix-vector products with the
+named columns: :func:`~.kernel.correlate_named`), never the n x n matrix. Every
 ticker (``--with all``) is the blocked engine's pass over every pair of blocks with
 :class:`BestPartners`, which keeps ``k`` per column (memory n x k).
 
