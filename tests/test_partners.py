@@ -213,3 +213,82 @@ def test_run_with_shows_the_partners_and_plots_the_first_ones_best(store, tmp_pa
     assert main(["run", str(store), "--workdir", str(work), "--with", "Hal", "--executor", "serial"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "did you mean 'hal'?" in err
+
+
+# -- the named columns' own product (kernel.correlate_named) -------------------------------------
+
+@pytest.mark.parametrize("executor, memory_limit", [
+    ("threads", "1GB"), ("processes", "1GB"),  # the panel in this process; in a file the workers map
+    ("threads", "10kB"), ("processes", "10kB"),  # streamed: the tasks read their blocks from the store
+])
+def test_a_period_and_a_subset_on_every_placement(store, executor, memory_limit):
+    # afl delists inside the period; the subset keeps a*, b and h* but hpq.
+    question = dict(on="returns", start="2005-06-01", end="2005-12-31", tickers="a*,b,h*", exclude="hpq")
+    chosen = ["aet", "afl", "aig", "al", "amgn", "b", "hal", "hp"]  # avy delisted before the period
+    series = oracle_series(store, on="returns", start="2005-06-01", end="2005-12-31", tickers=chosen)
+    assert sorted(series) == chosen
+    result = correlate(store, k=4, executor=executor, memory_limit=memory_limit, partners_of=["hal", "afl"],
+                       **question)
+    assert result.streamed == (memory_limit == "10kB") and result.series == len(chosen)
+    assert_partners(result.top, expected_partners(series, ["afl", "hal"], 4, result.min_periods))
+    weekly = correlate(store, k=3, executor=executor, memory_limit=memory_limit, partners_of=["b", "aig"],
+                       resample="W", min_periods=10, tickers="a*,b,h*")
+    series = oracle_series(store, resample="W", tickers=chosen + ["avy", "hpq"])
+    assert_partners(weekly.top, expected_partners(series, ["aig", "b"], 3, 10))
+
+
+def edge_panel(rows: int = 240, seed: int = 4) -> pd.DataFrame:
+    """Ragged columns with what a product can get wrong: an exactly linear copy, prices far
+    from zero, a constant series, a halt inside a moving history, infinities, magnitudes
+    near both float64 limits, a late listing, a pair of two points."""
+    rng = np.random.default_rng(seed)
+    walk = lambda scale=1.0: scale * rng.standard_normal(rows).cumsum()  # noqa: E731
+    base = 100 + walk()
+    halt = 40 + walk()
+    halt[150:190] = halt[149]
+    cols = {
+        "base": base, "copy": 3 * base - 7, "far": 1e8 + walk(1e-3) + base * 1e-4, "flat": np.full(rows, 5.0),
+        "halt": halt, "inf": 20 + walk(), "huge": (base + walk()) * 1e300, "tiny": (50 + walk()) * 1e-300,
+        "late": np.r_[np.full(rows - 40, np.nan), 10 + walk()[:40]], "two": np.full(rows, np.nan),
+        "noise": rng.standard_normal(rows),
+    }
+    cols["inf"][[5, 77, 78]] = [np.inf, -np.inf, np.inf]
+    cols["two"][[10, 200]] = base[[200, 10]]  # -1 with base: no tie with copy's +1 (one rounding apart)
+    frame = pd.DataFrame(cols, index=pd.date_range("2020-01-01", periods=rows, name="timestamp"))
+    holes = rng.random(frame.shape) < 0.08
+    holes[:, list(frame.columns).index("two")] = False
+    return frame.mask(holes)
+
+
+def test_named_columns_on_edge_series_equal_pandas_and_the_full_matrix():
+    frame = edge_panel()
+    # pandas squares the values: the huge and tiny columns are compared scaled (correlation is scale-invariant).
+    scaled = frame.replace([np.inf, -np.inf], np.nan).assign(huge=frame["huge"] / 1e300, tiny=frame["tiny"] * 1e300)
+    series = {t: scaled[t] for t in scaled}
+    matrix = pairscan.correlation_matrix(frame, min_periods=2, executor="serial")
+    named = ["base", "far", "flat", "halt", "huge", "late", "tiny", "two"]
+    for executor in ("serial", "threads"):
+        got = pairscan.partners(frame, named, k=len(frame.columns), min_periods=2, executor=executor)
+        assert_partners(got, expected_partners(series, named, len(frame.columns), 2))
+        # The same values as the whole matrix (the kernel's products of every pair).
+        np.testing.assert_allclose(got["corr"], [matrix.loc[a, b] for a, b in zip(got.a, got.b)], rtol=0, atol=1e-12)
+    assert not (got["a"] == "flat").any() and not (got["b"] == "flat").any()  # a constant has no correlation
+    assert got.loc[got.a == "base", "b"].iloc[0] == "copy" and got["corr"].iloc[0] >= 1 - 1e-15
+
+
+def test_the_named_product_is_the_block_product_on_random_gaps():
+    from pairscan.engines.blocked.kernel import correlate_blocks, correlate_named
+
+    rng = np.random.default_rng(8)
+    for rows, cols, gap in ((50, 40, 0.0), (300, 70, 0.3), (120, 33, 0.9)):
+        values = np.asfortranarray(rng.standard_normal((rows, cols)).cumsum(axis=0) + 30)
+        values[rng.random(values.shape) < gap] = np.nan
+        values[: rows // 2, 3] = np.nan  # a late listing
+        values[:, 5] = 7.0  # a constant
+        for named in ([0], [3, 5], [1, 2, 3, 4]):
+            mine = np.asfortranarray(values[:, named])
+            corr, n = correlate_named(mine, values, 3)
+            want, want_n = correlate_blocks(mine, values, "pearson", 3)
+            assert np.array_equal(n, want_n)
+            assert np.array_equal(np.isnan(corr), np.isnan(want))
+            np.testing.assert_allclose(corr, want, rtol=0, atol=1e-12)

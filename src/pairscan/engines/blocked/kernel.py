@@ -441,6 +441,113 @@ def correlate_block(bi: Prepared, bj: Prepared | None, min_periods: int | None) 
     return correlations(partial_sums(bi, bj), bi.values, (bi if same else bj).values, min_periods, same)
 
 
+NARROW_CHUNK = 16  # panel columns at a time in the named products: a chunk's arrays stay in cache
+# A panel column's sum of squares about its mean outside [2**-WHOLE, 2**WHOLE] (its largest
+# magnitude near LIMIT's bounds, or not finite) takes the scaled path of prepare instead.
+WHOLE = 2 * LIMIT - 20
+
+
+def correlate_named(named: np.ndarray, values: np.ndarray, min_periods: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Correlations and overlap counts of a few named columns (rows x k) with every column
+    of ``values`` (rows x b), Pearson: :func:`correlate_blocks` of the two blocks, without
+    preparing the wide one.
+
+    Only the rows of the named columns' span matter (elsewhere their mask is 0). Every
+    column, named or not, is centred on its mean over that span (a panel column a few
+    columns at a time, while they are in cache), and the products the sums need are
+    matrix-vector products with the named side's few vectors ``y`` (centred values),
+    ``y*y`` and ``m`` (mask)::
+
+        n = P' m     sa = P' y     qa = P' (y*y)          (P: the panel's mask)
+        sb = X' m    qb = (X*X)' m    sab = X' y          (X: its centred values)
+
+    These are :class:`Sums` of the same maths as :func:`partial_sums` (dense products, a
+    centring of each column on rows it has), so :func:`correlations` applies unchanged:
+    the same error bound decides which pairs are computed again from their overlap.
+    Columns of extreme magnitude (their squares could overflow or underflow) go through
+    :func:`correlate_blocks`, whose :func:`prepare` scales them: the panel's alone, or
+    the whole block when a named column is one.
+    """
+    present = np.isfinite(named)
+    rows = np.flatnonzero(present.any(axis=1))
+    k, b = named.shape[1], values.shape[1]
+    if not len(rows) or not b:
+        return correlate_blocks(named, values, "pearson", min_periods)
+    r0, r1 = int(rows[0]), int(rows[-1]) + 1
+    panel, span = values[r0:r1], r1 - r0
+    ones = np.ones(span)
+    # The named columns are centred as the panel's are (the same sums, the same rounding:
+    # a named column and its copy in the panel are the same numbers).
+    side, mask = np.empty((span, k), order="F"), np.empty((span, k), order="F")
+    count = _centre(named[r0:r1], side, mask, np.empty((span, k), bool, order="F"), ones)
+    whole = np.einsum("ij,ij->j", side, side)
+    if (_extreme(whole, count)).any():
+        return correlate_blocks(named, values, "pearson", min_periods)  # prepare scales them
+    y = [side[:, i] for i in range(k)]
+    y2 = [v * v for v in y]
+    # A named column present on its whole span has the ones for a mask: fewer products.
+    m = [ones if count[i] == span else mask[:, i] for i in range(k)]
+    # Each product of a chunk's X, X*X or P with a vector is one matrix-vector product
+    # (faster than a product with the vectors side by side, which BLAS does poorly).
+    vectors = {"x": _distinct(y + m), "xx": _distinct([*m, ones]), "p": _distinct(y + y2 + m)}
+    found = {(name, id(v)): np.empty(b) for name, vs in vectors.items() for v in vs}
+    counts = found.setdefault(("p", id(ones)), np.empty(b))  # each column's values on the span
+    x = np.empty((span, NARROW_CHUNK), order="F")
+    xx, p = np.empty_like(x), np.empty_like(x)
+    keep = np.empty(x.shape, bool, order="F")
+    for c0 in range(0, b, NARROW_CHUNK):
+        c1 = min(b, c0 + NARROW_CHUNK)
+        chunk = {"x": x[:, : c1 - c0], "xx": xx[:, : c1 - c0], "p": p[:, : c1 - c0]}
+        counts[c0:c1] = _centre(panel[:, c0:c1], chunk["x"], chunk["p"], keep[:, : c1 - c0], ones)
+        np.multiply(chunk["x"], chunk["x"], out=chunk["xx"])
+        for name, vs in vectors.items():
+            for v in vs:
+                if v is not ones or name != "p":
+                    found[name, id(v)][c0:c1] = chunk[name].T @ v
+
+    def rows_of(name: str, vs: list[np.ndarray]) -> np.ndarray:
+        return np.array([found[name, id(v)] for v in vs])
+
+    extreme = _extreme(found["xx", id(ones)], counts)
+    sums = Sums(np.rint(rows_of("p", m)).astype(np.int64), rows_of("p", y), rows_of("x", m), rows_of("p", y2),
+                rows_of("xx", m), rows_of("x", y), whole, found["xx", id(ones)])
+    for field in ("n", "sb", "qb", "sab"):
+        getattr(sums, field)[:, extreme] = 0  # their sums may have overflowed: done below
+    corr, n = correlations(sums, named, values, min_periods, False)
+    if extreme.any():
+        corr[:, extreme], n[:, extreme] = correlate_blocks(named, values[:, extreme], "pearson", min_periods)
+    return corr, n
+
+
+def _centre(part: np.ndarray, x: np.ndarray, p: np.ndarray, keep: np.ndarray, ones: np.ndarray) -> np.ndarray:
+    """Fill ``x`` with the columns of ``part`` centred on their means over the rows they
+    have (0 where missing) and ``p`` with their masks (1.0 or 0.0); each column's count of
+    values. The means are summed as :meth:`Centring.of` sums them."""
+    np.isfinite(part, out=keep)
+    p[...] = keep
+    x.fill(0.0)
+    np.copyto(x, part, where=keep)
+    count = p.T @ ones
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        mean = x.sum(axis=0) / count
+        mean[count == 0] = 0.0
+        x -= mean
+    x *= p  # back to exactly 0 where missing
+    return count
+
+
+def _extreme(whole: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Columns of at least two values whose sum of squares about the mean is outside
+    [2**-WHOLE, 2**WHOLE] (or not finite): their products could overflow or underflow."""
+    with np.errstate(invalid="ignore"):
+        return (count >= 2) & ~((whole >= 2.0**-WHOLE) & (whole <= 2.0**WHOLE))
+
+
+def _distinct(vectors: list[np.ndarray]) -> list[np.ndarray]:
+    """``vectors`` without repeats of the same array (masks that are the ones)."""
+    return list({id(v): v for v in vectors}.values())
+
+
 def correlate_split(vi: np.ndarray, vj: np.ndarray | None, min_periods: int | None, threads: int,
                     split_rows: int = SPLIT_ROWS, present: tuple | None = None):
     """:func:`correlate_block` of two blocks of values (``vj=None``: ``vi`` with itself)

@@ -2,7 +2,8 @@
 
 A few named tickers cost a few columns against all the others: one pass of tasks, each
 the named columns against one block of the panel's columns (the kernel's counts, sums,
-squares and cross products over the pairwise masks), never the n x n matrix. Every
+squares and cross products over the pairwise masks, as matrix-vector products with the
+named columns: :func:`~.kernel.correlate_named`), never the n x n matrix. Every
 ticker (``--with all``) is the blocked engine's pass over every pair of blocks with
 :class:`BestPartners`, which keeps ``k`` per column (memory n x k).
 
@@ -23,8 +24,9 @@ import numpy as np
 from ...executors import Pool, preload, share
 from ...panel import InMemory
 from ...placement import Layout, Plan, index_token
+from ...selection import Cut
 from .. import Pairs, tally
-from .kernel import blas_threads, correlate_blocks
+from .kernel import blas_threads, correlate_blocks, correlate_named
 from .tasks import Block, BlockJob, BlockSource, StoreBlocks, _reduce, block_width, correlate_blocked
 
 preload(__name__)  # what its process workers need
@@ -104,7 +106,8 @@ def named_values(layout: Layout, named: list[int]) -> np.ndarray:
     from the store as a block task reads them."""
     if layout.panel is not None:
         return np.asarray(layout.panel.values[:, named], dtype=np.float64, order="F")
-    source = StoreBlocks({(c, c + 1): [layout.paths[c]] for c in named}, layout.column, layout.on, layout.index)
+    source = StoreBlocks({(c, c + 1): [layout.paths[c]] for c in named}, layout.column, layout.on, layout.index,
+                         cut=layout.cut)
     return np.asfortranarray(np.column_stack([source.columns(c, c + 1)[:, 0] for c in named]))
 
 
@@ -115,15 +118,19 @@ def partner_task(source: BlockSource, values: np.ndarray, named: np.ndarray, spe
     j0, j1 = spec
     with blas_threads(1) if job.one_blas_thread else contextlib.nullcontext():
         vj = source.columns(j0, j1)
-        corr, n = correlate_blocks(values, vj, job.method, job.min_periods, job.threads)
+        if job.method == "pearson":
+            corr, n = correlate_named(values, vj, job.min_periods)
+        else:
+            corr, n = correlate_blocks(values, vj, job.method, job.min_periods, job.threads)
     return job.reducer.block(Block(np.array(corr, dtype=np.float64), n, 0, j0, False, source.nonfinite(j0, j1),
                                    rows=np.asarray(named)))
 
 
-def store_partner_task(paths: list[str], column: str, on: str, index: np.ndarray, token: str, values: np.ndarray,
-                       named: np.ndarray, spec: tuple[int, int], job: BlockJob) -> Pairs:
-    """Task: :func:`partner_task` on a block the worker reads from the store itself."""
-    return partner_task(StoreBlocks({spec: paths}, column, on, index, token), values, named, spec, job)
+def store_partner_task(paths: list[str], column: str, on: str, cut: Cut | None, index: np.ndarray, token: str,
+                       values: np.ndarray, named: np.ndarray, spec: tuple[int, int], job: BlockJob) -> Pairs:
+    """Task: :func:`partner_task` on a block the worker reads from the store itself (the
+    selection's period and frequency with it)."""
+    return partner_task(StoreBlocks({spec: paths}, column, on, index, token, cut), values, named, spec, job)
 
 
 def panel_partner_task(panel: np.ndarray, values: np.ndarray, named: np.ndarray, spec: tuple[int, int],
@@ -156,8 +163,8 @@ def partners_blocked(plan: Plan, layout: Layout, pool: Pool, named: list[int] | 
         shared = share(pool, values)
         if layout.panel is None:
             index, token = share(pool, layout.index), index_token(layout.index)
-            tasks = [(label, (layout.paths[j0:j1], layout.column, layout.on, index, token, shared, rows, (j0, j1),
-                              job)) for label, (j0, j1) in zip(labels, specs)]
+            tasks = [(label, (layout.paths[j0:j1], layout.column, layout.on, layout.cut, index, token, shared, rows,
+                              (j0, j1), job)) for label, (j0, j1) in zip(labels, specs)]
             fn = store_partner_task
         else:
             panel = share(pool, layout.panel.values)
