@@ -19,7 +19,7 @@ import pytest
 
 import pairscan
 from pairscan.sample import sample_frames, write_jsonl
-from pairscan.store import store_files
+from pairscan.store import read_manifest, store_files
 
 
 def cli(*args, timeout=180):
@@ -230,9 +230,11 @@ def test_a_bad_cell_of_a_wide_table_is_named_by_its_line(tmp_path):
     table = tmp_path / "w.csv"
     table.write_text("Date,A,B\n2020-01-02,1,2\n2020-01-03,,x\n2020-01-06,3,4\n")
     done = cli("convert", table, "--to", tmp_path / "store")
-    assert one_error(done) == f"pairscan: error: {table}:3: 'close' is not a number: \"x\""
+    assert one_error(done) == f"pairscan: error: {table}:3: B's 'close' is not a number: \"x\""
     summary = pairscan.convert(table, to=tmp_path / "store", on_bad_lines="skip", executor="serial", quiet=True)
     assert summary["bad_lines_skipped"] == 1 and summary["rows"] == 2 + 2
+    assert read_manifest(tmp_path / "store")["tickers"]["B"]["first_bad_line"] == \
+        "line 3: B's 'close' is not a number: \"x\""
 
 
 def test_a_row_of_the_wrong_width_in_a_wide_table_is_named_by_its_line(tmp_path):

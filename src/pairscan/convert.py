@@ -352,7 +352,7 @@ class _Conversion:
         with reading(**self.columns):
             parts = _split(reader, found, scratch, self.max_bytes, self.on_bad_lines, bad)
         for ticker, part in parts:
-            self._queue(ticker, part, found, found.path, {"text": reader.text(found.path)})
+            self._queue(ticker, part, found, found.path, {"text": reader.text(found.path), "ticker": ticker})
         self.tables[found.path.name] = {**record, "tickers": [t for t, _ in parts], "bad_lines_skipped": bad.count,
                                         "first_bad_line": f"line {bad.first[0]}: {bad.first[1]}" if bad else None}
 

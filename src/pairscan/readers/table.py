@@ -102,8 +102,9 @@ class LongTable(Reader):
         """The first line of the table that a ticker's part holds (for errors about the ticker)."""
         return pc.min(_read_part(part, [LINE]).column(LINE)).as_py()
 
-    def parse(self, path, on_bad_lines, name, max_bytes, text=False) -> Parsed:
-        """Read one ticker's part of a table; errors name the table and the line."""
+    def parse(self, path, on_bad_lines, name, max_bytes, text=False, ticker=None) -> Parsed:
+        """Read one ticker's part of a table; errors name the table and the line (the
+        ticker is in the line itself)."""
         table = _read_part(path)
         table = table.sort_by(LINE)  # the table's order: of two rows for one time, the later wins
         return from_table(table.drop_columns([LINE]), on_bad_lines, name, table.column(LINE).to_pylist, text=text)

@@ -13,7 +13,7 @@ row's line in the table. An empty cell is a missing value of that ticker alone.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -172,14 +172,24 @@ class WideTable(LongTable):
     def first_line(cls, part: Path) -> int:
         return pc.min(cls._part(part).column(LINE)).as_py()
 
-    def parse(self, path, on_bad_lines, name, max_bytes, text=False) -> Parsed:
-        """Read one ticker's part of a wide table; errors name the table and the line."""
+    def parse(self, path, on_bad_lines, name, max_bytes, text=False, ticker=None) -> Parsed:
+        """Read one ticker's part of a wide table; errors name the table, the line and
+        (a line holding every ticker) the ticker whose value is bad."""
         try:
             table = self._part(path)
         except (OSError, pa.ArrowException) as exc:
             raise PairscanError(f"cannot read a part of the wide table ({str(exc).splitlines()[0]})", name) from None
         table = table.sort_by(LINE)
-        return from_table(table.drop_columns([LINE]), on_bad_lines, name, table.column(LINE).to_pylist, text=text)
+        whose = "" if ticker is None else f"{ticker}'s "
+        try:
+            parsed = from_table(table.drop_columns([LINE]), on_bad_lines, name, table.column(LINE).to_pylist,
+                                text=text)
+        except PairscanError as err:
+            raise PairscanError(whose + err.reason, err.file, err.line) from None
+        if parsed.first_bad and whose:
+            line, _, reason = parsed.first_bad.partition(": ")
+            parsed = replace(parsed, first_bad=f"{line}: {whose}{reason}")
+        return parsed
 
 
 RAGGED = re.compile(r"Expected (\d+) columns, got (\d+): (.*)")
