@@ -176,7 +176,7 @@ def _rows(pool: Pool, paths: list[str], tickers: list[str], selection: Selection
                            cut=cut)
         panel.drop_empty()
         _enough(len(panel.tickers), store)
-        return PanelRows(panel.index, panel.values, panel.tickers), panel.index[0], panel.index[-1]
+        return PanelRows(panel.index, panel.values, panel.tickers, selection.on), panel.index[0], panel.index[-1]
     index, _, counts = store_index(paths, selection.column, "prices", pool, quiet, cut)
     keep = np.flatnonzero(counts > 0)
     _enough(len(keep), store)
