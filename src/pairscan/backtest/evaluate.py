@@ -31,7 +31,7 @@ import pandas as pd
 
 from ..correlate import choose_engine, correlate
 from ..engines.blocked.distance import nearest_pairs
-from ..engines.blocked.kernel import blas_threads, overlap_corr
+from ..engines.blocked.kernel import blas_threads
 from ..engines.blocked.tasks import Block, correlate_blocked
 from ..engines.naive import correlate_naive
 from ..executors import Execution, SerialExecutor, preload
@@ -215,9 +215,26 @@ def pair_corr(a: np.ndarray, b: np.ndarray, method: str) -> tuple[float, int]:
     n = int(both.sum())
     if not n:
         return float("nan"), 0
-    if method == "pearson":  # the engine's careful sums on the overlap (pandas' value to round-off)
-        return float(overlap_corr(a[both], b[both])[0]), n
+    if method == "pearson":  # pandas' value to round-off, without its Series
+        return _pearson_of(a[both], b[both]), n
     return float(pd.Series(a[both]).corr(pd.Series(b[both]), method=method)), n
+
+
+def _pearson_of(a: np.ndarray, b: np.ndarray) -> float:
+    """pandas' Pearson of two series without missing values, without its Series: centred,
+    scaled by their largest magnitude, NaN below two values or where either is constant."""
+    if len(a) < 2:
+        return float("nan")
+    a, b = a - a.mean(), b - b.mean()
+    a_scale, b_scale = np.max(np.abs(a)), np.max(np.abs(b))
+    if a_scale == 0 or b_scale == 0:
+        return float("nan")
+    a, b = a / a_scale, b / b_scale
+    fact = len(a) - 1
+    a_spread, b_spread = np.sqrt(np.dot(a, a) / fact), np.sqrt(np.dot(b, b) / fact)
+    if a_spread == 0 or b_spread == 0:
+        return float("nan")
+    return float(np.clip(np.dot(a, b) / fact / a_spread / b_spread, -1.0, 1.0))
 
 
 def _mean(values) -> float:

@@ -33,7 +33,8 @@ from ..engines.blocked.kernel import CONDITION, LIMIT, overlap_corr
 # A pair whose overlap holds less than 2**-PART_BITS of a column's sum of squares is
 # computed again from its overlap (its sums are a difference of two larger ones).
 PART_BITS = 6
-ROWS = 256  # columns with a hole taken this many at a time: bounded working set
+ROWS = 256  # complete columns taken this many at a time against the others
+CELLS = 2**17  # pairs of a column with a hole and another at a time: their arrays stay in cache
 
 
 @dataclass
@@ -71,9 +72,8 @@ def slice_pearson(series: np.ndarray, resolve, k: int | None, absolute: bool = F
     rows = len(values)
     need = max(2, periods)
     part = np.where(present, values, 0.0)
-    peak = np.abs(part).max(initial=0.0)
-    least = np.abs(part[part != 0]).min(initial=np.inf)
-    if peak > 2.0**LIMIT or least < 2.0**-LIMIT:
+    peak = np.abs(part).max(axis=0)
+    if ((peak > 2.0**LIMIT) | ((peak > 0) & (peak < 2.0**-LIMIT))).any():
         return None  # the engine scales such columns first
     low = np.min(part, axis=0, where=present, initial=np.inf)
     high = np.max(part, axis=0, where=present, initial=-np.inf)
@@ -93,9 +93,10 @@ def slice_pearson(series: np.ndarray, resolve, k: int | None, absolute: bool = F
             a, b, corr = found[0]
             parts.append(Pairs(varies[full[a]], varies[full[b]], corr, np.full(len(a), rows, np.int64)))
     if len(holed):
-        given = _Columns(x, scipy.sparse.csc_matrix(~present, dtype=np.float64), values[:, varies], ~whole)
-        for r0 in range(0, len(holed), ROWS):
-            found = _holed_pairs(given, holed[r0 : r0 + ROWS], rows, need, k, absolute)
+        given = _Columns(x, present, values[:, varies], ~whole)
+        step = max(64, CELLS // x.shape[1])
+        for r0 in range(0, len(holed), step):
+            found = _holed_pairs(given, holed[r0 : r0 + step], need, k, absolute)
             ranked += found[0]
             total += found[1]
             if k:
@@ -129,31 +130,33 @@ def _full_pairs(x: np.ndarray, k: int | None, absolute: bool):
 
 class _Columns:
     """The slice's varying columns: centred (0 where missing), their absences (sparse),
-    values, which have a hole, and their sums, sums of squares and absences."""
+    presence (single precision: counts of ones are exact), values, which have a hole,
+    ``[x | x*x]``, and their sums, sums of squares and absences."""
 
-    def __init__(self, x: np.ndarray, absent, values: np.ndarray, holed: np.ndarray):
-        self.x, self.absent, self.values, self.holed = x, absent, values, holed
+    def __init__(self, x: np.ndarray, present: np.ndarray, values: np.ndarray, holed: np.ndarray):
+        self.x, self.values, self.holed = x, values, holed
+        self.absent = scipy.sparse.csc_matrix(~present, dtype=np.float64)
+        self.ones = present.astype(np.float32 if len(x) < 2**24 else np.float64)
+        self.yy = np.concatenate([x, x * x], axis=1)
         self.s, self.q = x.sum(axis=0), np.einsum("ij,ij->j", x, x)
-        self.a_count = np.diff(absent.indptr)
 
 
-def _holed_pairs(given: _Columns, rows_of: np.ndarray, rows: int, need: int, k: int | None, absolute: bool):
+def _holed_pairs(given: _Columns, rows_of: np.ndarray, need: int, k: int | None, absolute: bool):
     """Pairs of the columns ``rows_of`` (each with a hole) with every column (once each
     pair: with another holed column only when it comes later): ``(ranked, sum of the
     correlations, top candidates (a, b, corr, n) or None)``."""
-    x, absent, s, q, a_count = given.x, given.absent, given.s, given.q, given.a_count
+    x, absent, s, q = given.x, given.absent, given.s, given.q
     xi = x[:, rows_of]
-    ai = absent[:, rows_of]
     b = len(rows_of)
     # sa, qa: sums of the holed columns over each other column's rows; sb, qb the other way.
     mine = (absent.T @ np.concatenate([xi, xi * xi], axis=1)).T  # (2b, columns)
     sa = s[rows_of][:, None] - mine[:b]
     qa = q[rows_of][:, None] - mine[b:]
-    theirs = ai.T @ np.concatenate([x, x * x], axis=1)  # (b, 2 columns)
+    theirs = absent[:, rows_of].T @ given.yy  # (b, 2 columns)
     columns = x.shape[1]
     sb = s[None, :] - theirs[:, :columns]
     qb = q[None, :] - theirs[:, columns:]
-    n = rows - a_count[rows_of][:, None] - a_count[None, :] + np.rint((ai.T @ absent).toarray()).astype(np.int64)
+    n = (given.ones[:, rows_of].T @ given.ones).astype(np.float64)  # counts of ones: exact
     sab = xi.T @ x
     with np.errstate(invalid="ignore", divide="ignore"):
         va = qa - sa * sa / n
@@ -180,7 +183,7 @@ def _holed_pairs(given: _Columns, rows_of: np.ndarray, rows: int, need: int, k: 
         return ranked, total, None
     ii, jj, cc = _candidates(corr, k, absolute)
     first, second = rows_of[ii], jj
-    return ranked, total, (np.minimum(first, second), np.maximum(first, second), cc, n[ii, jj])
+    return ranked, total, (np.minimum(first, second), np.maximum(first, second), cc, n[ii, jj].astype(np.int64))
 
 
 def _candidates(corr: np.ndarray, k: int, absolute: bool):
