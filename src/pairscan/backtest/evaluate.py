@@ -164,9 +164,21 @@ def evaluate(source, window: Window, job: WindowJob) -> dict:
 
 def changes_of(prices: np.ndarray) -> np.ndarray:
     """Each ticker's log returns on its own timestamps over all the rows of ``prices``
-    (rows x tickers, NaN missing): :func:`series_of` on returns, before a slice's first
-    value of each ticker is made missing (:func:`slice_series`)."""
-    return series_of(prices, "returns")
+    (rows x tickers, NaN missing), non-finite ones missing: :func:`series_of` on
+    returns, the same numbers, before a slice's first value of each ticker is made
+    missing (:func:`slice_series`). One pass over the values present, column after column."""
+    prices = np.asfortranarray(prices)
+    rows = len(prices)
+    flat = prices.ravel(order="F")
+    at = np.flatnonzero(~np.isnan(flat))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(flat[at])
+        steps = logs[1:] - logs[:-1]
+    same = at[1:] // max(rows, 1) == at[:-1] // max(rows, 1)  # a return within one ticker's column
+    out = np.full(prices.shape, np.nan, order="F")
+    out.ravel(order="K")[at[1:][same]] = steps[same]
+    out[~np.isfinite(out)] = np.nan
+    return out
 
 
 def slice_series(prices: np.ndarray, changes: np.ndarray | None, on: str) -> np.ndarray:
