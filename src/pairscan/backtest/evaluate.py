@@ -3,8 +3,9 @@ formation, judged in trading.
 
 A task gets the window's rows of every selected ticker's prices (the selection's
 column, cut to ``--start/--end`` and resampled) from a :class:`PanelRows` (a panel
-this process holds: serial, threads) or a :class:`StoreRows` (the stored files, read
-where the task runs: processes, Dask), reading only ``[F0, T1)``. From them:
+this process holds: serial, threads), a :class:`MappedRows` (a panel in a file the
+workers of a local process pool map) or a :class:`StoreRows` (the stored files, read
+where the task runs: Dask), reading only ``[F0, T1)``. From them:
 
 - formation ``[F0, F1)``: :func:`~pairscan.correlate.correlate` on the slice, with
   the same selection (``min_periods="auto"`` counted on the slice; tickers with no
@@ -74,6 +75,23 @@ class PanelRows:
             return self.index[span], self.values[span], None
         changes = changes_of(self.values[span]) if self.changes is None else self.changes[span]
         return self.index[span], self.values[span], changes
+
+
+class MappedRows:
+    """A window's rows from a panel of prices in a file every worker of a local process
+    pool maps (:func:`~pairscan.shm.panel_allocator`; the store read once, by the pool):
+    the window's rows copied out of the map, and their returns taken there."""
+
+    def __init__(self, path: str, index: np.ndarray, tickers: list[str]):
+        self.path, self.index, self.tickers = path, index, tickers
+
+    def read(self, low: np.datetime64, high: np.datetime64, on: str = "prices"):
+        """``(timestamps, prices, returns or None)`` of the rows in ``[low, high)``."""
+        span = rows(self.index, low, high)
+        mapped = np.memmap(self.path, np.float64, "r", shape=(len(self.index), len(self.tickers)), order="F")
+        values = np.array(mapped[span], order="F")
+        del mapped
+        return self.index[span], values, changes_of(values) if on == "returns" else None
 
 
 class StoreRows:
