@@ -184,17 +184,21 @@ def changes_of(prices: np.ndarray) -> np.ndarray:
     """Each ticker's log returns on its own timestamps over all the rows of ``prices``
     (rows x tickers, NaN missing), non-finite ones missing: :func:`series_of` on
     returns, the same numbers, before a slice's first value of each ticker is made
-    missing (:func:`slice_series`). One pass over the values present, column after column."""
-    prices = np.asfortranarray(prices)
-    rows = len(prices)
-    flat = prices.ravel(order="F")
-    at = np.flatnonzero(~np.isnan(flat))
+    missing (:func:`slice_series`). The difference of each row's logs and the row
+    before's, then, at a price that follows a missing one, the last price before it."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        logs = np.log(flat[at])
-        steps = logs[1:] - logs[:-1]
-    same = at[1:] // max(rows, 1) == at[:-1] // max(rows, 1)  # a return within one ticker's column
-    out = np.full(prices.shape, np.nan, order="F")
-    out.ravel(order="K")[at[1:][same]] = steps[same]
+        logs = np.log(prices)
+        out = np.empty_like(logs)
+        out[:1] = np.nan
+        np.subtract(logs[1:], logs[:-1], out=out[1:])
+        present = ~np.isnan(prices)
+        after_gap = present[1:] & ~present[:-1]
+        for c in np.flatnonzero(after_gap.any(axis=0)):
+            at = np.flatnonzero(after_gap[:, c]) + 1
+            seen = np.flatnonzero(present[:, c])
+            before = np.searchsorted(seen, at) - 1  # the last price before each (-1: none)
+            previous = np.where(before >= 0, logs[seen[np.maximum(before, 0)], c], np.nan)
+            out[at, c] = logs[at, c] - previous
     out[~np.isfinite(out)] = np.nan
     return out
 
