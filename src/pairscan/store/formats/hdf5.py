@@ -313,7 +313,7 @@ _TIME_KINDS = frozenset(f"datetime64[{unit}]" for unit in ("s", "ms", "us", "ns"
 
 
 def _open(path: Path) -> _Fixed:
-    return _Fixed(Path(path))
+    return _Fixed(path if isinstance(path, Path) else Path(path))  # a Path made again is parsed again
 
 
 def read_frame(path: Path) -> pd.DataFrame:
