@@ -18,7 +18,7 @@ evaluate = importlib.import_module("pairscan.backtest.evaluate")
 def panel() -> pd.DataFrame:
     """Returns-like columns: most whole, some listed late, delisted early or halted, one
     constant, one a copy and one a negative copy of another, one of two values, one of
-    one value, one empty, one near-constant."""
+    one value, one empty, one near-constant, one constant over another's whole history."""
     rng = np.random.default_rng(7)
     rows = 80
     common = rng.normal(size=rows)
@@ -36,6 +36,7 @@ def panel() -> pd.DataFrame:
     data["one"] = np.where(np.arange(rows) == 7, 1.0, np.nan)
     data["none"] = np.full(rows, np.nan)
     data["steady"] = 1000.0 + 1e-6 * rng.normal(size=rows)
+    data["stepped"] = np.where(np.arange(rows) < 50, 0.5, rng.normal(size=rows))  # constant where "early" is
     frame = pd.DataFrame(data, index=pd.date_range("2020-01-01", periods=rows, freq="D", name="timestamp"))
     return frame.sort_index(axis=1)
 
@@ -86,6 +87,18 @@ def test_the_two_value_pair_and_the_copies_are_exact():
     assert corr[("copy", "w1")] == 1.0
     assert corr[("minus", "w2")] == -1.0
     assert abs(corr[("two", "w1")]) == 1.0  # two points lie on a line
+
+
+def test_a_slice_of_two_rows_gives_exact_signs():
+    frame = panel()[["halted", "minus", "w1", "w2"]].iloc[[0, 1]]
+    selection = pairscan.Selection("close", "prices", "pearson", 2, False)
+    found = pearson.slice_pearson(frame.to_numpy(), selection.resolve, 6)
+    want = pairscan.correlate(frame, 6, min_periods=2, executor="serial", quiet=True)
+    names = list(frame.columns)
+    assert sorted(zip(found.top.corr, ((names[found.keep[a]], names[found.keep[b]])
+                                      for a, b in zip(found.top.a, found.top.b)))) == \
+        sorted(zip(want.top["corr"], zip(want.top["a"], want.top["b"])))
+    assert set(np.abs(found.top.corr)) == {1.0}
 
 
 def test_scaled_columns_are_left_to_the_engine():

@@ -10,14 +10,15 @@ on a row of the slice, a sparse matrix: a slice of real histories is mostly whol
   needs no product at all, ``(|sum_j z_j|^2 - sum_j |z_j|^2) / 2``;
 - a column with a hole pairs with every column through the sums over the overlap,
   each the column's whole sum less a sparse product with the other's absences:
-  ``sa = s_i - X_i' A_j``, ``qa = q_i - (X_i*X_i)' A_j``, ``n = rows - a_i - a_j +
-  A_i' A_j``, and the dense ``sab = X_i' X_j``.
+  ``sa = s_i - X_i' A_j``, ``qa = q_i - (X_i*X_i)' A_j``; the counts ``n = M_i' M_j``
+  (a product of the presence masks in single precision: sums of ones, exact) and the
+  dense ``sab = X_i' X_j``.
 
 The pairs the sums cannot give exactly (two points, a variance lost to cancellation, an
-overlap holding a small part of a column's sum of squares) are computed again from
-their own overlap, as the engine does. Constant columns have no correlation. Columns
-whose magnitude needs scaling are left to the engine (:func:`slice_pearson` returns
-None).
+overlap holding a small part of a column's sum of squares, a constant one among them)
+are computed again from their own overlap, as the engine does. Constant columns have no
+correlation. Columns whose magnitude needs scaling are left to the engine
+(:func:`slice_pearson` returns None).
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def slice_pearson(series: np.ndarray, resolve, k: int | None, absolute: bool = F
     part, present = part[:, varies], present[:, varies]
     x = part - part.sum(axis=0) / counts[varies]
     x *= present  # exactly 0 where missing
-    whole = present.all(axis=0)
+    # Over two rows every pair is two points: exactly +-1, from the overlap (as with holes).
+    whole = present.all(axis=0) & (rows > 2)
     full, holed = np.flatnonzero(whole), np.flatnonzero(~whole)
     parts, ranked, total = [], 0, 0.0
     if len(full) >= 2 and rows >= need:
@@ -165,16 +167,15 @@ def _holed_pairs(given: _Columns, rows_of: np.ndarray, need: int, k: int | None,
     # Each pair once: a holed column meets a column present everywhere, or a later holed one.
     counted = (np.arange(columns)[None, :] > rows_of[:, None]) | ~given.holed[None, :]
     enough = (n >= need) & counted
-    constant = (qa <= 0) | (qb <= 0)
+    # Every column varies (q > 0): one constant on the overlap has qa about 0, and is done again.
     again = (n == 2) | (va <= CONDITION * qa) | (vb <= CONDITION * qb)
     again |= qa * 2.0**PART_BITS < q[rows_of][:, None]
     again |= qb * 2.0**PART_BITS < q[None, :]
     again &= enough
-    again &= ~constant
     for i in np.flatnonzero(again.any(axis=1)):
         js = np.flatnonzero(again[i])
         corr[i, js] = overlap_corr(given.values[:, rows_of[i]], given.values[:, js])
-    corr[constant | ~enough] = np.nan
+    corr[~enough] = np.nan
     np.clip(corr, -1.0, 1.0, out=corr)
     defined = ~np.isnan(corr)
     ranked = int(np.count_nonzero(defined))
