@@ -29,11 +29,12 @@ import pandas as pd
 
 from . import checks
 from .errors import PairscanError
-from .executors import Execution, Pool, preload, run_tasks, share
+from .executors import Execution, Pool, SerialExecutor, preload, run_tasks, share
 from .selection import ON, Cut, selected
 from .shm import discard, panel_allocator
 from .store import (empty_store_error, read_column_arrays, read_column_period, read_index_array, store_files,
                     will_read)
+from .store.formats.hdf5 import SUFFIX as HDF5_SUFFIX
 
 TICKERS_PER_TASK = 32
 GUESS_FILES = 32  # the largest files whose timestamps are the first guess of the union
@@ -324,6 +325,15 @@ def finish_chunk(target, start: int, stop: int, index: np.ndarray, moved: Moved 
     return nonfinite, np.count_nonzero(present, axis=0), np.count_nonzero(present, axis=1).astype(np.int32)
 
 
+def _reading_pool(pool: Pool, paths: Sequence[str]) -> Pool:
+    """Where the stored files are read: HDF5 files in this thread when the pool's workers
+    are threads. Every HDF5 call holds one lock (and the interpreter's), so threads only
+    take turns at it, and lose time handing it over."""
+    if pool.can.shares_memory and pool.workers > 1 and paths and all(p.endswith(HDF5_SUFFIX) for p in paths):
+        return Pool(SerialExecutor(), pool.name, 1, pool.can)
+    return pool
+
+
 def load_panel(
     store: str | os.PathLike,
     column: str = "close",
@@ -399,7 +409,8 @@ def load_panel(
         index_arg = guess if shared else share(pool, guess)
         tasks = [(label, (paths[i : i + step], column, index_arg, target, i, on, cut)) for label, i in starts.items()]
         left_out: dict[int, np.ndarray] = {}
-        for label, (chunk, outside) in run_tasks(pool, place_chunk, tasks, desc="load", quiet=quiet):
+        for label, (chunk, outside) in run_tasks(_reading_pool(pool, paths), place_chunk, tasks, desc="load",
+                                                 quiet=quiet):
             if chunk is not None:
                 first[:, starts[label] : starts[label] + chunk.shape[1]] = chunk
             left_out.update(outside)

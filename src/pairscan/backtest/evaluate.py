@@ -3,8 +3,9 @@ formation, judged in trading.
 
 A task gets the window's rows of every selected ticker's prices (the selection's
 column, cut to ``--start/--end`` and resampled) from a :class:`PanelRows` (a panel
-this process holds: serial, threads) or a :class:`StoreRows` (the stored files, read
-where the task runs: processes, Dask), reading only ``[F0, T1)``. From them:
+this process holds: serial, threads), a :class:`MappedRows` (a panel in a file the
+workers of a local process pool map) or a :class:`StoreRows` (the stored files, read
+where the task runs: Dask), reading only ``[F0, T1)``. From them:
 
 - formation ``[F0, F1)``: :func:`~pairscan.correlate.correlate` on the slice, with
   the same selection (``min_periods="auto"`` counted on the slice; tickers with no
@@ -39,6 +40,7 @@ from ..panel import align, read_selected
 from ..placement import load, plan_placement
 from ..selection import Cut, Selection
 from ..store import read_column_period
+from .pearson import slice_pearson
 from .rule import formation_sigma, trade
 from .windows import Window, rows
 
@@ -59,14 +61,37 @@ class WindowJob:
 
 
 class PanelRows:
-    """A window's rows from a panel of prices this process holds (a view, no copy)."""
+    """A window's rows from a panel of prices this process holds (a view, no copy), and
+    with ``on="returns"`` the returns of the whole panel (:func:`changes_of`), taken once."""
 
-    def __init__(self, index: np.ndarray, values: np.ndarray, tickers: list[str]):
+    def __init__(self, index: np.ndarray, values: np.ndarray, tickers: list[str], on: str = "prices"):
         self.index, self.values, self.tickers = index, values, tickers
+        self.changes = changes_of(values) if on == "returns" else None
 
-    def read(self, low: np.datetime64, high: np.datetime64) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, low: np.datetime64, high: np.datetime64, on: str = "prices"):
+        """``(timestamps, prices, returns or None)`` of the rows in ``[low, high)``."""
         span = rows(self.index, low, high)
-        return self.index[span], self.values[span]
+        if on != "returns":
+            return self.index[span], self.values[span], None
+        changes = changes_of(self.values[span]) if self.changes is None else self.changes[span]
+        return self.index[span], self.values[span], changes
+
+
+class MappedRows:
+    """A window's rows from a panel of prices in a file every worker of a local process
+    pool maps (:func:`~pairscan.shm.panel_allocator`; the store read once, by the pool):
+    the window's rows copied out of the map, and their returns taken there."""
+
+    def __init__(self, path: str, index: np.ndarray, tickers: list[str]):
+        self.path, self.index, self.tickers = path, index, tickers
+
+    def read(self, low: np.datetime64, high: np.datetime64, on: str = "prices"):
+        """``(timestamps, prices, returns or None)`` of the rows in ``[low, high)``."""
+        span = rows(self.index, low, high)
+        mapped = np.memmap(self.path, np.float64, "r", shape=(len(self.index), len(self.tickers)), order="F")
+        values = np.array(mapped[span], order="F")
+        del mapped
+        return self.index[span], values, changes_of(values) if on == "returns" else None
 
 
 class StoreRows:
@@ -77,11 +102,12 @@ class StoreRows:
     def __init__(self, paths: list[str], tickers: list[str], column: str, cut: Cut | None):
         self.paths, self.tickers, self.column, self.cut = paths, tickers, column, cut
 
-    def read(self, low: np.datetime64, high: np.datetime64) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, low: np.datetime64, high: np.datetime64, on: str = "prices"):
+        """``(timestamps, prices, returns or None)`` of the rows in ``[low, high)``."""
         series = [self._one(path, low, high) for path in self.paths]
         index, values = align([i for i, _ in series], [v for _, v in series])
         values[~np.isfinite(values)] = np.nan  # a non-finite price is missing, as the panel makes it
-        return index, values
+        return index, values, changes_of(values) if on == "returns" else None
 
     def _one(self, path: str, low: np.datetime64, high: np.datetime64):
         cut = self.cut
@@ -122,12 +148,13 @@ def window_task(source, window: Window, job: WindowJob) -> dict:
 def evaluate(source, window: Window, job: WindowJob) -> dict:
     """The window's record: bounds, tickers, pairs ranked, the chosen pairs and the means."""
     f0, f1, t1 = window.bounds()
-    index, values = source.read(f0, t1)
+    index, values, changes = source.read(f0, t1, job.selection.on)
     tickers = list(source.tickers)
     sel = job.selection
     f, t = rows(index, f0, f1), rows(index, f1, t1)
     prices = {"formation": values[f], "trading": values[t]}
-    series = {name: series_of(part, sel.on) for name, part in prices.items()}
+    series = {name: slice_series(prices[name], None if changes is None else changes[part], sel.on)
+              for name, part in (("formation", f), ("trading", t))}
     stamps = {"formation": index[f], "trading": index[t]}
     if job.rank == "distance":
         chosen, facts = _by_distance(prices["formation"], tickers, sel, job.k)
@@ -151,6 +178,44 @@ def evaluate(source, window: Window, job: WindowJob) -> dict:
         "return": float(np.mean([p["return"] for p in pairs])) if pairs else float("nan"),
         "trades": int(sum(p["trades"] for p in pairs)),
     }
+
+
+def changes_of(prices: np.ndarray) -> np.ndarray:
+    """Each ticker's log returns on its own timestamps over all the rows of ``prices``
+    (rows x tickers, NaN missing), non-finite ones missing: :func:`series_of` on
+    returns, the same numbers, before a slice's first value of each ticker is made
+    missing (:func:`slice_series`). The difference of each row's logs and the row
+    before's, then, at a price that follows a missing one, the last price before it."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(prices)
+        out = np.empty_like(logs)
+        out[:1] = np.nan
+        np.subtract(logs[1:], logs[:-1], out=out[1:])
+        present = ~np.isnan(prices)
+        after_gap = present[1:] & ~present[:-1]
+        for c in np.flatnonzero(after_gap.any(axis=0)):
+            at = np.flatnonzero(after_gap[:, c]) + 1
+            seen = np.flatnonzero(present[:, c])
+            before = np.searchsorted(seen, at) - 1  # the last price before each (-1: none)
+            previous = np.where(before >= 0, logs[seen[np.maximum(before, 0)], c], np.nan)
+            out[at, c] = logs[at, c] - previous
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def slice_series(prices: np.ndarray, changes: np.ndarray | None, on: str) -> np.ndarray:
+    """:func:`series_of` of a slice's ``prices``, from ``changes`` (:func:`changes_of`
+    of rows around it, the same rows as ``prices``) when given: each ticker's
+    return at a row is the one taken on the whole rows, except at its first price of
+    the slice, which has none."""
+    if on != "returns" or changes is None:
+        return series_of(prices, on)
+    out = np.array(changes)
+    present = ~np.isnan(prices)
+    first = np.argmax(present, axis=0)
+    some = np.flatnonzero(present[first, np.arange(prices.shape[1])])
+    out[first[some], some] = np.nan
+    return out
 
 
 def series_of(prices: np.ndarray, on: str) -> np.ndarray:
@@ -184,7 +249,26 @@ def pair_corr(a: np.ndarray, b: np.ndarray, method: str) -> tuple[float, int]:
     n = int(both.sum())
     if not n:
         return float("nan"), 0
+    if method == "pearson":  # pandas' value to round-off, without its Series
+        return _pearson_of(a[both], b[both]), n
     return float(pd.Series(a[both]).corr(pd.Series(b[both]), method=method)), n
+
+
+def _pearson_of(a: np.ndarray, b: np.ndarray) -> float:
+    """pandas' Pearson of two series without missing values, without its Series: centred,
+    scaled by their largest magnitude, NaN below two values or where either is constant."""
+    if len(a) < 2:
+        return float("nan")
+    a, b = a - a.mean(), b - b.mean()
+    a_scale, b_scale = np.max(np.abs(a)), np.max(np.abs(b))
+    if a_scale == 0 or b_scale == 0:
+        return float("nan")
+    a, b = a / a_scale, b / b_scale
+    fact = len(a) - 1
+    a_spread, b_spread = np.sqrt(np.dot(a, a) / fact), np.sqrt(np.dot(b, b) / fact)
+    if a_spread == 0 or b_spread == 0:
+        return float("nan")
+    return float(np.clip(np.dot(a, b) / fact / a_spread / b_spread, -1.0, 1.0))
 
 
 def _mean(values) -> float:
@@ -212,6 +296,11 @@ def _as_given(sel: Selection) -> Selection:
 
 
 def _by_correlation(series: np.ndarray, stamps: np.ndarray, tickers: list[str], sel: Selection, k: int):
+    found = _pearson(series, tickers, sel, k)
+    if found is not None:
+        chosen = [(tickers[found.keep[a]], tickers[found.keep[b]], {"in_corr": float(c), "in_n": int(n)})
+                  for a, b, c, n in zip(found.top.a, found.top.b, found.top.corr, found.top.n)]
+        return chosen, {"tickers": len(found.keep), "pairs_ranked": found.ranked, "min_periods": found.min_periods}
     frame = _ranked_frame(series, stamps, tickers)
     if frame.shape[1] < 2:
         return [], {"tickers": frame.shape[1], "pairs_ranked": 0, "min_periods": None}
@@ -219,6 +308,14 @@ def _by_correlation(series: np.ndarray, stamps: np.ndarray, tickers: list[str], 
     chosen = [(r["a"], r["b"], {"in_corr": float(r["corr"]), "in_n": int(r["n"])})
               for r in found.top.to_dict(orient="records")]
     return chosen, {"tickers": found.series, "pairs_ranked": found.pairs_ranked, "min_periods": found.min_periods}
+
+
+def _pearson(series: np.ndarray, tickers: list[str], sel: Selection, k: int | None):
+    """:func:`~.pearson.slice_pearson` where it gives what ``correlate`` on the slice
+    gives (Pearson, tickers in order), else None."""
+    if sel.method != "pearson" or list(tickers) != sorted(tickers):
+        return None
+    return slice_pearson(series, sel.resolve, k, sel.absolute)
 
 
 def _by_distance(prices: np.ndarray, tickers: list[str], sel: Selection, k: int):
@@ -241,7 +338,11 @@ def _by_distance(prices: np.ndarray, tickers: list[str], sel: Selection, k: int)
 def mean_correlation(series: np.ndarray, stamps: np.ndarray, tickers: list[str], sel: Selection) -> float:
     """The mean correlation of every pair ranked on the trading slice by the rule that
     ranks the formation (``min_periods`` auto counted on this slice): what a pair picked
-    at random would have shown. The blocked engine with a reducer that sums them."""
+    at random would have shown. Pearson: :mod:`.pearson`; else the blocked engine with a
+    reducer that sums them."""
+    found = _pearson(series, tickers, sel, None)
+    if found is not None:
+        return found.mean if len(found.keep) >= 2 else float("nan")
     frame = _ranked_frame(series, stamps, tickers)
     if frame.shape[1] < 2:
         return float("nan")

@@ -12,7 +12,6 @@ one, close what is open. A position closed at ``t`` is not reopened at ``t``.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 
 def common(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -27,7 +26,15 @@ def formation_sigma(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a[both], b[both]
     if len(a) < 2:
         return float("nan")
-    return float(pd.Series(a / a[0] - b / b[0]).std())
+    return _std(a / a[0] - b / b[0])
+
+
+def _std(values: np.ndarray) -> float:
+    """pandas' ``Series.std()`` (ddof 1) of values without NaN: its two passes, in its order."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        count = float(len(values))
+        mean = values.sum(dtype=np.float64) / count
+        return float(np.sqrt(((mean - values) ** 2).sum(dtype=np.float64) / (count - 1.0)))
 
 
 def trade(a: np.ndarray, b: np.ndarray, sigma: float, entry: float) -> tuple[int, float]:
@@ -38,7 +45,8 @@ def trade(a: np.ndarray, b: np.ndarray, sigma: float, entry: float) -> tuple[int
     a, b = a[both], b[both]
     if len(a) < 2 or not np.isfinite(sigma) or sigma == 0:
         return 0, 0.0
-    d = a / a[0] - b / b[0]
+    d = (a / a[0] - b / b[0]).tolist()  # Python floats: the same arithmetic, a faster walk
+    a, b = a.tolist(), b.tolist()
     threshold = entry * sigma
     last = len(d) - 1
     trades, total = 0, 0.0
@@ -46,7 +54,7 @@ def trade(a: np.ndarray, b: np.ndarray, sigma: float, entry: float) -> tuple[int
     for t in range(len(d)):
         if opened is not None:
             at, sign = opened
-            if t == last or d[t] == 0 or np.sign(d[t]) != sign:
+            if t == last or d[t] == 0 or _sign(d[t]) != sign:
                 # sign > 0: a was the higher, so short a and long b.
                 long_, short = (b, a) if sign > 0 else (a, b)
                 total += (long_[t] / long_[at] - 1.0) - (short[t] / short[at] - 1.0)
@@ -54,5 +62,10 @@ def trade(a: np.ndarray, b: np.ndarray, sigma: float, entry: float) -> tuple[int
                 opened = None
             continue
         if t != last and abs(d[t]) > threshold:
-            opened = (t, np.sign(d[t]))
+            opened = (t, _sign(d[t]))
     return trades, total
+
+
+def _sign(value: float) -> float:
+    """``np.sign``: -1, 0 or 1, NaN for NaN."""
+    return value if value != value else float((value > 0) - (value < 0))

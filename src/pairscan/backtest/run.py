@@ -19,8 +19,9 @@ from ..executors import Execution, Pool, run_tasks
 from ..panel import load_panel
 from ..placement import store_index
 from ..selection import Selection
+from ..shm import panel_allocator
 from ..store import empty_store_error, store_files
-from .evaluate import PanelRows, StoreRows, WindowJob, window_task
+from .evaluate import MappedRows, PanelRows, StoreRows, WindowJob, window_task
 from .windows import Length, Window, parse_length, windows
 
 RANKS = ("correlation", "distance")
@@ -149,7 +150,7 @@ def backtest(
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(execution.opened())
         started = time.perf_counter()
-        source, first, last = _rows(pool, paths, chosen, selection, execution.quiet, store)
+        source, first, last = _rows(pool, paths, chosen, selection, execution.quiet, store, stack)
         cut = windows(first, last, *lengths)
         if not cut:
             days = (pd.Timestamp(last) - pd.Timestamp(first)).days + 1
@@ -164,19 +165,28 @@ def backtest(
                    {"load": read_seconds, "windows": seconds - read_seconds})
 
 
-def _rows(pool: Pool, paths: list[str], tickers: list[str], selection: Selection, quiet: bool, store):
+def _rows(pool: Pool, paths: list[str], tickers: list[str], selection: Selection, quiet: bool, store,
+          stack: contextlib.ExitStack):
     """Where the window tasks take their rows, and the first and last selected timestamps.
 
     A pool that shares this process's memory (serial, threads) reads the store once
-    into a panel of prices and the tasks take views of it; elsewhere each task reads
-    its own rows from the store, after one pass here for the first and last timestamps."""
+    into a panel of prices and the tasks take views of it; a local process pool reads it
+    once into a file its workers map, and each task copies its rows from there;
+    elsewhere (Dask) each task reads its own rows from the store, after one pass here
+    for the first and last timestamps."""
     cut = selection.cut
-    if pool.can.shares_memory:
+    if pool.can.shares_memory or pool.can.maps_files:
+        allocate = None if pool.can.shares_memory else panel_allocator(stack)
         panel = load_panel(store, selection.column, "prices", tickers, pool=pool, quiet=quiet, as_frame=False,
-                           cut=cut)
-        panel.drop_empty()
+                           cut=cut, allocate=allocate)
+        filename = getattr(panel.values, "filename", None)
+        panel.drop_empty()  # its columns move left in place: the file's first columns
         _enough(len(panel.tickers), store)
-        return PanelRows(panel.index, panel.values, panel.tickers), panel.index[0], panel.index[-1]
+        first, last = panel.index[0], panel.index[-1]
+        if allocate is None:
+            return PanelRows(panel.index, panel.values, panel.tickers, selection.on), first, last
+        panel.values.flush()
+        return MappedRows(str(filename), panel.index, panel.tickers), first, last
     index, _, counts = store_index(paths, selection.column, "prices", pool, quiet, cut)
     keep = np.flatnonzero(counts > 0)
     _enough(len(keep), store)

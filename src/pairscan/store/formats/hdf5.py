@@ -192,14 +192,14 @@ class _Fixed:
     def __init__(self, path: Path):
         import h5py
 
-        self.path = path
+        self.path, self.group = path, None
         self.fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY)  # OSError if not HDF5
         try:
             self.axis = self._node("axis1")
+            self.rows = _int64_vector(self.axis)  # None unless int64 and one-dimensional
             kind = _attr(self.axis, b"kind")
             self.kind = kind.decode() if isinstance(kind, bytes) else ""
-            if (self.axis.dtype != np.dtype(np.int64) or len(self.axis.shape) != 1
-                    or self.kind not in _TIME_KINDS):
+            if self.rows is None or self.kind not in _TIME_KINDS:
                 raise foreign(self.path, "its index is not of timestamps")
         except BaseException:
             self.fid.close()
@@ -212,9 +212,10 @@ class _Fixed:
                 items = self._node(f"block{b}_items")
             except PairscanError:
                 return  # the last block was the one before
-            if items.dtype.kind != "S" or len(items.shape) != 1:
+            names = _strings_of(items)
+            if names is None:
                 raise foreign(self.path, f"block {b} has no column names")
-            yield [n.decode("utf-8", "replace") for n in _read(items)], self._node(f"block{b}_values")
+            yield [n.decode("utf-8", "replace") for n in names], self._node(f"block{b}_values")
 
     def values(self, names: list[str], values, wanted: str | None = None) -> np.ndarray:
         """A block's values (rows x columns), checked to be numbers or timestamps (errors name
@@ -226,7 +227,7 @@ class _Fixed:
             # Pickled objects. Extra text columns are written this way too (pandas' fixed
             # layout has no other), but never a column pairscan reads for numbers.
             raise foreign(self.path, f"object column {wanted!r}")
-        if values.dtype.kind not in "fiu" or values.shape != (self.axis.shape[0], len(names)):
+        if values.dtype.kind not in "fiu" or values.shape != (self.rows, len(names)):
             raise foreign(self.path, f"{values.dtype} column {wanted!r} of another shape")
         data = _read(values)
         if values.get_type().get_class() == h5py.h5t.BITFIELD:  # how PyTables stores booleans
@@ -243,13 +244,15 @@ class _Fixed:
         import h5py
 
         try:
-            return h5py.h5d.open(self.fid, f"/{HDF5_KEY}/{name}".encode())
-        except (KeyError, ValueError):
+            if self.group is None:  # nodes opened from their group: no walk from the root each
+                self.group = h5py.h5g.open(self.fid, f"/{HDF5_KEY}".encode())
+            return h5py.h5d.open(self.group, name.encode())
+        except (KeyError, ValueError, TypeError):
             raise foreign(self.path, f"no node /{HDF5_KEY}/{name}") from None
 
     def index(self) -> np.ndarray:
         """The timestamps, ``datetime64[ns]``."""
-        stamps = _read(self.axis).view(self.kind)
+        stamps = _read_as(self.axis, (self.rows,), np.int64).view(self.kind)
         return stamps if stamps.dtype == "datetime64[ns]" else stamps.astype("datetime64[ns]")
 
     def index_name(self):
@@ -260,8 +263,23 @@ class _Fixed:
         """One column's values; KeyError if there is none of that name."""
         for names, values in self.blocks():
             if column in names:
-                return self.values(names, values, column)[:, names.index(column)]
+                data = self._floats(values, len(names))
+                if data is None:  # anything but plain float64: checked (and refused) in full
+                    data = self.values(names, values, column)
+                return data[:, names.index(column)]
         raise KeyError(column)
+
+    def _floats(self, values, columns: int) -> np.ndarray | None:
+        """A block of plain float64 values (little-endian, rows x ``columns``, no mark of
+        another kind), read with the fewest calls; None for any other block."""
+        import h5py
+
+        kind = values.get_type()
+        if (kind.get_class() != h5py.h5t.FLOAT or kind.get_size() != 8 or kind.get_order() != h5py.h5t.ORDER_LE
+                or values.get_space().get_simple_extent_dims() != (self.rows, columns)
+                or h5py.h5a.exists(values, b"value_type")):
+            return None
+        return _read_as(values, (self.rows, columns), np.float64)
 
     def column_rows(self, column: str, first, last) -> tuple[np.ndarray, np.ndarray]:
         """``(timestamps, values)`` of one column from ``first`` to ``last`` (both included,
@@ -274,7 +292,7 @@ class _Fixed:
         for names, values in self.blocks():
             if column not in names:
                 continue
-            plain = (values.dtype.kind in "fiu" and values.shape == (self.axis.shape[0], len(names))
+            plain = (values.dtype.kind in "fiu" and values.shape == (self.rows, len(names))
                      and values.get_type().get_class() != h5py.h5t.BITFIELD
                      and _attr(values, b"value_type") is None)
             if not plain or rows.stop == rows.start:
@@ -295,7 +313,7 @@ _TIME_KINDS = frozenset(f"datetime64[{unit}]" for unit in ("s", "ms", "us", "ns"
 
 
 def _open(path: Path) -> _Fixed:
-    return _Fixed(Path(path))
+    return _Fixed(path if isinstance(path, Path) else Path(path))  # a Path made again is parsed again
 
 
 def read_frame(path: Path) -> pd.DataFrame:
@@ -360,6 +378,45 @@ def _read(dataset) -> np.ndarray:
     return out
 
 
+def _read_as(dataset, shape: tuple, dtype) -> np.ndarray:
+    """A dataset known to hold ``shape`` numbers of the native ``dtype`` (int64, float64)."""
+    import h5py
+
+    out = np.empty(shape, dtype)
+    mtype = h5py.h5t.NATIVE_INT64 if out.dtype == np.int64 else h5py.h5t.NATIVE_DOUBLE
+    dataset.read(h5py.h5s.ALL, h5py.h5s.ALL, out, mtype=mtype)
+    return out
+
+
+def _int64_vector(dataset) -> int | None:
+    """The length of a one-dimensional dataset of little-endian int64; None for any other."""
+    import h5py
+
+    kind = dataset.get_type()
+    if (kind.get_class() != h5py.h5t.INTEGER or kind.get_size() != 8 or kind.get_sign() != h5py.h5t.SGN_2
+            or kind.get_order() != h5py.h5t.ORDER_LE):
+        return None
+    dims = dataset.get_space().get_simple_extent_dims()
+    return dims[0] if len(dims) == 1 else None
+
+
+def _strings_of(dataset) -> np.ndarray | None:
+    """A one-dimensional dataset of fixed-length byte strings, read; None for any other."""
+    import h5py
+
+    kind = dataset.get_type()
+    if kind.get_class() != h5py.h5t.STRING or kind.is_variable_str():
+        return None
+    dims = dataset.get_space().get_simple_extent_dims()
+    if len(dims) != 1:
+        return None
+    if kind.get_strpad() == h5py.h5t.STR_SPACEPAD:
+        return _read(dataset)  # converted to NUL padding, as h5py reads it
+    out = np.empty(dims, f"S{kind.get_size()}")
+    dataset.read(h5py.h5s.ALL, h5py.h5s.ALL, out, mtype=kind)  # as stored: NUL padded
+    return out
+
+
 def _attr(node, name: bytes):
     """An attribute's value (bytes for a string), or None if the node has none of that name."""
     import h5py
@@ -367,6 +424,13 @@ def _attr(node, name: bytes):
     if not h5py.h5a.exists(node, name):
         return None
     attr = h5py.h5a.open(node, name)
+    kind = attr.get_type()
+    if (kind.get_class() == h5py.h5t.STRING and not kind.is_variable_str()
+            and kind.get_strpad() != h5py.h5t.STR_SPACEPAD
+            and attr.get_space().get_simple_extent_type() == h5py.h5s.SCALAR):
+        out = np.empty((), f"S{kind.get_size()}")  # a string, as most are: as stored, NUL padded
+        attr.read(out, mtype=kind)
+        return out[()]
     if attr.dtype.kind not in "Siuf" or attr.shape != ():
         return None
     out = np.empty((), attr.dtype)
