@@ -35,6 +35,7 @@ from .store import (
     stamp_entry,
     store_lock,
     stored_file_intact,
+    stored_layout,
     stored_name,
     stored_path,
     ticker_of,
@@ -120,8 +121,9 @@ def convert_file(source: str, target: str, on_bad_lines: str, reader: str = "jso
         ticker = next(filter(None, (ticker_of(target_path.name, s) for s in FORMATS.values())), None)
         return {"error": {"file": target, "line": None,
                           "reason": f"cannot write the stored file of ticker {ticker!r} ({exc.strerror or exc})"}}
+    layout = stored_layout(target_path)  # where its arrays lie: read without HDF5 while the file is this one
     return {**entry, "rows": len(parsed.data), "file": target_path.name,
-            "adj_close_differs": adjusted_close_differs(parsed.data)}
+            "adj_close_differs": adjusted_close_differs(parsed.data), **({"layout": layout} if layout else {})}
 
 
 COLUMN_OPTIONS = {"close_column": None, "date_format": None}  # the default of each, as the manifest records it

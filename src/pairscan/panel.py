@@ -32,8 +32,8 @@ from .errors import PairscanError
 from .executors import Execution, Pool, SerialExecutor, preload, run_tasks, share
 from .selection import ON, Cut, selected
 from .shm import discard, panel_allocator
-from .store import (empty_store_error, read_column_arrays, read_column_period, read_index_array, store_files,
-                    will_read)
+from .store import (empty_store_error, read_column_arrays, read_column_period, read_index_array, recorded_layouts,
+                    store_files, will_read)
 from .store.formats.hdf5 import SUFFIX as HDF5_SUFFIX
 
 TICKERS_PER_TASK = 32
@@ -120,13 +120,15 @@ class Panel:
         )
 
 
-def read_selected(path, column: str, on: str = "prices", cut: Cut | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_selected(path, column: str, on: str = "prices", cut: Cut | None = None,
+                  record=None) -> tuple[np.ndarray, np.ndarray]:
     """One stored ticker's series as the selection has it (:func:`~pairscan.selection.selected`),
-    reading only the rows of its period where the format allows (:func:`~pairscan.store.read_column_period`)."""
+    reading only the rows of its period where the format allows (:func:`~pairscan.store.read_column_period`);
+    ``record`` is the manifest's of its file (:func:`~pairscan.store.recorded_layouts`), or None."""
     if cut is not None and cut.period and cut.bounds() is not None:
-        index, values = read_column_period(path, column, *cut.bounds())
+        index, values = read_column_period(path, column, *cut.bounds(), record=record)
         return selected(index, values, on, Cut(resample=cut.resample) if cut.resample is not None else None)
-    return selected(*read_column_arrays(path, column), on, cut)
+    return selected(*read_column_arrays(path, column, record), on, cut)
 
 
 def read_chunk(paths: Sequence[str], column: str, on: str = "prices",
@@ -253,9 +255,9 @@ class InFile:
 
 
 def place_chunk(paths: Sequence[str], column: str, index: np.ndarray, target, start: int, on: str = "prices",
-                cut: Cut | None = None):
+                cut: Cut | None = None, records: dict | None = None):
     """Task (first pass): read ``column`` of a few stored tickers and place their series
-    (:func:`read_selected`)
+    (:func:`read_selected`, with ``records[path]`` where there is one)
     on ``index`` in the columns ``start:`` of ``target`` (:class:`InMemory`,
     :class:`InFile`, or None: a new array, returned).
 
@@ -266,7 +268,7 @@ def place_chunk(paths: Sequence[str], column: str, index: np.ndarray, target, st
         target.columns(start, start + len(paths))
     outside = {}
     for k, path in enumerate(paths):
-        idx, col = read_selected(path, column, on, cut)
+        idx, col = read_selected(path, column, on, cut, records.get(path) if records else None)
         if not _place_column(values[:, k], index, idx, col):
             outside[start + k] = idx
     return (values if target is None else None), outside
@@ -407,7 +409,11 @@ def load_panel(
         shared = pool.can.shares_memory or isinstance(first_target, InFile)  # tasks write into the panel
         target = first_target if shared else None
         index_arg = guess if shared else share(pool, guess)
-        tasks = [(label, (paths[i : i + step], column, index_arg, target, i, on, cut)) for label, i in starts.items()]
+        # Where each file's arrays lie, from the manifest read once: tasks read those without HDF5.
+        records = recorded_layouts(store, files)
+        tasks = [(label, (paths[i : i + step], column, index_arg, target, i, on, cut,
+                          {p: records[p] for p in paths[i : i + step] if p in records}))
+                 for label, i in starts.items()]
         left_out: dict[int, np.ndarray] = {}
         for label, (chunk, outside) in run_tasks(_reading_pool(pool, paths), place_chunk, tasks, desc="load",
                                                  quiet=quiet):
