@@ -96,6 +96,19 @@ def test_a_load_is_the_one_without_records(store, tmp_path, on, cut):
         pd.testing.assert_frame_equal(got, want)
 
 
+def test_a_guess_that_misses_reads_the_left_out_by_their_records(store, monkeypatch, no_hdf5):
+    files = store_files(store)
+    indexes = {t: read_column_arrays(p, "close")[0] for t, p in files.items()}
+    largest = max(files, key=lambda t: files[t].stat().st_size)
+    assert len(np.union1d(indexes[largest], np.concatenate(list(indexes.values())))) > len(indexes[largest])
+    want = load_panel(store, "close", "returns", executor="serial", quiet=True)
+    monkeypatch.setattr(pairscan.panel, "GUESS_FILES", 1)  # the guess: the largest file's timestamps alone
+    no_hdf5.clear()
+    got = load_panel(store, "close", "returns", executor="serial", quiet=True)
+    pd.testing.assert_frame_equal(got, want)
+    assert no_hdf5 == []
+
+
 def _one(tmp_path):
     """A file of float64, float32, int64 and boolean columns, and its record."""
     index = pd.DatetimeIndex(pd.date_range("2003-01-01", periods=50, freq="D").values, name="timestamp")

@@ -202,18 +202,20 @@ def every_or_none(present_per_row: np.ndarray, tickers: int) -> bool:
 
 
 def guess_index(paths: Sequence[str], column: str, files: int, on: str = "prices",
-                cut: Cut | None = None) -> np.ndarray:
+                cut: Cut | None = None, records: dict | None = None) -> np.ndarray:
     """The union of the timestamps of the ``files`` largest stored files: a part of the
     store's union, and on real data (a calendar every long history shares, gaps here
-    and there) usually all of it."""
+    and there) usually all of it. ``records`` as for :func:`place_chunk`."""
     sizes = {}
     for path in paths:
         with contextlib.suppress(OSError):
             sizes[path] = os.stat(path).st_size
     largest = sorted(sizes, key=sizes.get, reverse=True)[:files] or list(paths[:1])
+    records = records or {}
     if cut is not None:  # the cut series' timestamps, not the stored ones
-        return union_of([read_selected(p, column, on, cut)[0] for p in largest])
-    return union_of([read_index_array(p, column) for p in largest])
+        return union_of([read_selected(p, column, on, cut, records.get(p))[0] for p in largest])
+    return union_of([read_column_arrays(p, column, records[p])[0] if p in records else read_index_array(p, column)
+                     for p in largest])
 
 
 class InMemory:
@@ -299,6 +301,7 @@ class Moved:
     left_out: dict[int, str]  # panel column -> stored file
     on: str = "prices"
     cut: Cut | None = None
+    records: dict | None = None  # stored file -> where its arrays lie (place_chunk's)
 
 
 def finish_chunk(target, start: int, stop: int, index: np.ndarray, moved: Moved | None = None):
@@ -320,11 +323,19 @@ def finish_chunk(target, start: int, stop: int, index: np.ndarray, moved: Moved 
             if path is None:
                 values[:, k] = np.nan
                 values[at, k] = source[:, k]
-            elif not _place_column(values[:, k], index, *read_selected(path, moved.column, moved.on, moved.cut)):
+            elif not _place_column(values[:, k], index, *read_selected(path, moved.column, moved.on, moved.cut,
+                                                                          (moved.records or {}).get(path))):
                 raise PairscanError("the stored frame changed while the store was read; run again", path)
     values, nonfinite = finish(values)
     present = ~np.isnan(values)
     return nonfinite, np.count_nonzero(present, axis=0), np.count_nonzero(present, axis=1).astype(np.int32)
+
+
+def _moved(source, index: np.ndarray, column: str, left_out: dict[int, str], on: str, cut: Cut | None,
+           records: dict) -> Moved:
+    """:class:`Moved`, with the records of the files it reads again alone."""
+    return Moved(source, index, column, left_out, on, cut,
+                 {p: records[p] for p in left_out.values() if p in records} or None)
 
 
 def _reading_pool(pool: Pool, paths: Sequence[str]) -> Pool:
@@ -404,13 +415,13 @@ def load_panel(
             # Files not in the page cache come in while the first are parsed.
             ahead = threading.Thread(target=will_read, args=(paths,), name="pairscan-read-ahead", daemon=True)
             ahead.start()
-        guess = guess_index(paths, column, GUESS_FILES, on, cut)
+        # Where each file's arrays lie, from the manifest read once: tasks read those without HDF5.
+        records = recorded_layouts(store, files)
+        guess = guess_index(paths, column, GUESS_FILES, on, cut, records)
         first, first_target = panel_on(guess)
         shared = pool.can.shares_memory or isinstance(first_target, InFile)  # tasks write into the panel
         target = first_target if shared else None
         index_arg = guess if shared else share(pool, guess)
-        # Where each file's arrays lie, from the manifest read once: tasks read those without HDF5.
-        records = recorded_layouts(store, files)
         tasks = [(label, (paths[i : i + step], column, index_arg, target, i, on, cut,
                           {p: records[p] for p in paths[i : i + step] if p in records}))
                  for label, i in starts.items()]
@@ -437,8 +448,8 @@ def load_panel(
         # Over the panel alone: a few large tasks for each worker where they share it, else here.
         wide = max(step, -(-len(paths) // (4 * pool.workers)))
         spans = {names[i]: (i, min(i + wide, len(paths))) for i in range(0, len(paths), wide)}
-        tasks = [(label, (final, i, j, index, Moved(first_target, guess, column, {
-            k: paths[k] for k in left_out if i <= k < j}, on, cut) if left_out else None))
+        tasks = [(label, (final, i, j, index, _moved(first_target, guess, column, {
+            k: paths[k] for k in left_out if i <= k < j}, on, cut, records) if left_out else None))
             for label, (i, j) in spans.items()]
         nonfinite, counts, per_row = 0, np.empty(len(names), dtype=np.int64), np.zeros(len(index), np.int64)
         done = run_tasks(pool, finish_chunk, tasks, desc="check", quiet=True) \
