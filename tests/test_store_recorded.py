@@ -55,7 +55,7 @@ def _same(a, b) -> None:
 
 def test_convert_records_every_file(store):
     files = store_files(store)
-    records = recorded_layouts(store, files)
+    records = recorded_layouts(read_manifest(store), files)
     assert sorted(records) == sorted(str(p) for p in files.values()) and len(records) == 5
     entry = read_manifest(store)["tickers"][next(iter(files))]
     assert entry["layout"]["index"][1] == entry["rows"]
@@ -64,7 +64,7 @@ def test_convert_records_every_file(store):
 
 
 def test_the_recorded_arrays_are_the_hdf5_readers(store, no_hdf5):
-    records = recorded_layouts(store, store_files(store))
+    records = recorded_layouts(read_manifest(store), store_files(store))
     expected = {(p, c): read_column_arrays(p, c) for p in records for c in COLUMNS}
     no_hdf5.clear()
     for path, record in records.items():
@@ -88,7 +88,7 @@ def test_a_load_is_the_one_without_records(store, tmp_path, on, cut):
     for entry in manifest["tickers"].values():
         del entry["layout"]
     (bare / MANIFEST).write_text(json.dumps(manifest))
-    assert recorded_layouts(bare, store_files(bare)) == {}
+    assert recorded_layouts(read_manifest(bare), store_files(bare)) == {}
     assert sorted(read_manifest(bare)["tickers"]) == sorted(read_manifest(store)["tickers"])  # still trusted
     for executor in ("serial", "processes"):
         got = load_panel(store, "close", on, executor=executor, workers=2, quiet=True, cut=cut)

@@ -32,8 +32,8 @@ from .errors import PairscanError
 from .executors import Execution, Pool, SerialExecutor, preload, run_tasks, share
 from .selection import ON, Cut, selected
 from .shm import discard, panel_allocator
-from .store import (empty_store_error, read_column_arrays, read_column_period, read_index_array, recorded_layouts,
-                    store_files, will_read)
+from .store import (empty_store_error, read_column_arrays, read_column_period, read_index_array, read_manifest,
+                    recorded_layouts, store_files, will_read)
 from .store.formats.hdf5 import SUFFIX as HDF5_SUFFIX
 
 TICKERS_PER_TASK = 32
@@ -388,7 +388,8 @@ def load_panel(
     quiet = execution.quiet
     if on not in ON:
         raise PairscanError(f"--on must be prices or returns, not {on!r}")
-    files = select_tickers(store_files(store), tickers)
+    manifest = read_manifest(store)  # read once: the files, and where their arrays lie
+    files = select_tickers(store_files(store, manifest), tickers)
     if not files:
         raise empty_store_error(store)
     names = list(files)
@@ -416,7 +417,7 @@ def load_panel(
             ahead = threading.Thread(target=will_read, args=(paths,), name="pairscan-read-ahead", daemon=True)
             ahead.start()
         # Where each file's arrays lie, from the manifest read once: tasks read those without HDF5.
-        records = recorded_layouts(store, files)
+        records = recorded_layouts(manifest, files)
         guess = guess_index(paths, column, GUESS_FILES, on, cut, records)
         first, first_target = panel_on(guess)
         shared = pool.can.shares_memory or isinstance(first_target, InFile)  # tasks write into the panel

@@ -132,12 +132,11 @@ def _valid_entry(ticker: str, entry, suffix: str) -> bool:
             and entry["file_size"] is not None and entry["file_mtime_ns"] is not None)
 
 
-def recorded_layouts(store: str | os.PathLike, files: dict[str, Path]) -> dict[str, tuple]:
+def recorded_layouts(manifest: dict, files: dict[str, Path]) -> dict[str, tuple]:
     """``{stored file as str: (file_size, file_mtime_ns, layout)}`` for those of ``files``
-    (ticker -> stored file) whose manifest entry records where its arrays lie, for
-    :func:`~pairscan.store.frames.read_column_arrays`: plain tuples, to go with a task
-    to another process. The manifest is read once; an HDF5 store alone has them."""
-    manifest = read_manifest(store)
+    (ticker -> stored file) whose entry in ``manifest`` (:func:`read_manifest`'s) records
+    where its arrays lie, for :func:`~pairscan.store.frames.read_column_arrays`: plain
+    tuples, to go with a task to another process. An HDF5 store alone has them."""
     if manifest.get("format") != "hdf5":
         return {}
     entries, found = manifest["tickers"], {}
