@@ -142,6 +142,23 @@ def _changed(record, **change):
     return change.get("size", size), change.get("mtime", mtime), where
 
 
+@pytest.mark.parametrize("where", [{"index": [[0], 5, "datetime64[ns]"], "blocks": [[0, 1, "<f8", ["close"]]]},
+                                   {"index": [0, 5, ["datetime64[ns]"]], "blocks": [[0, 1, "<f8", ["close"]]]},
+                                   {"index": [0, 5, "datetime64[ns]"], "blocks": [[0, 1, ["<f8"], ["close"]]]},
+                                   {"index": [0, 5, "datetime64[ns]"], "blocks": [[0, True, "<f8", ["close"]]]},
+                                   {"index": [0, 5, "datetime64[ns]"], "blocks": [[0, 1, "<f8", "close"]]}])
+def test_a_record_of_the_wrong_shape_is_not_used(tmp_path, where):
+    path, record = _one(tmp_path)
+    assert hdf5.read_recorded(path, "close", (record[0], record[1], where)) is None
+
+
+def test_a_fifo_in_place_of_the_file_is_not_waited_on(tmp_path):
+    path, record = _one(tmp_path)
+    path.unlink()
+    os.mkfifo(path)
+    assert hdf5.read_recorded(path, "close", record) is None
+
+
 @pytest.mark.parametrize("change", ["size", "mtime", "index past the end", "block past the end", "dtype", "index kind",
                                     "not a layout", "link"])
 def test_a_record_that_disagrees_goes_back_to_hdf5(tmp_path, no_hdf5, change):

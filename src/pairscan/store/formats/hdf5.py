@@ -505,14 +505,17 @@ def read_recorded(path: Path, column: str, record, first=None, last=None, period
         names = block[3]
     except (TypeError, ValueError, KeyError, IndexError, StopIteration):
         return None
-    if not (all(_count(n) for n in (size, mtime_ns, index_at, rows, at)) and _count(columns) and columns >= 1
-            and dtype in _VALUE_TYPES and kind in _TIME_KINDS and isinstance(names, list) and len(names) == columns):
+    if not (all(_count(n) for n in (size, mtime_ns, index_at, rows, at, columns)) and columns >= 1
+            and isinstance(dtype, str) and dtype in _VALUE_TYPES and isinstance(kind, str) and kind in _TIME_KINDS
+            and isinstance(names, list) and len(names) == columns):
         return None
     width = columns * _VALUE_TYPES[dtype]
     if index_at + rows * 8 > size or at + rows * width > size:
         return None
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        # No link followed; a FIFO or device opened without waiting, then refused by its type.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return None
     try:
