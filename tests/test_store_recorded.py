@@ -190,3 +190,16 @@ def test_a_record_that_disagrees_goes_back_to_hdf5(tmp_path, no_hdf5, change):
     assert len(no_hdf5) == 1
     if change != "size":
         _same(got, want)
+
+
+def test_a_rerun_records_the_layouts_of_a_store_converted_without_them(store, tmp_path):
+    bare = tmp_path / "bare"
+    shutil.copytree(store, bare)
+    manifest = json.loads((bare / MANIFEST).read_text())
+    for entry in manifest["tickers"].values():
+        del entry["layout"]
+    (bare / MANIFEST).write_text(json.dumps(manifest))
+    before = {p.name: os.lstat(p).st_mtime_ns for p in store_files(bare).values()}
+    pairscan.convert(bare, executor="serial", quiet=True)
+    assert {p.name: os.lstat(p).st_mtime_ns for p in store_files(bare).values()} == before  # nothing written again
+    assert read_manifest(bare)["tickers"] == read_manifest(store)["tickers"]
