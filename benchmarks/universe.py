@@ -40,7 +40,8 @@ def universe(tickers: int = 3000, days: int = 5040, seed: int = 0, executor: str
     pairscan.sample(folder, tickers=tickers, days=days, daily=True, seed=seed)
     summary = pairscan.convert(folder, executor=executor)
     for source in folder.glob("*.json"):
-        source.unlink()  # the store is what benchmarks read; the JSON Lines are twice its size
+        if not source.name.startswith("."):  # the manifest stays: a store as convert leaves it
+            source.unlink()  # the store is what benchmarks read; the JSON Lines are twice its size
     done.write_text(json.dumps({"tickers": tickers, "days": days, "seed": seed, "rows": summary["rows"],
                                 "seconds": round(time.perf_counter() - started, 1)}))
     if echo:

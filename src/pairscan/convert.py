@@ -35,6 +35,7 @@ from .store import (
     stamp_entry,
     store_lock,
     stored_file_intact,
+    stored_layout,
     stored_name,
     stored_path,
     ticker_of,
@@ -120,8 +121,9 @@ def convert_file(source: str, target: str, on_bad_lines: str, reader: str = "jso
         ticker = next(filter(None, (ticker_of(target_path.name, s) for s in FORMATS.values())), None)
         return {"error": {"file": target, "line": None,
                           "reason": f"cannot write the stored file of ticker {ticker!r} ({exc.strerror or exc})"}}
+    layout = stored_layout(target_path)  # where its arrays lie: read without HDF5 while the file is this one
     return {**entry, "rows": len(parsed.data), "file": target_path.name,
-            "adj_close_differs": adjusted_close_differs(parsed.data)}
+            "adj_close_differs": adjusted_close_differs(parsed.data), **({"layout": layout} if layout else {})}
 
 
 COLUMN_OPTIONS = {"close_column": None, "date_format": None}  # the default of each, as the manifest records it
@@ -331,6 +333,7 @@ class _Conversion:
             self.names.add(found.ticker)
             if not force and _up_to_date(self.entries.get(found.ticker), found.path, self.store, self.on_bad_lines,
                                          self.columns):
+                self._record_layout(found.ticker)
                 return
             self.entries.pop(found.ticker, None)
             self._queue(found.ticker, found.path, found)
@@ -342,6 +345,8 @@ class _Conversion:
                 _up_to_date(self.entries.get(t), found.path, self.store, self.on_bad_lines, self.columns)
                 for t in known.get("tickers", [])):
             self.names.update(known.get("tickers", []))
+            for ticker in known.get("tickers", []):
+                self._record_layout(ticker)
             return
         for ticker in (known or {}).get("tickers", []):
             self.entries.pop(ticker, None)
@@ -368,6 +373,16 @@ class _Conversion:
         _never_over_source(target, origin or path)
         self.todo.append((ticker, (str(path), str(target), self.on_bad_lines, found.reader,
                                    str(origin) if origin else None, self.max_bytes, options, self.columns)))
+
+    def _record_layout(self, ticker: str) -> None:
+        """Add where its arrays lie to the entry of an unchanged ticker converted before
+        they were recorded (its stored file was just found intact), so that a rerun lets
+        loads read it without HDF5."""
+        entry = self.entries.get(ticker)
+        if entry and entry.get("file") and "layout" not in entry:
+            layout = stored_layout(Path(self.store) / entry["file"])
+            if layout:
+                self.entries[ticker] = {**entry, "layout": layout}
 
     def convert(self, pool: Pool, quiet: bool, retries: int) -> None:
         """Run the queued tasks on ``pool``, recording each result in the manifest as it

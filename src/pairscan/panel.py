@@ -32,8 +32,8 @@ from .errors import PairscanError
 from .executors import Execution, Pool, SerialExecutor, preload, run_tasks, share
 from .selection import ON, Cut, selected
 from .shm import discard, panel_allocator
-from .store import (empty_store_error, read_column_arrays, read_column_period, read_index_array, store_files,
-                    will_read)
+from .store import (empty_store_error, read_column_arrays, read_column_period, read_index_array, read_manifest,
+                    recorded_layouts, store_files, will_read)
 from .store.formats.hdf5 import SUFFIX as HDF5_SUFFIX
 
 TICKERS_PER_TASK = 32
@@ -120,13 +120,15 @@ class Panel:
         )
 
 
-def read_selected(path, column: str, on: str = "prices", cut: Cut | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_selected(path, column: str, on: str = "prices", cut: Cut | None = None,
+                  record=None) -> tuple[np.ndarray, np.ndarray]:
     """One stored ticker's series as the selection has it (:func:`~pairscan.selection.selected`),
-    reading only the rows of its period where the format allows (:func:`~pairscan.store.read_column_period`)."""
+    reading only the rows of its period where the format allows (:func:`~pairscan.store.read_column_period`);
+    ``record`` is the manifest's of its file (:func:`~pairscan.store.recorded_layouts`), or None."""
     if cut is not None and cut.period and cut.bounds() is not None:
-        index, values = read_column_period(path, column, *cut.bounds())
+        index, values = read_column_period(path, column, *cut.bounds(), record=record)
         return selected(index, values, on, Cut(resample=cut.resample) if cut.resample is not None else None)
-    return selected(*read_column_arrays(path, column), on, cut)
+    return selected(*read_column_arrays(path, column, record), on, cut)
 
 
 def read_chunk(paths: Sequence[str], column: str, on: str = "prices",
@@ -200,18 +202,20 @@ def every_or_none(present_per_row: np.ndarray, tickers: int) -> bool:
 
 
 def guess_index(paths: Sequence[str], column: str, files: int, on: str = "prices",
-                cut: Cut | None = None) -> np.ndarray:
+                cut: Cut | None = None, records: dict | None = None) -> np.ndarray:
     """The union of the timestamps of the ``files`` largest stored files: a part of the
     store's union, and on real data (a calendar every long history shares, gaps here
-    and there) usually all of it."""
+    and there) usually all of it. ``records`` as for :func:`place_chunk`."""
     sizes = {}
     for path in paths:
         with contextlib.suppress(OSError):
             sizes[path] = os.stat(path).st_size
     largest = sorted(sizes, key=sizes.get, reverse=True)[:files] or list(paths[:1])
+    records = records or {}
     if cut is not None:  # the cut series' timestamps, not the stored ones
-        return union_of([read_selected(p, column, on, cut)[0] for p in largest])
-    return union_of([read_index_array(p, column) for p in largest])
+        return union_of([read_selected(p, column, on, cut, records.get(p))[0] for p in largest])
+    return union_of([read_column_arrays(p, column, records[p])[0] if p in records else read_index_array(p, column)
+                     for p in largest])
 
 
 class InMemory:
@@ -253,9 +257,9 @@ class InFile:
 
 
 def place_chunk(paths: Sequence[str], column: str, index: np.ndarray, target, start: int, on: str = "prices",
-                cut: Cut | None = None):
+                cut: Cut | None = None, records: dict | None = None):
     """Task (first pass): read ``column`` of a few stored tickers and place their series
-    (:func:`read_selected`)
+    (:func:`read_selected`, with ``records[path]`` where there is one)
     on ``index`` in the columns ``start:`` of ``target`` (:class:`InMemory`,
     :class:`InFile`, or None: a new array, returned).
 
@@ -266,7 +270,7 @@ def place_chunk(paths: Sequence[str], column: str, index: np.ndarray, target, st
         target.columns(start, start + len(paths))
     outside = {}
     for k, path in enumerate(paths):
-        idx, col = read_selected(path, column, on, cut)
+        idx, col = read_selected(path, column, on, cut, records.get(path) if records else None)
         if not _place_column(values[:, k], index, idx, col):
             outside[start + k] = idx
     return (values if target is None else None), outside
@@ -297,6 +301,7 @@ class Moved:
     left_out: dict[int, str]  # panel column -> stored file
     on: str = "prices"
     cut: Cut | None = None
+    records: dict | None = None  # stored file -> where its arrays lie (place_chunk's)
 
 
 def finish_chunk(target, start: int, stop: int, index: np.ndarray, moved: Moved | None = None):
@@ -318,11 +323,19 @@ def finish_chunk(target, start: int, stop: int, index: np.ndarray, moved: Moved 
             if path is None:
                 values[:, k] = np.nan
                 values[at, k] = source[:, k]
-            elif not _place_column(values[:, k], index, *read_selected(path, moved.column, moved.on, moved.cut)):
+            elif not _place_column(values[:, k], index, *read_selected(path, moved.column, moved.on, moved.cut,
+                                                                          (moved.records or {}).get(path))):
                 raise PairscanError("the stored frame changed while the store was read; run again", path)
     values, nonfinite = finish(values)
     present = ~np.isnan(values)
     return nonfinite, np.count_nonzero(present, axis=0), np.count_nonzero(present, axis=1).astype(np.int32)
+
+
+def _moved(source, index: np.ndarray, column: str, left_out: dict[int, str], on: str, cut: Cut | None,
+           records: dict) -> Moved:
+    """:class:`Moved`, with the records of the files it reads again alone."""
+    return Moved(source, index, column, left_out, on, cut,
+                 {p: records[p] for p in left_out.values() if p in records} or None)
 
 
 def _reading_pool(pool: Pool, paths: Sequence[str]) -> Pool:
@@ -375,7 +388,8 @@ def load_panel(
     quiet = execution.quiet
     if on not in ON:
         raise PairscanError(f"--on must be prices or returns, not {on!r}")
-    files = select_tickers(store_files(store), tickers)
+    manifest = read_manifest(store)  # read once: the files, and where their arrays lie
+    files = select_tickers(store_files(store, manifest), tickers)
     if not files:
         raise empty_store_error(store)
     names = list(files)
@@ -402,12 +416,16 @@ def load_panel(
             # Files not in the page cache come in while the first are parsed.
             ahead = threading.Thread(target=will_read, args=(paths,), name="pairscan-read-ahead", daemon=True)
             ahead.start()
-        guess = guess_index(paths, column, GUESS_FILES, on, cut)
+        # Where each file's arrays lie, from the manifest read once: tasks read those without HDF5.
+        records = recorded_layouts(manifest, files)
+        guess = guess_index(paths, column, GUESS_FILES, on, cut, records)
         first, first_target = panel_on(guess)
         shared = pool.can.shares_memory or isinstance(first_target, InFile)  # tasks write into the panel
         target = first_target if shared else None
         index_arg = guess if shared else share(pool, guess)
-        tasks = [(label, (paths[i : i + step], column, index_arg, target, i, on, cut)) for label, i in starts.items()]
+        tasks = [(label, (paths[i : i + step], column, index_arg, target, i, on, cut,
+                          {p: records[p] for p in paths[i : i + step] if p in records}))
+                 for label, i in starts.items()]
         left_out: dict[int, np.ndarray] = {}
         for label, (chunk, outside) in run_tasks(_reading_pool(pool, paths), place_chunk, tasks, desc="load",
                                                  quiet=quiet):
@@ -431,8 +449,8 @@ def load_panel(
         # Over the panel alone: a few large tasks for each worker where they share it, else here.
         wide = max(step, -(-len(paths) // (4 * pool.workers)))
         spans = {names[i]: (i, min(i + wide, len(paths))) for i in range(0, len(paths), wide)}
-        tasks = [(label, (final, i, j, index, Moved(first_target, guess, column, {
-            k: paths[k] for k in left_out if i <= k < j}, on, cut) if left_out else None))
+        tasks = [(label, (final, i, j, index, _moved(first_target, guess, column, {
+            k: paths[k] for k in left_out if i <= k < j}, on, cut, records) if left_out else None))
             for label, (i, j) in spans.items()]
         nonfinite, counts, per_row = 0, np.empty(len(names), dtype=np.int64), np.zeros(len(index), np.int64)
         done = run_tasks(pool, finish_chunk, tasks, desc="check", quiet=True) \

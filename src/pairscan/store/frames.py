@@ -21,6 +21,9 @@ from .files import no_space_is_bad_input, store_child, ticker_of, write_atomical
 from .formats.hdf5 import damaged
 
 
+_HDF5 = formats.by_name("hdf5")
+
+
 def _format(path: Path):
     # A file of no store format is read as HDF5, as it always was; its reader names it.
     return formats.for_path(path) or formats.by_name("hdf5")
@@ -38,6 +41,19 @@ def write_frame(frame: pd.DataFrame | Columns, path: str | os.PathLike) -> None:
     with no_space_is_bad_input(path):
         # A store's temporary files are cleaned once for all (remove_stale_temporaries).
         write_atomically(path, _format(path).image(frame, path.name), clean=False)
+
+
+def stored_layout(path: str | os.PathLike) -> dict | None:
+    """Where the arrays of a stored HDF5 file lie, for the manifest
+    (:func:`~pairscan.store.formats.hdf5.layout`); None for another file, or one of
+    another layout (read through HDF5 alone)."""
+    path = Path(path)
+    if formats.for_path(path) is not _HDF5:
+        return None
+    try:
+        return _HDF5.layout(path)
+    except (OSError, ValueError, KeyError, PairscanError, *damaged()):
+        return None
 
 
 def read_frame(path: str | os.PathLike) -> pd.DataFrame:
@@ -67,25 +83,36 @@ def read_column(path: str | os.PathLike, column: str) -> pd.Series:
     return pd.Series(values, index=pd.DatetimeIndex(index, name="timestamp"), name=name)
 
 
-def read_column_arrays(path: str | os.PathLike, column: str) -> tuple[np.ndarray, np.ndarray]:
+def read_column_arrays(path: str | os.PathLike, column: str, record=None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`read_column` as two arrays, ``(timestamps as datetime64[ns], float64 values)``,
-    without a pandas object per file (thousands of small files are read this way)."""
-    return _column_arrays(Path(path), column, lambda form, path: form.read_column(path, column))
+    without a pandas object per file (thousands of small files are read this way).
+
+    ``record``, from the store's manifest (:func:`~pairscan.store.manifest.recorded_layouts`),
+    says where an HDF5 file's arrays lie: while the file is the one recorded, they are
+    read from its bytes without HDF5 (:func:`~pairscan.store.formats.hdf5.read_recorded`)."""
+    return _column_arrays(Path(path), column, lambda form, path: form.read_column(path, column), record)
 
 
 def read_column_period(path: str | os.PathLike, column: str, first: np.datetime64 | None,
-                       last: np.datetime64 | None) -> tuple[np.ndarray, np.ndarray]:
+                       last: np.datetime64 | None, record=None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`read_column_arrays` of the rows from ``first`` to ``last`` (both included;
     None: open), reading only those rows where the format allows: pandas' fixed HDF5
     layout (the timestamps read, the rows found by binary search, then a slice of the
-    values read), Parquet (row groups outside the period skipped by their statistics)."""
+    values read), Parquet (row groups outside the period skipped by their statistics).
+    ``record`` as for :func:`read_column_arrays`."""
     return _column_arrays(Path(path), column,
-                          lambda form, path: form.read_column_rows(path, column, first, last))
+                          lambda form, path: form.read_column_rows(path, column, first, last), record,
+                          (first, last))
 
 
-def _column_arrays(path: Path, column: str, read) -> tuple[np.ndarray, np.ndarray]:
+def _column_arrays(path: Path, column: str, read, record=None, period=None) -> tuple[np.ndarray, np.ndarray]:
+    form = _format(path)
+    if record is not None and form is _HDF5:
+        found = form.read_recorded(path, column, record, *(period or (None, None)), period=period is not None)
+        if found is not None:
+            return found[0], np.asarray(found[1], dtype=np.float64)
     try:
-        index, values = read(_format(path), path)
+        index, values = read(form, path)
     except KeyError:
         raise PairscanError(f"no column {column!r} in the stored frame", path) from None
     except (OSError, ValueError, *damaged()) as exc:

@@ -41,6 +41,9 @@ _OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
     "close_column": (str, type(None)),  # convert's column options
     "date_format": (str, type(None)),
 }
+# Optional in a ticker's entry alone: where its HDF5 file's arrays lie (formats.hdf5.layout),
+# checked in full where it is used (formats.hdf5.read_recorded).
+_ENTRY_OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {"layout": (dict, type(None))}
 
 def read_manifest(store: str | os.PathLike) -> dict:
     """The store's manifest, checked: ``{"version", "format", "tickers", "tables"}``, or ``{}``.
@@ -118,7 +121,8 @@ def _valid_entry(ticker: str, entry, suffix: str) -> bool:
         value = entry.get(field, ...)
         if isinstance(value, bool) or not isinstance(value, types):
             return False
-    if not _optional_fields_valid(entry) or not isinstance(entry.get("adj_close_differs", False), bool):
+    if (not _optional_fields_valid(entry) or not isinstance(entry.get("adj_close_differs", False), bool)
+            or not all(isinstance(entry.get(k), types) for k, types in _ENTRY_OPTIONAL_FIELDS.items())):
         return False
     if any(entry[field] is not None and entry[field] < 0 for field in _COUNTS):
         return False
@@ -126,6 +130,21 @@ def _valid_entry(ticker: str, entry, suffix: str) -> bool:
         return entry["rows"] == 0 and entry["file_size"] is None and entry["file_mtime_ns"] is None
     return (entry["file"] == _mapped(ticker, suffix)  # the file its ticker maps to, never another
             and entry["file_size"] is not None and entry["file_mtime_ns"] is not None)
+
+
+def recorded_layouts(manifest: dict, files: dict[str, Path]) -> dict[str, tuple]:
+    """``{stored file as str: (file_size, file_mtime_ns, layout)}`` for those of ``files``
+    (ticker -> stored file) whose entry in ``manifest`` (:func:`read_manifest`'s) records
+    where its arrays lie, for :func:`~pairscan.store.frames.read_column_arrays`: plain
+    tuples, to go with a task to another process. An HDF5 store alone has them."""
+    if manifest.get("format") != "hdf5":
+        return {}
+    entries, found = manifest["tickers"], {}
+    for ticker, path in files.items():
+        entry = entries.get(ticker)
+        if entry and entry.get("layout") and entry["file"] == Path(path).name:
+            found[str(path)] = (entry["file_size"], entry["file_mtime_ns"], entry["layout"])
+    return found
 
 
 def stamp_entry(store: str | os.PathLike, entry: dict) -> dict | None:

@@ -13,8 +13,9 @@ from .formats import FORMATS
 from .manifest import read_manifest
 
 
-def store_files(store: str | os.PathLike) -> dict[str, Path]:
-    """The store's tickers and their files, sorted by ticker.
+def store_files(store: str | os.PathLike, manifest: dict | None = None) -> dict[str, Path]:
+    """The store's tickers and their files, sorted by ticker (``manifest``: the store's,
+    :func:`~pairscan.store.manifest.read_manifest`, if the caller has read it already).
 
     A file is a ticker's if its name is the one :func:`~pairscan.store.files.stored_name`
     gives that ticker (the ticker is decoded from it); other files are not the store's.
@@ -29,7 +30,7 @@ def store_files(store: str | os.PathLike) -> dict[str, Path]:
             names = sorted(entry.name for entry in entries)
     except OSError as exc:
         raise PairscanError(f"cannot list the store ({exc.strerror or exc})", store) from None
-    fmt = read_manifest(store).get("format")
+    fmt = (read_manifest(store) if manifest is None else manifest).get("format")
     found: dict[str, Path] = {}
     for name, suffix in FORMATS.items():
         if fmt and name != fmt:

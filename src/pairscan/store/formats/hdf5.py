@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import stat
 import threading
 import warnings
 from pathlib import Path
@@ -436,3 +437,105 @@ def _attr(node, name: bytes):
     out = np.empty((), attr.dtype)
     attr.read(out)
     return out[()]
+
+
+# -- where the arrays lie ---------------------------------------------------------------
+#
+# Opening a file, its group and its nodes through HDF5 is most of the cost of reading a
+# small file. When a ticker is converted, :func:`layout` records where its index and its
+# blocks of numbers lie in the file (contiguous arrays only); the manifest keeps that
+# record beside the file's size and mtime. :func:`read_recorded` then reads the index and
+# a column straight from the file's bytes, without HDF5, while the file is still the one
+# recorded (a regular file, no link, of that size and mtime), every offset and length
+# inside the file and every type one of a few kinds of plain numbers; None otherwise,
+# and the caller reads the file through HDF5. Nothing is unpickled either way: a record
+# that lies can only give numbers from the file's own bytes.
+
+_VALUE_TYPES = {"<f8": 8, "<f4": 4, "<i8": 8}
+
+
+def layout(path: Path) -> dict | None:
+    """Where the arrays of a stored file lie: ``{"index": [offset, rows, kind], "blocks":
+    [[offset, columns, dtype, names], ...]}`` (offsets in bytes; rows x columns values of
+    ``dtype``, row after row; ``kind`` the index's ``datetime64`` unit), or None if its
+    index is not a contiguous array. A block that is not a contiguous array of plain numbers is left out
+    (its columns are read through HDF5)."""
+    import h5py
+
+    fixed = _open(path)
+    try:
+        index = _contiguous(fixed.axis, fixed.rows * 8)
+        if index is None:
+            return None
+        blocks = []
+        for names, values in fixed.blocks():
+            kind = values.get_type()
+            dtype = values.dtype.str
+            if (dtype not in _VALUE_TYPES or kind.get_class() not in (h5py.h5t.FLOAT, h5py.h5t.INTEGER)
+                    or values.shape != (fixed.rows, len(names)) or _attr(values, b"value_type") is not None):
+                continue
+            offset = _contiguous(values, fixed.rows * len(names) * _VALUE_TYPES[dtype])
+            if offset is not None:
+                blocks.append([offset, len(names), dtype, names])
+        return {"index": [index, fixed.rows, fixed.kind], "blocks": blocks}
+    finally:
+        fixed.close()
+
+
+def _contiguous(dataset, size: int) -> int | None:
+    """The offset of a dataset stored as one contiguous, unfiltered run of ``size`` bytes."""
+    import h5py
+
+    plist = dataset.get_create_plist()
+    if plist.get_layout() != h5py.h5d.CONTIGUOUS or plist.get_nfilters() != 0 or dataset.get_storage_size() != size:
+        return None
+    offset = dataset.get_offset()
+    return offset if isinstance(offset, int) else None
+
+
+def read_recorded(path: Path, column: str, record, first=None, last=None, period: bool = False):
+    """``(timestamps, values)`` of ``column`` read from the file's bytes as ``record``
+    (``(file_size, file_mtime_ns, layout)``) says, the rows from ``first`` to ``last``
+    alone with ``period``; None when anything disagrees (read through HDF5 then)."""
+    try:
+        size, mtime_ns, where = record
+        (index_at, rows, kind), blocks = where["index"], where["blocks"]
+        block = next(b for b in blocks if column in b[3])
+        at, columns, dtype = block[0], block[1], block[2]
+        names = block[3]
+    except (TypeError, ValueError, KeyError, IndexError, StopIteration):
+        return None
+    if not (all(_count(n) for n in (size, mtime_ns, index_at, rows, at, columns)) and columns >= 1
+            and isinstance(dtype, str) and dtype in _VALUE_TYPES and isinstance(kind, str) and kind in _TIME_KINDS
+            and isinstance(names, list) and len(names) == columns):
+        return None
+    width = columns * _VALUE_TYPES[dtype]
+    if index_at + rows * 8 > size or at + rows * width > size:
+        return None
+    try:
+        # No link followed; a FIFO or device opened without waiting, then refused by its type.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+            return None
+        stamps = np.empty(rows, "<i8")
+        if rows and os.preadv(fd, [stamps], index_at) != stamps.nbytes:
+            return None
+        stamps = stamps.view(kind) if kind == "datetime64[ns]" else stamps.view(kind).astype("datetime64[ns]")
+        chosen = rows_between(stamps, first, last) if period else slice(0, rows)
+        values = np.empty((chosen.stop - chosen.start, columns), dtype)
+        if values.size and os.preadv(fd, [values], at + chosen.start * width) != values.nbytes:
+            return None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return stamps[chosen], values[:, names.index(column)]
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
