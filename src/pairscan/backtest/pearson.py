@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse
 
 from ..engines import Pairs, top_k
-from ..engines.blocked.kernel import CONDITION, LIMIT, overlap_corr
+from ..engines.blocked.kernel import CONDITION, LIMIT, candidates, overlap_corr
 
 # A pair whose overlap holds less than 2**-PART_BITS of a column's sum of squares is
 # computed again from its overlap (its sums are a difference of two larger ones).
@@ -191,10 +191,6 @@ def _candidates(corr: np.ndarray, k: int, absolute: bool):
     """The entries of ``corr`` (NaN: not a pair) that can be among the top ``k``,
     everything tied with the ``k``-th best among them: ``(rows, columns, corr)``."""
     flat = corr.ravel()
-    key = np.abs(flat) if absolute else flat
-    pick = np.flatnonzero(~np.isnan(key))
-    if len(pick) > k:
-        kth = np.partition(key[pick], len(pick) - k)[len(pick) - k]
-        pick = np.flatnonzero(key >= kth)
+    pick = candidates(flat, k, absolute)
     ii, jj = np.divmod(pick, corr.shape[1])
     return ii, jj, flat[pick]

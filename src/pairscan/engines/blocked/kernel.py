@@ -660,14 +660,21 @@ def block_pairs(
         return Pairs(ii.astype(np.int64) + i0, jj.astype(np.int64) + j0, corr[ii, jj], n[ii, jj]).tallied()
     flat = corr.ravel()
     ranked, histogram = tally(flat)
+    pick = candidates(flat, k, absolute)
+    ii, jj = np.divmod(pick, corr.shape[1])
+    return top_k(Pairs(ii + i0, jj + j0, flat[pick], n.ravel()[pick], ranked, histogram), k, absolute)
+
+
+def candidates(flat: np.ndarray, k: int, absolute: bool) -> np.ndarray:
+    """The positions in ``flat`` (NaN: not a pair) of the values that can be among the
+    top ``k``: everything tied with the ``k``-th best stays a candidate, for top_k to
+    break the ties."""
     key = np.abs(flat) if absolute else flat
     pick = np.flatnonzero(~np.isnan(key))
     if len(pick) > k:
-        # Everything tied with the k-th best stays a candidate: top_k breaks the ties.
         kth = np.partition(key[pick], len(pick) - k)[len(pick) - k]
         pick = np.flatnonzero(key >= kth)
-    ii, jj = np.divmod(pick, corr.shape[1])
-    return top_k(Pairs(ii + i0, jj + j0, flat[pick], n.ravel()[pick], ranked, histogram), k, absolute)
+    return pick
 
 
 def correlate_blocks(vi: np.ndarray, vj: np.ndarray | None, method: str, min_periods: int | None,
