@@ -224,7 +224,7 @@ def left_out_line(result) -> str | None:
 
 
 def _convert_line(s: dict) -> str:
-    line = (f"converted {s['converted']} of {count(s['files'], 'file')} ({s['up_to_date']} up to date) to "
+    line = (f"converted {s['converted']:,} of {count(s['files'], 'file')} ({s['up_to_date']:,} up to date) to "
             f"{s['format']} in {printable(s['store'])}: {count(s['rows'], 'row')}")
     if s.get("removed"):
         line += f"; removed {count(s['removed'], 'ticker')} whose source{'' if s['removed'] == 1 else 's'} "
