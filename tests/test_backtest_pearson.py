@@ -118,3 +118,42 @@ def test_a_slice_of_returns_taken_on_the_whole_panel_is_the_slice_s_own():
         expected = evaluate.series_of(prices[low:high], "returns")
         got = evaluate.slice_series(prices[low:high], changes[low:high], "returns")
         np.testing.assert_array_equal(got, expected)
+
+
+def gappy(seed: int, rows: int = 300, columns: int = 60, holes: float = 0.02) -> pd.DataFrame:
+    """Returns-like columns sharing a factor: listed late, delisted early, listed and
+    delisted within the slice, halted (``holes`` of the cells), whole."""
+    rng = np.random.default_rng(seed)
+    common = rng.normal(size=(rows, 1))
+    values = common * rng.uniform(0.1, 1.0, size=columns) + rng.normal(size=(rows, columns))
+    start = np.where(rng.random(columns) < 0.3, rng.integers(0, rows, columns), 0)
+    stop = np.where(rng.random(columns) < 0.3, rng.integers(0, rows + 1, columns), rows)
+    row = np.arange(rows)[:, None]
+    values[(row < start) | (row >= stop) | (rng.random((rows, columns)) < holes)] = np.nan
+    return pd.DataFrame(values, index=pd.date_range("2020-01-01", periods=rows, freq="D", name="timestamp"),
+                        columns=[f"t{i:02d}" for i in range(columns)])
+
+
+@pytest.mark.parametrize("seed, holes", [(1, 0.0), (2, 0.02), (3, 0.3)])
+@pytest.mark.parametrize("min_periods", ["auto", 40])
+def test_gappy_slices_are_pandas(seed, holes, min_periods):
+    """Many columns with holes, in several blocks of them: the ranked pairs, the top
+    candidates and the mean of every pair against pandas' matrix, to 1e-12."""
+    frame = gappy(seed, holes=holes)
+    selection = pairscan.Selection("close", "prices", "pearson", min_periods, False)
+    original = pearson.CELLS
+    pearson.CELLS = 64 * 16  # blocks of 64 holed columns: several of them, and the later ones
+    try:
+        top = pearson.slice_pearson(frame.to_numpy(), selection.resolve, 12)
+        every = pearson.slice_pearson(frame.to_numpy(), selection.resolve, None)
+    finally:
+        pearson.CELLS = original
+    kept = frame.loc[:, frame.notna().any()]
+    want = pandas_pairs(kept, max(2, top.min_periods))
+    assert top.ranked == every.ranked == len(want)
+    assert abs(every.mean - np.mean(list(want.values()))) < 1e-12
+    names = list(frame.columns)
+    got = {(names[top.keep[a]], names[top.keep[b]]): c for a, b, c in zip(top.top.a, top.top.b, top.top.corr)}
+    best = sorted(want.items(), key=lambda item: -item[1])[:12]
+    assert list(got) == [pair for pair, _ in best]
+    np.testing.assert_allclose(list(got.values()), [c for _, c in best], rtol=0, atol=1e-12)
