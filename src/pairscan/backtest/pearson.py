@@ -67,18 +67,16 @@ def slice_pearson(series: np.ndarray, resolve, k: int | None, absolute: bool = F
     given, else the sum of every ranked pair's correlation. None where a column needs
     scaling (the engine then)."""
     present = ~np.isnan(series)
-    keep = np.flatnonzero(present.any(axis=0))
-    values, present = series[:, keep], present[:, keep]
     counts = np.count_nonzero(present, axis=0)
+    keep = np.flatnonzero(counts)
+    counts = counts[keep]
     periods = int(resolve(counts))
     if len(keep) < 2:
         return SliceCorrelation(keep, periods, 0, Pairs.empty() if k else None, float("nan") if k else 0.0)
-    some = present.any(axis=1)
-    if not some.all():
-        values, present = values[some], present[some]
-    rows = len(values)
+    some = np.flatnonzero(present.any(axis=1))
+    rows = len(some)
     need = max(2, periods)
-    low, high = np.fmin.reduce(values, axis=0), np.fmax.reduce(values, axis=0)  # NaN ignored
+    low, high = np.fmin.reduce(series, axis=0)[keep], np.fmax.reduce(series, axis=0)[keep]  # NaN ignored
     peak = np.maximum(np.abs(low), np.abs(high))
     if ((peak > 2.0**LIMIT) | ((peak > 0) & (peak < 2.0**-LIMIT))).any():
         return None  # the engine scales such columns first
@@ -89,7 +87,8 @@ def slice_pearson(series: np.ndarray, resolve, k: int | None, absolute: bool = F
     # The columns with a hole first, then the others: each block below is a slice of them.
     varies = np.concatenate([varies[~whole], varies[whole]])
     h = len(varies) - int(np.count_nonzero(whole))
-    values, present = values[:, varies], present[:, varies]
+    values = series[np.ix_(some, keep[varies])]  # the rows where any column has a value
+    present = ~np.isnan(values)
     x = np.where(present, values, 0.0)
     x -= x.sum(axis=0) / counts[varies]
     x *= present  # exactly 0 where missing
@@ -189,6 +188,7 @@ class _Holed:
         self.after = np.zeros_like(self.before)
         np.cumsum(between[::-1], axis=0, out=self.after[-2::-1])
         self.first, self.stop = np.searchsorted(edges, first), np.searchsorted(edges, stop)
+        self.listed, self.delisted = first > 0, stop < rows
         column, row = np.nonzero(~present.T)  # by column: the order of a sparse matrix's rows
         inside = (row >= first[column]) & (row < stop[column])
         self.holes = scipy.sparse.csr_matrix((np.ones(np.count_nonzero(inside)), (column[inside], row[inside])),
@@ -197,8 +197,10 @@ class _Holed:
     def absent(self, columns: slice, of: slice | np.ndarray) -> np.ndarray:
         """The sums of ``y[:, of]`` over the absent rows of each of ``columns``: (columns, of)."""
         out = self.holes[columns] @ self.y[:, of]
-        out += self.before[:, of][self.first[columns]]
-        out += self.after[:, of][self.stop[columns]]
+        for edge, ends, sums in ((self.first, self.listed, self.before), (self.stop, self.delisted, self.after)):
+            some = np.flatnonzero(ends[columns])  # most columns neither list nor delist in a slice
+            if len(some):
+                out[some] += sums[:, of][edge[columns][some]]
         return out
 
     def pairs(self, r0: int, r1: int, need: int, found: _Found) -> None:
