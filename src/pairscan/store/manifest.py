@@ -44,6 +44,10 @@ _OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
 # Optional in a ticker's entry alone: where its HDF5 file's arrays lie (formats.hdf5.layout),
 # checked in full where it is used (formats.hdf5.read_recorded).
 _ENTRY_OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {"layout": (dict, type(None))}
+# The same, as the exact types JSON gives (bool apart from int): the entries' check runs once a ticker.
+_ENTRY_TYPES = tuple((field, frozenset(types)) for field, types in _ENTRY_FIELDS.items())
+_ENTRY_OPTIONAL_TYPES = tuple((field, frozenset(types))
+                              for field, types in {**_OPTIONAL_FIELDS, **_ENTRY_OPTIONAL_FIELDS}.items())
 
 def read_manifest(store: str | os.PathLike) -> dict:
     """The store's manifest, checked: ``{"version", "format", "tickers", "tables"}``, or ``{}``.
@@ -115,24 +119,29 @@ def _mapped(ticker: str, suffix: str) -> str | None:
 
 
 def _valid_entry(ticker: str, entry, suffix: str) -> bool:
-    if not (_is_ticker_name(ticker) and isinstance(entry, dict)):
+    if not (_is_ticker_name(ticker) and type(entry) is dict):
         return False
-    for field, types in _ENTRY_FIELDS.items():
-        value = entry.get(field, ...)
-        if isinstance(value, bool) or not isinstance(value, types):
+    # Exact types (a bool is no int here): what JSON gives, checked without a call per field.
+    get = entry.get
+    for field, types in _ENTRY_TYPES:
+        if type(get(field, ...)) not in types:
             return False
-    if (not _optional_fields_valid(entry) or not isinstance(entry.get("adj_close_differs", False), bool)
-            or not all(isinstance(entry.get(k), types) for k, types in _ENTRY_OPTIONAL_FIELDS.items())):
+    for field, types in _ENTRY_OPTIONAL_TYPES:
+        if type(get(field)) not in types:
+            return False
+    if type(get("adj_close_differs", False)) is not bool:
         return False
-    if any(entry[field] is not None and entry[field] < 0 for field in _COUNTS):
-        return False
+    for field in _COUNTS:
+        value = entry[field]
+        if value is not None and value < 0:
+            return False
     if entry["file"] is None:
         return entry["rows"] == 0 and entry["file_size"] is None and entry["file_mtime_ns"] is None
     return (entry["file"] == _mapped(ticker, suffix)  # the file its ticker maps to, never another
             and entry["file_size"] is not None and entry["file_mtime_ns"] is not None)
 
 
-def recorded_layouts(manifest: dict, files: dict[str, Path]) -> dict[str, tuple]:
+def recorded_layouts(manifest: dict, files: dict[str, str | Path]) -> dict[str, tuple]:
     """``{stored file as str: (file_size, file_mtime_ns, layout)}`` for those of ``files``
     (ticker -> stored file) whose entry in ``manifest`` (:func:`read_manifest`'s) records
     where its arrays lie, for :func:`~pairscan.store.frames.read_column_arrays`: plain
@@ -142,8 +151,10 @@ def recorded_layouts(manifest: dict, files: dict[str, Path]) -> dict[str, tuple]
     entries, found = manifest["tickers"], {}
     for ticker, path in files.items():
         entry = entries.get(ticker)
-        if entry and entry.get("layout") and entry["file"] == Path(path).name:
-            found[str(path)] = (entry["file_size"], entry["file_mtime_ns"], entry["layout"])
+        if entry and entry.get("layout"):
+            path = os.fspath(path)
+            if entry["file"] == os.path.basename(path):
+                found[path] = (entry["file_size"], entry["file_mtime_ns"], entry["layout"])
     return found
 
 
