@@ -90,6 +90,12 @@ def read_column_arrays(path: str | os.PathLike, column: str, record=None) -> tup
     ``record``, from the store's manifest (:func:`~pairscan.store.manifest.recorded_layouts`),
     says where an HDF5 file's arrays lie: while the file is the one recorded, they are
     read from its bytes without HDF5 (:func:`~pairscan.store.formats.hdf5.read_recorded`)."""
+    if record is not None and isinstance(path, str) and path.endswith(_HDF5.SUFFIX):
+        # A load's usual read: no Path made, no format looked up (a name ending so is HDF5's).
+        found = _HDF5.read_recorded(path, column, record)
+        if found is not None:
+            return found[0], np.asarray(found[1], dtype=np.float64)
+        record = None  # disagrees: read through HDF5
     return _column_arrays(Path(path), column, lambda form, path: form.read_column(path, column), record)
 
 
