@@ -192,13 +192,20 @@ def changes_of(prices: np.ndarray) -> np.ndarray:
         out[:1] = np.nan
         np.subtract(logs[1:], logs[:-1], out=out[1:])
         present = ~np.isnan(prices)
-        after_gap = present[1:] & ~present[:-1]
-        for c in np.flatnonzero(after_gap.any(axis=0)):
-            at = np.flatnonzero(after_gap[:, c]) + 1
-            seen = np.flatnonzero(present[:, c])
-            before = np.searchsorted(seen, at) - 1  # the last price before each (-1: none)
-            previous = np.where(before >= 0, logs[seen[np.maximum(before, 0)], c], np.nan)
-            out[at, c] = logs[at, c] - previous
+        after_gap = present[1:] & ~present[:-1]  # (r, c): a price at r + 1, none at r
+        if after_gap.any():
+            # All columns at once, in column order: each price after a gap takes the last
+            # price before that gap (a price at r, none at r + 1), if its column has one.
+            before_gap = present[:-1] & ~present[1:]
+            height = len(prices) - 1
+            ends = np.flatnonzero(after_gap.ravel(order="F"))
+            starts = np.flatnonzero(before_gap.ravel(order="F"))
+            last = np.searchsorted(starts, ends) - 1
+            start = starts[np.maximum(last, 0)] if len(starts) else np.zeros_like(ends)
+            column, row = np.divmod(ends, height)
+            known = (last >= 0) & (start // height == column) if len(starts) else np.zeros(len(ends), bool)
+            previous = np.where(known, logs[start % height, column], np.nan)
+            out[row + 1, column] = logs[row + 1, column] - previous
     out[~np.isfinite(out)] = np.nan
     return out
 
