@@ -33,7 +33,7 @@ from .executors import Execution, Pool, SerialExecutor, preload, run_tasks, shar
 from .selection import ON, Cut, selected
 from .shm import discard, panel_allocator
 from .store import (empty_store_error, read_column_arrays, read_column_period, read_index_array, read_manifest,
-                    recorded_layouts, store_files, will_read)
+                    recorded_layouts, store_paths, will_read)
 from .store.formats.hdf5 import SUFFIX as HDF5_SUFFIX
 
 TICKERS_PER_TASK = 32
@@ -169,13 +169,10 @@ def align(indexes: Sequence[np.ndarray], columns: Sequence[np.ndarray], union: n
 
 def mask_nonfinite(values: np.ndarray) -> int:
     """Make infinite values missing (NaN), in place; how many there were."""
-    count = 0
-    for k in range(values.shape[1]):
-        column = values[:, k]
-        bad = np.isinf(column)
-        if bad.any():
-            column[bad] = np.nan
-            count += int(bad.sum())
+    bad = np.isinf(values)
+    count = int(np.count_nonzero(bad))
+    if count:
+        values[bad] = np.nan
     return count
 
 
@@ -206,12 +203,16 @@ def guess_index(paths: Sequence[str], column: str, files: int, on: str = "prices
     """The union of the timestamps of the ``files`` largest stored files: a part of the
     store's union, and on real data (a calendar every long history shares, gaps here
     and there) usually all of it. ``records`` as for :func:`place_chunk`."""
+    records = records or {}
     sizes = {}
     for path in paths:
+        record = records.get(path)
+        if record is not None:
+            sizes[path] = record[0]  # its recorded size: the size of the file a read accepts
+            continue
         with contextlib.suppress(OSError):
             sizes[path] = os.stat(path).st_size
     largest = sorted(sizes, key=sizes.get, reverse=True)[:files] or list(paths[:1])
-    records = records or {}
     if cut is not None:  # the cut series' timestamps, not the stored ones
         return union_of([read_selected(p, column, on, cut, records.get(p))[0] for p in largest])
     return union_of([read_column_arrays(p, column, records[p])[0] if p in records else read_index_array(p, column)
@@ -269,25 +270,72 @@ def place_chunk(paths: Sequence[str], column: str, index: np.ndarray, target, st
     values = np.empty((len(index), len(paths)), order="F") if target is None else \
         target.columns(start, start + len(paths))
     outside = {}
+    rows = Rows(index)
     for k, path in enumerate(paths):
         idx, col = read_selected(path, column, on, cut, records.get(path) if records else None)
-        if not _place_column(values[:, k], index, idx, col):
+        if not rows.place(values[:, k], idx, col):
             outside[start + k] = idx
     return (values if target is None else None), outside
 
 
-def _place_column(out: np.ndarray, index: np.ndarray, idx: np.ndarray, col: np.ndarray) -> bool:
-    """Put ``col`` (on ``idx``) in ``out`` (on ``index``), missing elsewhere; False (all
-    missing) when ``idx`` has a timestamp ``index`` lacks."""
-    if len(idx) == len(index) and np.array_equal(idx, index):
-        out[:] = col  # every timestamp of the index
+LOOKUP_SLOTS = 8  # a table of at most this many slots per timestamp of the index (see Rows)
+
+
+class Rows:
+    """Where a ticker's timestamps lie in a sorted, unique ``index``: its values placed there.
+
+    Most tickers of a universe have every timestamp of the index (one copy), or a run of
+    them (listed late, delisted early: a slice); the others, with halts, have a few
+    gaps. Their rows come from a table of the index's grid when its timestamps are
+    whole steps of one unit apart (days, minutes) and the grid is not much larger than
+    the index (:data:`LOOKUP_SLOTS`), else by binary search. Either way every
+    timestamp is checked to be the index's at the row it is put in.
+    """
+
+    def __init__(self, index: np.ndarray):
+        self.index = index
+        self.stamps = stamps = index.view(np.int64)
+        self.table = None
+        if len(stamps) >= 2:
+            first, span = int(stamps[0]), int(stamps[-1]) - int(stamps[0])
+            unit = int(np.gcd.reduce(np.diff(stamps)))
+            if unit > 0 and span // unit < LOOKUP_SLOTS * len(stamps):
+                self.first, self.unit = first, unit
+                self.table = np.full(span // unit + 1, -1, dtype=np.intp)
+                self.table[(stamps - first) // unit] = np.arange(len(stamps))
+
+    def place(self, out: np.ndarray, idx: np.ndarray, col: np.ndarray) -> bool:
+        """Put ``col`` (on ``idx``) in ``out`` (on the index), missing elsewhere; False (all
+        missing) when ``idx`` has a timestamp the index lacks."""
+        stamps, n, size = self.stamps, len(idx), len(self.stamps)
+        if not n or not size:
+            out[:] = np.nan
+            return not n
+        given = idx.view(np.int64)
+        # Its first and last timestamps say which case it can be; all of them are compared.
+        low = 0 if given[0] == stamps[0] else int(np.searchsorted(stamps, given[0]))
+        if low + n <= size and given[-1] == stamps[low + n - 1] and _same(stamps[low : low + n], given):
+            out[:low] = np.nan  # every timestamp of the index, or a run of them
+            out[low : low + n] = col
+            out[low + n :] = np.nan
+            return True
+        if self.table is not None:
+            slot = given - self.first
+            slot //= self.unit
+            at = self.table.take(slot, mode="clip")  # -1: no timestamp there; checked below
+        else:
+            at = np.searchsorted(stamps, given)
+            at[at == size] = -1  # past the end: checked below
+        out[:] = np.nan
+        if not _same(stamps.take(at), given):
+            return False
+        out[at] = col
         return True
-    out[:] = np.nan
-    at = np.searchsorted(index, idx)
-    if len(idx) and (at[-1] >= len(index) or not np.array_equal(index[at], idx)):
-        return False
-    out[at] = col
-    return True
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two int64 arrays of the same length hold the same values."""
+    return bool((a == b).all())
 
 
 @dataclass
@@ -318,13 +366,14 @@ def finish_chunk(target, start: int, stop: int, index: np.ndarray, moved: Moved 
         if inside:
             source = moved.source.columns(start, stop)
             at = np.searchsorted(index, moved.index)
+        rows = Rows(index)
         for k in range(stop - start):
             path = moved.left_out.get(start + k)
             if path is None:
                 values[:, k] = np.nan
                 values[at, k] = source[:, k]
-            elif not _place_column(values[:, k], index, *read_selected(path, moved.column, moved.on, moved.cut,
-                                                                          (moved.records or {}).get(path))):
+            elif not rows.place(values[:, k], *read_selected(path, moved.column, moved.on, moved.cut,
+                                                             (moved.records or {}).get(path))):
                 raise PairscanError("the stored frame changed while the store was read; run again", path)
     values, nonfinite = finish(values)
     present = ~np.isnan(values)
@@ -361,6 +410,8 @@ def load_panel(
     *,
     execution: Execution | None = None,
     cut: Cut | None = None,
+    files: dict | None = None,
+    manifest: dict | None = None,
 ):
     """Load ``column`` of every ticker in ``store`` (or of ``tickers``) into one aligned panel.
 
@@ -369,7 +420,10 @@ def load_panel(
     :class:`~pairscan.selection.Cut`); with ``on="returns"`` the values are each
     ticker's log returns on its own timestamps, aligned. ``allocate(shape)``, if given, makes the
     Fortran-ordered float64 array the values go into (a memory map, say; for a local
-    process pool, a ``np.memmap`` of a file its workers write into).
+    process pool, a ``np.memmap`` of a file its workers write into). ``files`` and
+    ``manifest``: the store's listing (:func:`~pairscan.store.store_paths` or
+    :func:`~pairscan.store.store_files`) and manifest (:func:`~pairscan.store.read_manifest`)
+    where the caller has them (the listing made with that manifest): neither is read again.
 
     The store is read once, in tasks of a few tickers each, on a guess of the union of
     their timestamps (:func:`guess_index`): each task writes its tickers' prices,
@@ -388,12 +442,15 @@ def load_panel(
     quiet = execution.quiet
     if on not in ON:
         raise PairscanError(f"--on must be prices or returns, not {on!r}")
-    manifest = read_manifest(store)  # read once: the files, and where their arrays lie
-    files = select_tickers(store_files(store, manifest), tickers)
+    if manifest is None:
+        manifest = read_manifest(store)  # read once: the files, and where their arrays lie
+    if files is None:
+        files = store_paths(store, manifest)
+    files = select_tickers(files, tickers)
     if not files:
         raise empty_store_error(store)
     names = list(files)
-    paths = [str(p) for p in files.values()]
+    paths = [os.fspath(p) for p in files.values()]
     step = TICKERS_PER_TASK
     starts = {names[i]: i for i in range(0, len(paths), step)}
     with contextlib.ExitStack() as stack:
