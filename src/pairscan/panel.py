@@ -33,7 +33,7 @@ from .executors import Execution, Pool, SerialExecutor, preload, run_tasks, shar
 from .selection import ON, Cut, selected
 from .shm import discard, panel_allocator
 from .store import (empty_store_error, read_column_arrays, read_column_period, read_index_array, read_manifest,
-                    recorded_layouts, store_paths, will_read)
+                    recorded_layouts, seem_cached, store_paths, will_read)
 from .store.formats.hdf5 import SUFFIX as HDF5_SUFFIX
 
 TICKERS_PER_TASK = 32
@@ -207,7 +207,7 @@ def guess_index(paths: Sequence[str], column: str, files: int, on: str = "prices
     sizes = {}
     for path in paths:
         record = records.get(path)
-        if record is not None:
+        if record is not None and type(record[0]) is int:
             sizes[path] = record[0]  # its recorded size: the size of the file a read accepts
             continue
         with contextlib.suppress(OSError):
@@ -271,8 +271,10 @@ def place_chunk(paths: Sequence[str], column: str, index: np.ndarray, target, st
         target.columns(start, start + len(paths))
     outside = {}
     rows = Rows(index)
+    plain = on == "prices" and cut is None  # the stored column as it is: placed without a copy first
     for k, path in enumerate(paths):
-        idx, col = read_selected(path, column, on, cut, records.get(path) if records else None)
+        record = records.get(path) if records else None
+        idx, col = read_column_arrays(path, column, record) if plain else read_selected(path, column, on, cut, record)
         if not rows.place(values[:, k], idx, col):
             outside[start + k] = idx
     return (values if target is None else None), outside
@@ -329,13 +331,14 @@ class Rows:
         out[:] = np.nan
         if not _same(stamps.take(at), given):
             return False
-        out[at] = col
+        out[at] = np.ascontiguousarray(col)  # a strided column (a block's) is put there slowly
         return True
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether two int64 arrays of the same length hold the same values."""
-    return bool((a == b).all())
+    """Whether two int64 arrays of the same length hold the same values: the same bytes
+    (compared faster than element by element)."""
+    return a.tobytes() == b.tobytes()
 
 
 @dataclass
@@ -469,7 +472,7 @@ def load_panel(
             return values, InFile(str(filename), values.shape)
 
         ahead = None
-        if pool.can.shares_memory or local:
+        if (pool.can.shares_memory or local) and not seem_cached(paths):
             # Files not in the page cache come in while the first are parsed.
             ahead = threading.Thread(target=will_read, args=(paths,), name="pairscan-read-ahead", daemon=True)
             ahead.start()

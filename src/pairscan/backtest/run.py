@@ -190,7 +190,7 @@ def _rows(pool: Pool, files: dict[str, str], manifest: dict, selection: Selectio
         _enough(len(panel.tickers), store)
         first, last = panel.index[0], panel.index[-1]
         if allocate is None:
-            return PanelRows(panel.index, panel.values, panel.tickers, selection.on), first, last
+            return PanelRows(panel.index, panel.values, panel.tickers, selection.on, pool), first, last
         panel.values.flush()
         return MappedRows(str(filename), panel.index, panel.tickers), first, last
     tickers, paths = list(files), [os.path.abspath(p) for p in files.values()]
