@@ -315,8 +315,13 @@ class Rows:
             return not n
         given = idx.view(np.int64)
         # Its first and last timestamps say which case it can be; all of them are compared.
-        low = 0 if given[0] == stamps[0] else int(np.searchsorted(stamps, given[0]))
-        if low + n <= size and given[-1] == stamps[low + n - 1] and _same(stamps[low : low + n], given):
+        start = int(given[0])
+        if self.table is None:
+            low = int(np.searchsorted(stamps, start))
+        else:
+            slot = (start - self.first) // self.unit
+            low = int(self.table[slot]) if 0 <= slot < len(self.table) else -1
+        if 0 <= low and low + n <= size and given[-1] == stamps[low + n - 1] and _same(stamps[low : low + n], given):
             out[:low] = np.nan  # every timestamp of the index, or a run of them
             out[low : low + n] = col
             out[low + n :] = np.nan
@@ -324,7 +329,10 @@ class Rows:
         if self.table is not None:
             slot = given - self.first
             slot //= self.unit
-            at = self.table.take(slot, mode="clip")  # -1: no timestamp there; checked below
+            try:
+                at = self.table.take(slot)  # -1: no timestamp there; checked below
+            except IndexError:  # past the grid's end (before its start wraps: checked too)
+                at = self.table.take(slot, mode="clip")
         else:
             at = np.searchsorted(stamps, given)
             at[at == size] = -1  # past the end: checked below

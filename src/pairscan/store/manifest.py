@@ -9,7 +9,9 @@ unchanged and whose stored file is the one written.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import operator
 import os
 import stat
 from pathlib import Path
@@ -44,10 +46,13 @@ _OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
 # Optional in a ticker's entry alone: where its HDF5 file's arrays lie (formats.hdf5.layout),
 # checked in full where it is used (formats.hdf5.read_recorded).
 _ENTRY_OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {"layout": (dict, type(None))}
-# The same, as the exact types JSON gives (bool apart from int): the entries' check runs once a ticker.
-_ENTRY_TYPES = tuple((field, frozenset(types)) for field, types in _ENTRY_FIELDS.items())
-_ENTRY_OPTIONAL_TYPES = tuple((field, frozenset(types))
-                              for field, types in {**_OPTIONAL_FIELDS, **_ENTRY_OPTIONAL_FIELDS}.items())
+# The same as every sequence of the exact types JSON gives (a bool is no int) that an
+# entry's fields may have, taken at once: the check runs for every ticker of a load.
+_ENTRY_VALUES = operator.itemgetter(*_ENTRY_FIELDS)
+_ENTRY_TYPES = frozenset(itertools.product(*_ENTRY_FIELDS.values()))
+_ENTRY_OPTIONAL = tuple({**_OPTIONAL_FIELDS, **_ENTRY_OPTIONAL_FIELDS})
+_COUNTS_AT = tuple(list(_ENTRY_FIELDS).index(field) for field in _COUNTS)
+_ENTRY_OPTIONAL_TYPES = frozenset(itertools.product(*{**_OPTIONAL_FIELDS, **_ENTRY_OPTIONAL_FIELDS}.values()))
 
 def read_manifest(store: str | os.PathLike) -> dict:
     """The store's manifest, checked: ``{"version", "format", "tickers", "tables"}``, or ``{}``.
@@ -121,18 +126,16 @@ def _mapped(ticker: str, suffix: str) -> str | None:
 def _valid_entry(ticker: str, entry, suffix: str) -> bool:
     if not (_is_ticker_name(ticker) and type(entry) is dict):
         return False
-    # Exact types (a bool is no int here): what JSON gives, checked without a call per field.
-    get = entry.get
-    for field, types in _ENTRY_TYPES:
-        if type(get(field, ...)) not in types:
-            return False
-    for field, types in _ENTRY_OPTIONAL_TYPES:
-        if type(get(field)) not in types:
-            return False
-    if type(get("adj_close_differs", False)) is not bool:
+    try:
+        values = _ENTRY_VALUES(entry)
+    except KeyError:  # a field missing
         return False
-    for field in _COUNTS:
-        value = entry[field]
+    if (tuple(map(type, values)) not in _ENTRY_TYPES
+            or tuple(map(type, map(entry.get, _ENTRY_OPTIONAL))) not in _ENTRY_OPTIONAL_TYPES
+            or type(entry.get("adj_close_differs", False)) is not bool):
+        return False
+    for at in _COUNTS_AT:
+        value = values[at]
         if value is not None and value < 0:
             return False
     if entry["file"] is None:
