@@ -258,14 +258,16 @@ class InFile:
 
 
 def place_chunk(paths: Sequence[str], column: str, index: np.ndarray, target, start: int, on: str = "prices",
-                cut: Cut | None = None, records: dict | None = None):
+                cut: Cut | None = None, records: dict | None = None, check: bool = False):
     """Task (first pass): read ``column`` of a few stored tickers and place their series
     (:func:`read_selected`, with ``records[path]`` where there is one)
     on ``index`` in the columns ``start:`` of ``target`` (:class:`InMemory`,
     :class:`InFile`, or None: a new array, returned).
 
     A ticker with a timestamp ``index`` lacks is left out (its column all missing).
-    Returns ``(values or None, {column: timestamps} of the tickers left out)``.
+    With ``check``, its columns are then finished as :func:`finish_chunk` finishes them
+    (while they are in the cache), and their counts returned.
+    Returns ``(values or None, {column: timestamps} of the tickers left out, counts or None)``.
     """
     values = np.empty((len(index), len(paths)), order="F") if target is None else \
         target.columns(start, start + len(paths))
@@ -277,7 +279,7 @@ def place_chunk(paths: Sequence[str], column: str, index: np.ndarray, target, st
         idx, col = read_column_arrays(path, column, record) if plain else read_selected(path, column, on, cut, record)
         if not rows.place(values[:, k], idx, col):
             outside[start + k] = idx
-    return (values if target is None else None), outside
+    return (values if target is None else None), outside, _finished(values) if check else None
 
 
 LOOKUP_SLOTS = 8  # a table of at most this many slots per timestamp of the index (see Rows)
@@ -386,6 +388,12 @@ def finish_chunk(target, start: int, stop: int, index: np.ndarray, moved: Moved 
             elif not rows.place(values[:, k], *read_selected(path, moved.column, moved.on, moved.cut,
                                                              (moved.records or {}).get(path))):
                 raise PairscanError("the stored frame changed while the store was read; run again", path)
+    return _finished(values)
+
+
+def _finished(values: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """:func:`finish` ``values`` (a panel's columns) in place: ``(non-finite values made
+    missing, values of each column, columns with a value at each row)``."""
     values, nonfinite = finish(values)
     present = ~np.isnan(values)
     return nonfinite, np.count_nonzero(present, axis=0), np.count_nonzero(present, axis=1).astype(np.int32)
@@ -491,15 +499,24 @@ def load_panel(
         shared = pool.can.shares_memory or isinstance(first_target, InFile)  # tasks write into the panel
         target = first_target if shared else None
         index_arg = guess if shared else share(pool, guess)
+        # In this process's memory, the first pass finishes its columns too (see finish_chunk):
+        # a second pass then runs only where the guess missed timestamps.
+        check = pool.can.shares_memory
         tasks = [(label, (paths[i : i + step], column, index_arg, target, i, on, cut,
-                          {p: records[p] for p in paths[i : i + step] if p in records}))
+                          {p: records[p] for p in paths[i : i + step] if p in records}, check))
                  for label, i in starts.items()]
         left_out: dict[int, np.ndarray] = {}
-        for label, (chunk, outside) in run_tasks(_reading_pool(pool, paths), place_chunk, tasks, desc="load",
-                                                 quiet=quiet):
+        nonfinite, counts, per_row = 0, np.empty(len(names), dtype=np.int64), np.zeros(len(guess), np.int64)
+        for label, (chunk, outside, checked) in run_tasks(_reading_pool(pool, paths), place_chunk, tasks,
+                                                          desc="load", quiet=quiet):
             if chunk is not None:
                 first[:, starts[label] : starts[label] + chunk.shape[1]] = chunk
             left_out.update(outside)
+            if checked is not None:
+                bad, found, present = checked
+                nonfinite += bad  # a column left out has none: its values are read again below
+                counts[starts[label] : starts[label] + len(found)] = found
+                per_row += present
 
         index, values, final = guess, first, first_target
         if left_out:  # the guess missed timestamps: the panel on the whole union
@@ -513,14 +530,16 @@ def load_panel(
                 discard(first)
                 first = first_target = None
                 left_out = dict.fromkeys(range(len(paths)))
+                nonfinite = 0  # counted again as they are read again
                 values, final = panel_on(index)
         # Over the panel alone: a few large tasks for each worker where they share it, else here.
         wide = max(step, -(-len(paths) // (4 * pool.workers)))
         spans = {names[i]: (i, min(i + wide, len(paths))) for i in range(0, len(paths), wide)}
         tasks = [(label, (final, i, j, index, _moved(first_target, guess, column, {
             k: paths[k] for k in left_out if i <= k < j}, on, cut, records) if left_out else None))
-            for label, (i, j) in spans.items()]
-        nonfinite, counts, per_row = 0, np.empty(len(names), dtype=np.int64), np.zeros(len(index), np.int64)
+            for label, (i, j) in spans.items()] if left_out or not check else []
+        if tasks:  # the columns moved keep the first pass's count of non-finite values made missing
+            counts, per_row = np.empty(len(names), dtype=np.int64), np.zeros(len(index), np.int64)
         done = run_tasks(pool, finish_chunk, tasks, desc="check", quiet=True) \
             if shared else ((label, finish_chunk(*args)) for label, args in tasks)
         for label, (bad, found, present) in done:

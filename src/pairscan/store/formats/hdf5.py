@@ -500,17 +500,19 @@ def read_recorded(path: str | os.PathLike, column: str, record, first=None, last
     try:
         size, mtime_ns, where = record
         (index_at, rows, kind), blocks = where["index"], where["blocks"]
-        block = next(b for b in blocks if column in b[3])
-        at, columns, dtype = block[0], block[1], block[2]
-        names = block[3]
-    except (TypeError, ValueError, KeyError, IndexError, StopIteration):
+        for block in blocks:
+            if column in block[3]:
+                at, columns, dtype, names = block[0], block[1], block[2], block[3]
+                break
+        else:
+            return None
+    except (TypeError, ValueError, KeyError, IndexError):
         return None
     # Exact types, as the manifest's JSON gives them (a bool is no count).
-    for count in (size, mtime_ns, index_at, rows, at, columns):
-        if type(count) is not int or count < 0:
-            return None
-    if not (columns >= 1 and type(dtype) is str and dtype in _VALUE_TYPES and type(kind) is str
-            and kind in _TIME_KINDS and type(names) is list and len(names) == columns):
+    if not (type(size) is type(mtime_ns) is type(index_at) is type(rows) is type(at) is type(columns) is int
+            and min(size, mtime_ns, index_at, rows, at) >= 0 and columns >= 1
+            and type(dtype) is str and dtype in _VALUE_TYPES and type(kind) is str and kind in _TIME_KINDS
+            and type(names) is list and len(names) == columns):
         return None
     width = columns * _VALUE_TYPES[dtype]
     if index_at + rows * 8 > size or at + rows * width > size:
