@@ -409,7 +409,8 @@ def _moved(source, index: np.ndarray, column: str, left_out: dict[int, str], on:
 def _reading_pool(pool: Pool, paths: Sequence[str]) -> Pool:
     """Where the stored files are read: HDF5 files in this thread when the pool's workers
     are threads. Every HDF5 call holds one lock (and the interpreter's), so threads only
-    take turns at it, and lose time handing it over."""
+    take turns at it, and lose time handing it over; a read from the manifest's records
+    is mostly the interpreter's work between short system calls, and loses as much."""
     if pool.can.shares_memory and pool.workers > 1 and paths and all(p.endswith(HDF5_SUFFIX) for p in paths):
         return Pool(SerialExecutor(), pool.name, 1, pool.can)
     return pool
