@@ -11,9 +11,13 @@ index lacks, however its timestamps are ordered or repeated.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
+import pairscan
 from pairscan.panel import Rows
+from pairscan.sample import sample_frames
+from pairscan.store import write_frame
 
 DAY = np.timedelta64(1, "D")
 
@@ -98,9 +102,6 @@ def missed_with_bad_prices(tmp_path_factory):
     (the load's first guess of the index misses them: a second pass moves the columns),
     with a zero price in a large history and in a short one: a non-finite return each
     side of it, in a column moved and in a column read again."""
-    from pairscan.sample import sample_frames
-    from pairscan.store import write_frame
-
     frames = dict(sample_frames(tickers=40, days=300, daily=True, seed=9))
     shortest = sorted(frames, key=lambda t: (len(frames[t]), t))[:3]
     days = [frames[t].index[len(frames[t]) // 2] for t in shortest]
@@ -119,10 +120,6 @@ def missed_with_bad_prices(tmp_path_factory):
 @pytest.mark.parametrize("executor", ["serial", "threads", "processes"])
 @pytest.mark.parametrize("on", ["prices", "returns"])
 def test_a_second_pass_counts_what_the_first_made_missing(missed_with_bad_prices, executor, on):
-    import pandas as pd
-
-    import pairscan
-
     store, frames = missed_with_bad_prices
     series = {t: f["close"] for t, f in frames.items()}
     with np.errstate(divide="ignore"):
