@@ -33,7 +33,7 @@ from .executors import Execution, Pool, SerialExecutor, preload, run_tasks, shar
 from .selection import ON, Cut, selected
 from .shm import discard, panel_allocator
 from .store import (empty_store_error, read_column_arrays, read_column_period, read_index_array, read_manifest,
-                    recorded_layouts, store_files, will_read)
+                    recorded_layouts, seem_cached, store_paths, will_read)
 from .store.formats.hdf5 import SUFFIX as HDF5_SUFFIX
 
 TICKERS_PER_TASK = 32
@@ -169,13 +169,10 @@ def align(indexes: Sequence[np.ndarray], columns: Sequence[np.ndarray], union: n
 
 def mask_nonfinite(values: np.ndarray) -> int:
     """Make infinite values missing (NaN), in place; how many there were."""
-    count = 0
-    for k in range(values.shape[1]):
-        column = values[:, k]
-        bad = np.isinf(column)
-        if bad.any():
-            column[bad] = np.nan
-            count += int(bad.sum())
+    bad = np.isinf(values)
+    count = int(np.count_nonzero(bad))
+    if count:
+        values[bad] = np.nan
     return count
 
 
@@ -206,12 +203,16 @@ def guess_index(paths: Sequence[str], column: str, files: int, on: str = "prices
     """The union of the timestamps of the ``files`` largest stored files: a part of the
     store's union, and on real data (a calendar every long history shares, gaps here
     and there) usually all of it. ``records`` as for :func:`place_chunk`."""
+    records = records or {}
     sizes = {}
     for path in paths:
+        record = records.get(path)
+        if record is not None and type(record[0]) is int:
+            sizes[path] = record[0]  # its recorded size: the size of the file a read accepts
+            continue
         with contextlib.suppress(OSError):
             sizes[path] = os.stat(path).st_size
     largest = sorted(sizes, key=sizes.get, reverse=True)[:files] or list(paths[:1])
-    records = records or {}
     if cut is not None:  # the cut series' timestamps, not the stored ones
         return union_of([read_selected(p, column, on, cut, records.get(p))[0] for p in largest])
     return union_of([read_column_arrays(p, column, records[p])[0] if p in records else read_index_array(p, column)
@@ -257,37 +258,97 @@ class InFile:
 
 
 def place_chunk(paths: Sequence[str], column: str, index: np.ndarray, target, start: int, on: str = "prices",
-                cut: Cut | None = None, records: dict | None = None):
+                cut: Cut | None = None, records: dict | None = None, check: bool = False):
     """Task (first pass): read ``column`` of a few stored tickers and place their series
     (:func:`read_selected`, with ``records[path]`` where there is one)
     on ``index`` in the columns ``start:`` of ``target`` (:class:`InMemory`,
     :class:`InFile`, or None: a new array, returned).
 
     A ticker with a timestamp ``index`` lacks is left out (its column all missing).
-    Returns ``(values or None, {column: timestamps} of the tickers left out)``.
+    With ``check``, its columns are then finished as :func:`finish_chunk` finishes them
+    (while they are in the cache), and their counts returned.
+    Returns ``(values or None, {column: timestamps} of the tickers left out, counts or None)``.
     """
     values = np.empty((len(index), len(paths)), order="F") if target is None else \
         target.columns(start, start + len(paths))
     outside = {}
+    rows = Rows(index)
+    plain = on == "prices" and cut is None  # the stored column as it is: placed without a copy first
     for k, path in enumerate(paths):
-        idx, col = read_selected(path, column, on, cut, records.get(path) if records else None)
-        if not _place_column(values[:, k], index, idx, col):
+        record = records.get(path) if records else None
+        idx, col = read_column_arrays(path, column, record) if plain else read_selected(path, column, on, cut, record)
+        if not rows.place(values[:, k], idx, col):
             outside[start + k] = idx
-    return (values if target is None else None), outside
+    return (values if target is None else None), outside, _finished(values) if check else None
 
 
-def _place_column(out: np.ndarray, index: np.ndarray, idx: np.ndarray, col: np.ndarray) -> bool:
-    """Put ``col`` (on ``idx``) in ``out`` (on ``index``), missing elsewhere; False (all
-    missing) when ``idx`` has a timestamp ``index`` lacks."""
-    if len(idx) == len(index) and np.array_equal(idx, index):
-        out[:] = col  # every timestamp of the index
+LOOKUP_SLOTS = 8  # a table of at most this many slots per timestamp of the index (see Rows)
+
+
+class Rows:
+    """Where a ticker's timestamps lie in a sorted, unique ``index``: its values placed there.
+
+    Most tickers of a universe have every timestamp of the index (one copy), or a run of
+    them (listed late, delisted early: a slice); the others, with halts, have a few
+    gaps. Their rows come from a table of the index's grid when its timestamps are
+    whole steps of one unit apart (days, minutes) and the grid is not much larger than
+    the index (:data:`LOOKUP_SLOTS`), else by binary search. Either way every
+    timestamp is checked to be the index's at the row it is put in.
+    """
+
+    def __init__(self, index: np.ndarray):
+        self.index = index
+        self.stamps = stamps = index.view(np.int64)
+        self.table = None
+        if len(stamps) >= 2:
+            first, span = int(stamps[0]), int(stamps[-1]) - int(stamps[0])
+            unit = int(np.gcd.reduce(np.diff(stamps)))
+            if unit > 0 and span // unit < LOOKUP_SLOTS * len(stamps):
+                self.first, self.unit = first, unit
+                self.table = np.full(span // unit + 1, -1, dtype=np.intp)
+                self.table[(stamps - first) // unit] = np.arange(len(stamps))
+
+    def place(self, out: np.ndarray, idx: np.ndarray, col: np.ndarray) -> bool:
+        """Put ``col`` (on ``idx``) in ``out`` (on the index), missing elsewhere; False (all
+        missing) when ``idx`` has a timestamp the index lacks."""
+        stamps, n, size = self.stamps, len(idx), len(self.stamps)
+        if not n or not size:
+            out[:] = np.nan
+            return not n
+        given = idx.view(np.int64)
+        # Its first and last timestamps say which case it can be; all of them are compared.
+        start = int(given[0])
+        if self.table is None:
+            low = int(np.searchsorted(stamps, start))
+        else:
+            slot = (start - self.first) // self.unit
+            low = int(self.table[slot]) if 0 <= slot < len(self.table) else -1
+        if 0 <= low and low + n <= size and given[-1] == stamps[low + n - 1] and _same(stamps[low : low + n], given):
+            out[:low] = np.nan  # every timestamp of the index, or a run of them
+            out[low : low + n] = col
+            out[low + n :] = np.nan
+            return True
+        if self.table is not None:
+            slot = given - self.first
+            slot //= self.unit
+            try:
+                at = self.table.take(slot)  # -1: no timestamp there; checked below
+            except IndexError:  # past the grid's end (before its start wraps: checked too)
+                at = self.table.take(slot, mode="clip")
+        else:
+            at = np.searchsorted(stamps, given)
+            at[at == size] = -1  # past the end: checked below
+        out[:] = np.nan
+        if not _same(stamps.take(at), given):
+            return False
+        out[at] = np.ascontiguousarray(col)  # a strided column (a block's) is put there slowly
         return True
-    out[:] = np.nan
-    at = np.searchsorted(index, idx)
-    if len(idx) and (at[-1] >= len(index) or not np.array_equal(index[at], idx)):
-        return False
-    out[at] = col
-    return True
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two int64 arrays of the same length hold the same values: the same bytes
+    (compared faster than element by element)."""
+    return a.tobytes() == b.tobytes()
 
 
 @dataclass
@@ -318,14 +379,21 @@ def finish_chunk(target, start: int, stop: int, index: np.ndarray, moved: Moved 
         if inside:
             source = moved.source.columns(start, stop)
             at = np.searchsorted(index, moved.index)
+        rows = Rows(index)
         for k in range(stop - start):
             path = moved.left_out.get(start + k)
             if path is None:
                 values[:, k] = np.nan
                 values[at, k] = source[:, k]
-            elif not _place_column(values[:, k], index, *read_selected(path, moved.column, moved.on, moved.cut,
-                                                                          (moved.records or {}).get(path))):
+            elif not rows.place(values[:, k], *read_selected(path, moved.column, moved.on, moved.cut,
+                                                             (moved.records or {}).get(path))):
                 raise PairscanError("the stored frame changed while the store was read; run again", path)
+    return _finished(values)
+
+
+def _finished(values: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """:func:`finish` ``values`` (a panel's columns) in place: ``(non-finite values made
+    missing, values of each column, columns with a value at each row)``."""
     values, nonfinite = finish(values)
     present = ~np.isnan(values)
     return nonfinite, np.count_nonzero(present, axis=0), np.count_nonzero(present, axis=1).astype(np.int32)
@@ -341,7 +409,8 @@ def _moved(source, index: np.ndarray, column: str, left_out: dict[int, str], on:
 def _reading_pool(pool: Pool, paths: Sequence[str]) -> Pool:
     """Where the stored files are read: HDF5 files in this thread when the pool's workers
     are threads. Every HDF5 call holds one lock (and the interpreter's), so threads only
-    take turns at it, and lose time handing it over."""
+    take turns at it, and lose time handing it over; a read from the manifest's records
+    is mostly the interpreter's work between short system calls, and loses as much."""
     if pool.can.shares_memory and pool.workers > 1 and paths and all(p.endswith(HDF5_SUFFIX) for p in paths):
         return Pool(SerialExecutor(), pool.name, 1, pool.can)
     return pool
@@ -361,6 +430,8 @@ def load_panel(
     *,
     execution: Execution | None = None,
     cut: Cut | None = None,
+    files: dict | None = None,
+    manifest: dict | None = None,
 ):
     """Load ``column`` of every ticker in ``store`` (or of ``tickers``) into one aligned panel.
 
@@ -369,7 +440,10 @@ def load_panel(
     :class:`~pairscan.selection.Cut`); with ``on="returns"`` the values are each
     ticker's log returns on its own timestamps, aligned. ``allocate(shape)``, if given, makes the
     Fortran-ordered float64 array the values go into (a memory map, say; for a local
-    process pool, a ``np.memmap`` of a file its workers write into).
+    process pool, a ``np.memmap`` of a file its workers write into). ``files`` and
+    ``manifest``: the store's listing (:func:`~pairscan.store.store_paths` or
+    :func:`~pairscan.store.store_files`) and manifest (:func:`~pairscan.store.read_manifest`)
+    where the caller has them (the listing made with that manifest): neither is read again.
 
     The store is read once, in tasks of a few tickers each, on a guess of the union of
     their timestamps (:func:`guess_index`): each task writes its tickers' prices,
@@ -388,12 +462,15 @@ def load_panel(
     quiet = execution.quiet
     if on not in ON:
         raise PairscanError(f"--on must be prices or returns, not {on!r}")
-    manifest = read_manifest(store)  # read once: the files, and where their arrays lie
-    files = select_tickers(store_files(store, manifest), tickers)
+    if manifest is None:
+        manifest = read_manifest(store)  # read once: the files, and where their arrays lie
+    if files is None:
+        files = store_paths(store, manifest)
+    files = select_tickers(files, tickers)
     if not files:
         raise empty_store_error(store)
     names = list(files)
-    paths = [str(p) for p in files.values()]
+    paths = [os.fspath(p) for p in files.values()]
     step = TICKERS_PER_TASK
     starts = {names[i]: i for i in range(0, len(paths), step)}
     with contextlib.ExitStack() as stack:
@@ -412,7 +489,7 @@ def load_panel(
             return values, InFile(str(filename), values.shape)
 
         ahead = None
-        if pool.can.shares_memory or local:
+        if (pool.can.shares_memory or local) and not seem_cached(paths):
             # Files not in the page cache come in while the first are parsed.
             ahead = threading.Thread(target=will_read, args=(paths,), name="pairscan-read-ahead", daemon=True)
             ahead.start()
@@ -423,15 +500,24 @@ def load_panel(
         shared = pool.can.shares_memory or isinstance(first_target, InFile)  # tasks write into the panel
         target = first_target if shared else None
         index_arg = guess if shared else share(pool, guess)
+        # In this process's memory, the first pass finishes its columns too (see finish_chunk):
+        # a second pass then runs only where the guess missed timestamps.
+        check = pool.can.shares_memory
         tasks = [(label, (paths[i : i + step], column, index_arg, target, i, on, cut,
-                          {p: records[p] for p in paths[i : i + step] if p in records}))
+                          {p: records[p] for p in paths[i : i + step] if p in records}, check))
                  for label, i in starts.items()]
         left_out: dict[int, np.ndarray] = {}
-        for label, (chunk, outside) in run_tasks(_reading_pool(pool, paths), place_chunk, tasks, desc="load",
-                                                 quiet=quiet):
+        nonfinite, counts, per_row = 0, np.empty(len(names), dtype=np.int64), np.zeros(len(guess), np.int64)
+        for label, (chunk, outside, checked) in run_tasks(_reading_pool(pool, paths), place_chunk, tasks,
+                                                          desc="load", quiet=quiet):
             if chunk is not None:
                 first[:, starts[label] : starts[label] + chunk.shape[1]] = chunk
             left_out.update(outside)
+            if checked is not None:
+                bad, found, present = checked
+                nonfinite += bad  # a column left out has none: its values are read again below
+                counts[starts[label] : starts[label] + len(found)] = found
+                per_row += present
 
         index, values, final = guess, first, first_target
         if left_out:  # the guess missed timestamps: the panel on the whole union
@@ -445,14 +531,16 @@ def load_panel(
                 discard(first)
                 first = first_target = None
                 left_out = dict.fromkeys(range(len(paths)))
+                nonfinite = 0  # counted again as they are read again
                 values, final = panel_on(index)
         # Over the panel alone: a few large tasks for each worker where they share it, else here.
         wide = max(step, -(-len(paths) // (4 * pool.workers)))
         spans = {names[i]: (i, min(i + wide, len(paths))) for i in range(0, len(paths), wide)}
         tasks = [(label, (final, i, j, index, _moved(first_target, guess, column, {
             k: paths[k] for k in left_out if i <= k < j}, on, cut, records) if left_out else None))
-            for label, (i, j) in spans.items()]
-        nonfinite, counts, per_row = 0, np.empty(len(names), dtype=np.int64), np.zeros(len(index), np.int64)
+            for label, (i, j) in spans.items()] if left_out or not check else []
+        if tasks:  # the columns moved keep the first pass's count of non-finite values made missing
+            counts, per_row = np.empty(len(names), dtype=np.int64), np.zeros(len(index), np.int64)
         done = run_tasks(pool, finish_chunk, tasks, desc="check", quiet=True) \
             if shared else ((label, finish_chunk(*args)) for label, args in tasks)
         for label, (bad, found, present) in done:

@@ -35,7 +35,7 @@ from ..engines.blocked.distance import nearest_pairs
 from ..engines.blocked.kernel import blas_threads
 from ..engines.blocked.tasks import Block, correlate_blocked
 from ..engines.naive import correlate_naive
-from ..executors import Execution, SerialExecutor, preload
+from ..executors import Execution, Pool, SerialExecutor, preload, run_tasks
 from ..panel import align, read_selected
 from ..placement import load, plan_placement
 from ..selection import Cut, Selection
@@ -46,6 +46,7 @@ from .windows import Window, rows
 
 preload(__name__)  # what its process workers need
 MEMORY_LIMIT = 256 * 2**20  # a window task's engine working set
+CHANGES_COLUMNS = 64  # tickers whose returns are taken at once
 NS = np.timedelta64(1, "ns")
 
 
@@ -62,11 +63,25 @@ class WindowJob:
 
 class PanelRows:
     """A window's rows from a panel of prices this process holds (a view, no copy), and
-    with ``on="returns"`` the returns of the whole panel (:func:`changes_of`), taken once."""
+    with ``on="returns"`` the returns of the whole panel (:func:`changes_of`), taken once,
+    :data:`CHANGES_COLUMNS` columns at a time (their temporaries stay in the cache): side
+    by side on ``pool`` when its tasks share this process's memory (threads)."""
 
-    def __init__(self, index: np.ndarray, values: np.ndarray, tickers: list[str], on: str = "prices"):
+    def __init__(self, index: np.ndarray, values: np.ndarray, tickers: list[str], on: str = "prices",
+                 pool: Pool | None = None):
         self.index, self.values, self.tickers = index, values, tickers
-        self.changes = changes_of(values) if on == "returns" else None
+        self.changes = None
+        if on == "returns":
+            self.changes = np.empty(values.shape, order="F")
+            width = values.shape[1]
+            tasks = [(f"returns {a}", (values, self.changes, a, min(a + CHANGES_COLUMNS, width)))
+                     for a in range(0, width, CHANGES_COLUMNS)]
+            if pool is None or not pool.can.shares_memory or pool.workers < 2 or len(tasks) < 2:
+                for _, args in tasks:
+                    _changes_part(*args)
+            else:  # np.log, most of the work, lets go of the interpreter's lock
+                for _ in run_tasks(pool, _changes_part, tasks, desc="returns", quiet=True):
+                    pass
 
     def read(self, low: np.datetime64, high: np.datetime64, on: str = "prices"):
         """``(timestamps, prices, returns or None)`` of the rows in ``[low, high)``."""
@@ -75,6 +90,11 @@ class PanelRows:
             return self.index[span], self.values[span], None
         changes = changes_of(self.values[span]) if self.changes is None else self.changes[span]
         return self.index[span], self.values[span], changes
+
+
+def _changes_part(prices: np.ndarray, out: np.ndarray, start: int, stop: int) -> None:
+    """Task: :func:`changes_of` of the columns ``start:stop`` of ``prices``, into ``out``'s."""
+    changes_of(prices[:, start:stop], out[:, start:stop])
 
 
 class MappedRows:
@@ -180,25 +200,34 @@ def evaluate(source, window: Window, job: WindowJob) -> dict:
     }
 
 
-def changes_of(prices: np.ndarray) -> np.ndarray:
+def changes_of(prices: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Each ticker's log returns on its own timestamps over all the rows of ``prices``
     (rows x tickers, NaN missing), non-finite ones missing: :func:`series_of` on
     returns, the same numbers, before a slice's first value of each ticker is made
     missing (:func:`slice_series`). The difference of each row's logs and the row
-    before's, then, at a price that follows a missing one, the last price before it."""
+    before's, then, at a price that follows a missing one, the last price before it.
+    Into ``out`` (of the shape of ``prices``) when given. Each column's returns are its
+    own: those of some columns are the same columns of the whole's."""
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.log(prices)
-        out = np.empty_like(logs)
+        out = np.empty_like(logs) if out is None else out
         out[:1] = np.nan
         np.subtract(logs[1:], logs[:-1], out=out[1:])
         present = ~np.isnan(prices)
-        after_gap = present[1:] & ~present[:-1]
-        for c in np.flatnonzero(after_gap.any(axis=0)):
-            at = np.flatnonzero(after_gap[:, c]) + 1
-            seen = np.flatnonzero(present[:, c])
-            before = np.searchsorted(seen, at) - 1  # the last price before each (-1: none)
-            previous = np.where(before >= 0, logs[seen[np.maximum(before, 0)], c], np.nan)
-            out[at, c] = logs[at, c] - previous
+        after_gap = present[1:] & ~present[:-1]  # (r, c): a price at r + 1, none at r
+        if after_gap.any():
+            # All columns at once, in column order: each price after a gap takes the last
+            # price before that gap (a price at r, none at r + 1), if its column has one.
+            before_gap = present[:-1] & ~present[1:]
+            height = len(prices) - 1
+            ends = np.flatnonzero(after_gap.ravel(order="F"))
+            starts = np.flatnonzero(before_gap.ravel(order="F"))
+            last = np.searchsorted(starts, ends) - 1
+            start = starts[np.maximum(last, 0)] if len(starts) else np.zeros_like(ends)
+            column, row = np.divmod(ends, height)
+            known = (last >= 0) & (start // height == column) if len(starts) else np.zeros(len(ends), bool)
+            previous = np.where(known, logs[start % height, column], np.nan)
+            out[row + 1, column] = logs[row + 1, column] - previous
     out[~np.isfinite(out)] = np.nan
     return out
 

@@ -20,7 +20,7 @@ from ..panel import load_panel
 from ..placement import store_index
 from ..selection import Selection
 from ..shm import panel_allocator
-from ..store import empty_store_error, store_files
+from ..store import empty_store_error, read_manifest, store_paths
 from .evaluate import MappedRows, PanelRows, StoreRows, WindowJob, window_task
 from .windows import Length, Window, parse_length, windows
 
@@ -140,17 +140,22 @@ def backtest(
         raise PairscanError("rank distance compares normalized prices: drop --on returns, or use --rank correlation")
     if isinstance(entry, bool) or not isinstance(entry, (int, float)) or not math.isfinite(entry) or entry < 0:
         raise PairscanError(f"entry must be a number of standard deviations >= 0, like 2.0, not {entry!r}")
-    files = store_files(store)
+    # The store's manifest read and its files listed once, for the load too: timed with it
+    # (``seconds`` and ``timings["load"]``: all but opening the pool).
+    listed = time.perf_counter()
+    manifest = read_manifest(store)
+    files = store_paths(store, manifest)
     if not files:
         raise empty_store_error(store)
     chosen = selection.universe(files) if selection.subset else list(files)
-    paths = [os.path.abspath(files[t]) for t in chosen]
+    stored = {t: files[t] for t in chosen}
+    listing = time.perf_counter() - listed
     job = WindowJob(Selection(selection.column, selection.on, selection.method, selection.min_periods,
                               selection.absolute), rank, k, float(entry))
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(execution.opened())
-        started = time.perf_counter()
-        source, first, last = _rows(pool, paths, chosen, selection, execution.quiet, store, stack)
+        started = time.perf_counter() - listing
+        source, first, last = _rows(pool, stored, manifest, selection, execution.quiet, store, stack)
         cut = windows(first, last, *lengths)
         if not cut:
             days = (pd.Timestamp(last) - pd.Timestamp(first)).days + 1
@@ -165,9 +170,10 @@ def backtest(
                    {"load": read_seconds, "windows": seconds - read_seconds})
 
 
-def _rows(pool: Pool, paths: list[str], tickers: list[str], selection: Selection, quiet: bool, store,
+def _rows(pool: Pool, files: dict[str, str], manifest: dict, selection: Selection, quiet: bool, store,
           stack: contextlib.ExitStack):
-    """Where the window tasks take their rows, and the first and last selected timestamps.
+    """Where the window tasks take their rows, and the first and last selected timestamps,
+    from the selected tickers' ``files`` (ticker -> stored file) and the store's ``manifest``.
 
     A pool that shares this process's memory (serial, threads) reads the store once
     into a panel of prices and the tasks take views of it; a local process pool reads it
@@ -177,16 +183,17 @@ def _rows(pool: Pool, paths: list[str], tickers: list[str], selection: Selection
     cut = selection.cut
     if pool.can.shares_memory or pool.can.maps_files:
         allocate = None if pool.can.shares_memory else panel_allocator(stack)
-        panel = load_panel(store, selection.column, "prices", tickers, pool=pool, quiet=quiet, as_frame=False,
-                           cut=cut, allocate=allocate)
+        panel = load_panel(store, selection.column, "prices", list(files), pool=pool, quiet=quiet, as_frame=False,
+                           cut=cut, allocate=allocate, files=files, manifest=manifest)
         filename = getattr(panel.values, "filename", None)
         panel.drop_empty()  # its columns move left in place: the file's first columns
         _enough(len(panel.tickers), store)
         first, last = panel.index[0], panel.index[-1]
         if allocate is None:
-            return PanelRows(panel.index, panel.values, panel.tickers, selection.on), first, last
+            return PanelRows(panel.index, panel.values, panel.tickers, selection.on, pool), first, last
         panel.values.flush()
         return MappedRows(str(filename), panel.index, panel.tickers), first, last
+    tickers, paths = list(files), [os.path.abspath(p) for p in files.values()]
     index, _, counts = store_index(paths, selection.column, "prices", pool, quiet, cut)
     keep = np.flatnonzero(counts > 0)
     _enough(len(keep), store)

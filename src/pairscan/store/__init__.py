@@ -32,19 +32,20 @@ from .frames import (
     read_column_period,
     read_frame,
     read_index_array,
+    seem_cached,
     stored_layout,
     stored_span,
     will_read,
     write_frame,
 )
 from .manifest import read_manifest, recorded_layouts, stamp_entry, stored_file_intact, write_manifest
-from .tickers import empty_store_error, remove_tickers, store_files, store_format, ticker_file
+from .tickers import empty_store_error, remove_tickers, store_files, store_format, store_paths, ticker_file
 
 __all__ = [
     "FILE_MODE", "FORMATS", "LOCK", "MANIFEST", "atomic_path", "checked_stored_file", "store_child", "stored_name",
     "stored_path", "ticker_of", "ticker_problem", "unlink_stored", "empty_store_error", "read_column",
     "read_column_arrays", "read_column_period", "read_frame", "read_index_array", "read_manifest", "recorded_layouts",
-    "remove_stale_temporaries",
-    "remove_tickers", "stamp_entry", "store_files", "store_format", "store_lock", "stored_file_intact", "stored_layout", "stored_span",
+    "remove_stale_temporaries", "seem_cached",
+    "remove_tickers", "stamp_entry", "store_files", "store_format", "store_paths", "store_lock", "stored_file_intact", "stored_layout", "stored_span",
     "ticker_file", "will_read", "write_atomically", "write_frame", "write_manifest",
 ]

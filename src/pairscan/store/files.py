@@ -18,7 +18,6 @@ import re
 import stat
 import tempfile
 import time
-import unicodedata
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +58,10 @@ def _encode(ticker: str) -> str:
     return _ENCODED.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8", "surrogatepass")), ticker)
 
 
+# Unicode's control characters (category Cc, which never changes): C0, DEL and C1.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def ticker_problem(ticker) -> str | None:
     """Why ``ticker`` cannot be stored (empty, a control character), or None if it can.
 
@@ -67,7 +70,7 @@ def ticker_problem(ticker) -> str | None:
     """
     if not isinstance(ticker, str) or ticker == "":
         return "an empty ticker"
-    if any(unicodedata.category(c) == "Cc" for c in ticker):
+    if _CONTROL.search(ticker):
         return f"ticker {ticker!r} holds a control character"
     return None
 

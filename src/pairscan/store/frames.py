@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,12 @@ def read_column_arrays(path: str | os.PathLike, column: str, record=None) -> tup
     ``record``, from the store's manifest (:func:`~pairscan.store.manifest.recorded_layouts`),
     says where an HDF5 file's arrays lie: while the file is the one recorded, they are
     read from its bytes without HDF5 (:func:`~pairscan.store.formats.hdf5.read_recorded`)."""
+    if record is not None and isinstance(path, str) and path.endswith(_HDF5.SUFFIX):
+        # A load's usual read: no Path made, no format looked up (a name ending so is HDF5's).
+        found = _HDF5.read_recorded(path, column, record)
+        if found is not None:
+            return found[0], np.asarray(found[1], dtype=np.float64)
+        record = None  # disagrees: read through HDF5
     return _column_arrays(Path(path), column, lambda form, path: form.read_column(path, column), record)
 
 
@@ -182,3 +189,34 @@ def will_read(paths, limit: int | None = None) -> None:
             pass
         finally:
             os.close(fd)
+
+
+def seem_cached(paths, probes: int = 8) -> bool:
+    """Whether ``paths`` seem to be in the page cache already: ``probes`` of them, spread
+    evenly, each with its first and last byte there (read without waiting for the disk,
+    ``RWF_NOWAIT``). Then :func:`will_read` would only cost time. False wherever that
+    cannot be asked, or a file cannot be read."""
+    nowait = getattr(os, "RWF_NOWAIT", None)
+    if nowait is None or not paths:
+        return False
+    byte = bytearray(1)
+    step = max(1, len(paths) // probes)
+    for path in list(paths)[::step][:probes]:
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+                         | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return False
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return False
+            size = st.st_size
+            for offset in {0, max(0, size - 1)}:
+                if os.preadv(fd, [byte], offset, nowait) != 1:
+                    return False
+        except OSError:  # EAGAIN: not in the cache; or a file system that cannot say
+            return False
+        finally:
+            os.close(fd)
+    return True

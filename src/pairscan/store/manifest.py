@@ -9,7 +9,10 @@ unchanged and whose stored file is the one written.
 from __future__ import annotations
 
 import contextlib
+import gc
+import itertools
 import json
+import operator
 import os
 import stat
 from pathlib import Path
@@ -44,6 +47,13 @@ _OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
 # Optional in a ticker's entry alone: where its HDF5 file's arrays lie (formats.hdf5.layout),
 # checked in full where it is used (formats.hdf5.read_recorded).
 _ENTRY_OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {"layout": (dict, type(None))}
+# The same as every sequence of the exact types JSON gives (a bool is no int) that an
+# entry's fields may have, taken at once: the check runs for every ticker of a load.
+_ENTRY_VALUES = operator.itemgetter(*_ENTRY_FIELDS)
+_ENTRY_TYPES = frozenset(itertools.product(*_ENTRY_FIELDS.values()))
+_ENTRY_OPTIONAL = tuple({**_OPTIONAL_FIELDS, **_ENTRY_OPTIONAL_FIELDS})
+_COUNTS_AT = tuple(list(_ENTRY_FIELDS).index(field) for field in _COUNTS)
+_ENTRY_OPTIONAL_TYPES = frozenset(itertools.product(*{**_OPTIONAL_FIELDS, **_ENTRY_OPTIONAL_FIELDS}.values()))
 
 def read_manifest(store: str | os.PathLike) -> dict:
     """The store's manifest, checked: ``{"version", "format", "tickers", "tables"}``, or ``{}``.
@@ -55,7 +65,9 @@ def read_manifest(store: str | os.PathLike) -> dict:
     """
     path = Path(store) / MANIFEST
     try:
-        manifest = json.loads(_read_text(path))
+        text = _read_text(path)
+        with _not_collecting():
+            manifest = json.loads(text)
     except (OSError, ValueError):
         return {}
     if not (
@@ -77,6 +89,20 @@ def read_manifest(store: str | os.PathLike) -> dict:
         if isinstance(tables, dict) else {}
     return {"version": manifest["version"], "format": manifest["format"], "tickers": tickers,
             "tables": tables, "damaged": sorted(damaged)}
+
+
+@contextlib.contextmanager
+def _not_collecting():
+    """The cyclic garbage collector off while a manifest is parsed: its tens of thousands of
+    new objects would have it walk every object of the process (tens of milliseconds in
+    one that holds pandas' and numpy's), and JSON makes no cycles to collect."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _valid_table(name, record) -> bool:
@@ -115,24 +141,27 @@ def _mapped(ticker: str, suffix: str) -> str | None:
 
 
 def _valid_entry(ticker: str, entry, suffix: str) -> bool:
-    if not (_is_ticker_name(ticker) and isinstance(entry, dict)):
+    if not (_is_ticker_name(ticker) and type(entry) is dict):
         return False
-    for field, types in _ENTRY_FIELDS.items():
-        value = entry.get(field, ...)
-        if isinstance(value, bool) or not isinstance(value, types):
+    try:
+        values = _ENTRY_VALUES(entry)
+    except KeyError:  # a field missing
+        return False
+    if (tuple(map(type, values)) not in _ENTRY_TYPES
+            or tuple(map(type, map(entry.get, _ENTRY_OPTIONAL))) not in _ENTRY_OPTIONAL_TYPES
+            or type(entry.get("adj_close_differs", False)) is not bool):
+        return False
+    for at in _COUNTS_AT:
+        value = values[at]
+        if value is not None and value < 0:
             return False
-    if (not _optional_fields_valid(entry) or not isinstance(entry.get("adj_close_differs", False), bool)
-            or not all(isinstance(entry.get(k), types) for k, types in _ENTRY_OPTIONAL_FIELDS.items())):
-        return False
-    if any(entry[field] is not None and entry[field] < 0 for field in _COUNTS):
-        return False
     if entry["file"] is None:
         return entry["rows"] == 0 and entry["file_size"] is None and entry["file_mtime_ns"] is None
     return (entry["file"] == _mapped(ticker, suffix)  # the file its ticker maps to, never another
             and entry["file_size"] is not None and entry["file_mtime_ns"] is not None)
 
 
-def recorded_layouts(manifest: dict, files: dict[str, Path]) -> dict[str, tuple]:
+def recorded_layouts(manifest: dict, files: dict[str, str | Path]) -> dict[str, tuple]:
     """``{stored file as str: (file_size, file_mtime_ns, layout)}`` for those of ``files``
     (ticker -> stored file) whose entry in ``manifest`` (:func:`read_manifest`'s) records
     where its arrays lie, for :func:`~pairscan.store.frames.read_column_arrays`: plain
@@ -142,8 +171,10 @@ def recorded_layouts(manifest: dict, files: dict[str, Path]) -> dict[str, tuple]
     entries, found = manifest["tickers"], {}
     for ticker, path in files.items():
         entry = entries.get(ticker)
-        if entry and entry.get("layout") and entry["file"] == Path(path).name:
-            found[str(path)] = (entry["file_size"], entry["file_mtime_ns"], entry["layout"])
+        if entry and entry.get("layout"):
+            path = os.fspath(path)
+            if entry["file"] == os.path.basename(path):
+                found[path] = (entry["file_size"], entry["file_mtime_ns"], entry["layout"])
     return found
 
 

@@ -22,28 +22,39 @@ def store_files(store: str | os.PathLike, manifest: dict | None = None) -> dict[
     Raises :class:`PairscanError` if ``store`` is not a folder that can be listed, or
     holds one ticker in both formats while the manifest does not say which is current.
     """
-    store = Path(store)
+    return {ticker: Path(path) for ticker, path in store_paths(store, manifest).items()}
+
+
+def store_paths(store: str | os.PathLike, manifest: dict | None = None) -> dict[str, str]:
+    """:func:`store_files` with each file's path as a string: what a load of thousands of
+    files takes, without a ``Path`` object for each."""
+    folder = os.fspath(Path(store))
     try:
-        if not store.is_dir():
-            raise PairscanError("no such store (expected a folder of .h5 or .parquet files)", store)
-        with os.scandir(store) as entries:
+        if not os.path.isdir(folder):
+            raise PairscanError("no such store (expected a folder of .h5 or .parquet files)", folder)
+        with os.scandir(folder) as entries:
             names = sorted(entry.name for entry in entries)
     except OSError as exc:
-        raise PairscanError(f"cannot list the store ({exc.strerror or exc})", store) from None
-    fmt = (read_manifest(store) if manifest is None else manifest).get("format")
-    found: dict[str, Path] = {}
+        raise PairscanError(f"cannot list the store ({exc.strerror or exc})", folder) from None
+    manifest = read_manifest(store) if manifest is None else manifest
+    fmt = manifest.get("format")
+    # The files the manifest's entries name: each is its ticker's stored_name (read_manifest
+    # checked it), so that ticker is the one ticker_of decodes from it, without decoding.
+    named = {entry["file"]: ticker for ticker, entry in manifest["tickers"].items()
+             if entry["file"] is not None} if fmt else {}
+    found: dict[str, str] = {}
     for name, suffix in FORMATS.items():
         if fmt and name != fmt:
             continue
         for file in names:
-            ticker = ticker_of(file, suffix)
+            ticker = named.get(file) or ticker_of(file, suffix)
             if ticker is None:
                 continue
             if ticker in found:
                 raise PairscanError(
-                    f"ticker {ticker!r} is stored both as {found[ticker].name} and {file}", store
+                    f"ticker {ticker!r} is stored both as {os.path.basename(found[ticker])} and {file}", folder
                 )
-            found[ticker] = store / file
+            found[ticker] = os.path.join(folder, file)
     return dict(sorted(found.items()))
 
 

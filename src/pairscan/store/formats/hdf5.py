@@ -493,49 +493,66 @@ def _contiguous(dataset, size: int) -> int | None:
     return offset if isinstance(offset, int) else None
 
 
-def read_recorded(path: Path, column: str, record, first=None, last=None, period: bool = False):
+def read_recorded(path: str | os.PathLike, column: str, record, first=None, last=None, period: bool = False):
     """``(timestamps, values)`` of ``column`` read from the file's bytes as ``record``
     (``(file_size, file_mtime_ns, layout)``) says, the rows from ``first`` to ``last``
     alone with ``period``; None when anything disagrees (read through HDF5 then)."""
     try:
         size, mtime_ns, where = record
         (index_at, rows, kind), blocks = where["index"], where["blocks"]
-        block = next(b for b in blocks if column in b[3])
-        at, columns, dtype = block[0], block[1], block[2]
-        names = block[3]
-    except (TypeError, ValueError, KeyError, IndexError, StopIteration):
+        for block in blocks:
+            if column in block[3]:
+                at, columns, dtype, names = block[0], block[1], block[2], block[3]
+                break
+        else:
+            return None
+    except (TypeError, ValueError, KeyError, IndexError):
         return None
-    if not (all(_count(n) for n in (size, mtime_ns, index_at, rows, at, columns)) and columns >= 1
-            and isinstance(dtype, str) and dtype in _VALUE_TYPES and isinstance(kind, str) and kind in _TIME_KINDS
-            and isinstance(names, list) and len(names) == columns):
+    # Exact types, as the manifest's JSON gives them (a bool is no count).
+    if not (type(size) is type(mtime_ns) is type(index_at) is type(rows) is type(at) is type(columns) is int
+            and min(size, mtime_ns, index_at, rows, at) >= 0 and columns >= 1
+            and type(dtype) is str and dtype in _VALUE_TYPES and type(kind) is str and kind in _TIME_KINDS
+            and type(names) is list and len(names) == columns):
         return None
     width = columns * _VALUE_TYPES[dtype]
     if index_at + rows * 8 > size or at + rows * width > size:
         return None
     try:
         # No link followed; a FIFO or device opened without waiting, then refused by its type.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-                     | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, _RECORDED_OPEN)
     except OSError:
         return None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size or st.st_mtime_ns != mtime_ns:
             return None
-        stamps = np.empty(rows, "<i8")
-        if rows and os.preadv(fd, [stamps], index_at) != stamps.nbytes:
-            return None
-        stamps = stamps.view(kind) if kind == "datetime64[ns]" else stamps.view(kind).astype("datetime64[ns]")
-        chosen = rows_between(stamps, first, last) if period else slice(0, rows)
-        values = np.empty((chosen.stop - chosen.start, columns), dtype)
-        if values.size and os.preadv(fd, [values], at + chosen.start * width) != values.nbytes:
-            return None
+        stamps = np.empty(rows, _STAMPS)
+        joined = not period and rows and at == index_at + rows * 8
+        if joined:
+            # The block right after the index, as convert writes them: both in one read.
+            values = np.empty((rows, columns), _DTYPES[dtype])
+            if os.preadv(fd, [stamps, values], index_at) != stamps.nbytes + values.nbytes:
+                return None
+            chosen = slice(0, rows)
+        else:
+            if rows and os.preadv(fd, [stamps], index_at) != stamps.nbytes:
+                return None
+            stamps = stamps.view(kind) if kind == "datetime64[ns]" else stamps.view(kind).astype("datetime64[ns]")
+            chosen = rows_between(stamps, first, last) if period else slice(0, rows)
+            values = np.empty((chosen.stop - chosen.start, columns), _DTYPES[dtype])
+            if values.size and os.preadv(fd, [values], at + chosen.start * width) != values.nbytes:
+                return None
     except OSError:
         return None
     finally:
         os.close(fd)
+    if joined:  # read in one with the values: their unit still to apply
+        stamps = stamps.view(_NS) if kind == "datetime64[ns]" else stamps.view(kind).astype(_NS)
     return stamps[chosen], values[:, names.index(column)]
 
 
-def _count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+_RECORDED_OPEN = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+                  | getattr(os, "O_CLOEXEC", 0))
+_STAMPS = np.dtype("<i8")
+_NS = np.dtype("datetime64[ns]")
+_DTYPES = {name: np.dtype(name) for name in _VALUE_TYPES}
