@@ -129,6 +129,12 @@ class _Found:
             return
         self.ranked += corr.size - int(np.count_nonzero(np.isnan(corr))) if ranked is None else ranked
         key = np.abs(corr) if self.absolute else corr
+        if len(key) >= self.k:
+            # Each row's best is a pair of its own: the k-th best of them is a floor already.
+            best = np.fmax.reduce(key, axis=1)
+            best = best[~np.isnan(best)]
+            if len(best) >= self.k:
+                self.floor = max(self.floor, np.partition(best, len(best) - self.k)[len(best) - self.k])
         pick = np.flatnonzero(key >= self.floor)  # NaN never
         if len(pick) > self.k:
             kth = np.partition(key.flat[pick], len(pick) - self.k)[len(pick) - self.k]
@@ -181,18 +187,23 @@ class _Holed:
         stop = rows - present[::-1].argmax(axis=0)  # one past its last
         edges = np.unique(np.concatenate([[0], first, stop]))
         edges = edges[edges < rows]
-        between = np.add.reduceat(self.y, edges, axis=0)  # the rows from each edge to the next
+        # The rows from each edge to the next, summed (a sparse product: faster than
+        # np.add.reduceat on rows), then added up from the top and from the bottom.
+        segment = np.searchsorted(edges, np.arange(rows), side="right") - 1
+        between = scipy.sparse.csr_matrix((np.ones(rows), (segment, np.arange(rows))), shape=(len(edges), rows)) @ self.y
         # before[e]: the rows before edges[e]; after[e]: the rows from edges[e] on (after[-1]: none).
         self.before = np.zeros((len(edges) + 1, self.y.shape[1]))
-        np.cumsum(between, axis=0, out=self.before[1:])
         self.after = np.zeros_like(self.before)
-        np.cumsum(between[::-1], axis=0, out=self.after[-2::-1])
+        self.before[1:], self.after[:-1] = between, between
+        for e in range(1, len(edges)):  # a few edges, long rows: faster than np.cumsum on axis 0
+            self.before[e + 1] += self.before[e]
+            self.after[-e - 2] += self.after[-e - 1]
         self.first, self.stop = np.searchsorted(edges, first), np.searchsorted(edges, stop)
         self.listed, self.delisted = first > 0, stop < rows
-        column, row = np.nonzero(~present.T)  # by column: the order of a sparse matrix's rows
+        row, column = np.nonzero(~present[:, :h])  # the holes of the holed columns (the others have none)
         inside = (row >= first[column]) & (row < stop[column])
         self.holes = scipy.sparse.csr_matrix((np.ones(np.count_nonzero(inside)), (column[inside], row[inside])),
-                                             shape=(m, rows))  # (columns, rows)
+                                             shape=(h, rows))  # (holed columns, rows)
 
     def absent(self, columns: slice, of: slice | np.ndarray) -> np.ndarray:
         """The sums of ``y[:, of]`` over the absent rows of each of ``columns``: (columns, of)."""
