@@ -69,6 +69,21 @@ def any_store(request, aligned_store, ragged_store) -> Path:
     return aligned_store if request.param == "aligned" else ragged_store
 
 
+def frames_missing_days(days: int, seed: int = 9, tickers: int = 40) -> tuple[dict[str, pd.DataFrame], list, list]:
+    """Daily sample frames whose histories, all but the three shortest, lack three days only
+    those three have (a load's first guess of the index from the largest files misses
+    them); the three shortest; the three days."""
+    from pairscan.sample import sample_frames
+
+    frames = dict(sample_frames(tickers=tickers, days=days, daily=True, seed=seed))
+    shortest = sorted(frames, key=lambda t: (len(frames[t]), t))[:3]
+    missing = [frames[t].index[len(frames[t]) // 2] for t in shortest]
+    for ticker in frames:
+        if ticker not in shortest:
+            frames[ticker] = frames[ticker].drop(missing, errors="ignore")
+    return frames, shortest, missing
+
+
 def oracle_series(store: Path, column: str = "close", on: str = "prices", start=None, end=None, resample=None,
                   tickers=None) -> dict[str, pd.Series]:
     """The series exactly as DESIGN.md's oracle defines them, read with pandas: each

@@ -21,7 +21,7 @@ from pairscan.shm import PREFIX, folders
 from pairscan.selection import auto_min_periods
 from pairscan.store import read_frame, store_files, write_frame
 
-from conftest import assert_matches, oracle_pairs
+from conftest import assert_matches, frames_missing_days, oracle_pairs
 
 EXECUTORS = ["serial", "threads", "processes"]
 
@@ -40,12 +40,7 @@ def daily_store(tmp_path_factory, request):
 def missed_store(tmp_path_factory):
     """A store whose 32 largest histories all lack three days that only the three
     shortest histories have: the first guess of the union misses them."""
-    frames = dict(sample_frames(tickers=40, days=500, daily=True, seed=9))
-    shortest = sorted(frames, key=lambda t: (len(frames[t]), t))[:3]
-    days = [frames[t].index[len(frames[t]) // 2] for t in shortest]
-    for ticker in frames:
-        if ticker not in shortest:
-            frames[ticker] = frames[ticker].drop(days, errors="ignore")
+    frames, shortest, days = frames_missing_days(500)
     store = tmp_path_factory.mktemp("missed")
     for ticker, frame in frames.items():
         write_frame(frame, store / f"{ticker}.h5")

@@ -16,8 +16,9 @@ import pytest
 
 import pairscan
 from pairscan.panel import Rows
-from pairscan.sample import sample_frames
 from pairscan.store import write_frame
+
+from conftest import frames_missing_days
 
 DAY = np.timedelta64(1, "D")
 
@@ -102,12 +103,7 @@ def missed_with_bad_prices(tmp_path_factory):
     (the load's first guess of the index misses them: a second pass moves the columns),
     with a zero price in a large history and in a short one: a non-finite return each
     side of it, in a column moved and in a column read again."""
-    frames = dict(sample_frames(tickers=40, days=300, daily=True, seed=9))
-    shortest = sorted(frames, key=lambda t: (len(frames[t]), t))[:3]
-    days = [frames[t].index[len(frames[t]) // 2] for t in shortest]
-    for ticker in frames:
-        if ticker not in shortest:
-            frames[ticker] = frames[ticker].drop(days, errors="ignore")
+    frames, shortest, _ = frames_missing_days(300)
     large = max(frames, key=lambda t: (len(frames[t]), t))
     for ticker in (large, shortest[0]):
         frames[ticker].iloc[len(frames[ticker]) // 3, frames[ticker].columns.get_loc("close")] = 0.0

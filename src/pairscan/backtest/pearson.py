@@ -33,7 +33,7 @@ import numpy as np
 import scipy.sparse
 
 from ..engines import Pairs, top_k
-from ..engines.blocked.kernel import CONDITION, LIMIT, overlap_corr
+from ..engines.blocked.kernel import CONDITION, LIMIT, overlap_corr, pearson_of_sums
 
 # A pair whose overlap holds less than 2**-PART_BITS of a column's sum of squares is
 # computed again from its overlap (its sums are a difference of two larger ones).
@@ -239,10 +239,7 @@ class _Holed:
         sb, qb = np.subtract(self.s[later], sx, out=sx), np.subtract(self.q[later], sq, out=sq)
         n = np.subtract(self.count[later], s1, out=s1)
         sab = self.x[:, chunk].T @ self.x[:, later]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            va = qa - sa * sa / n
-            vb = qb - sb * sb / n
-            corr = (sab - sa * sb / n) / np.sqrt(va * vb)
+        corr, va, vb = pearson_of_sums(n, sa, sb, qa, qb, sab)
         # Each pair once: with a later column (the chunk's own block: above the diagonal).
         enough = (n >= need) & ~np.tri(b, h - r0, dtype=bool)
         again = (n == 2) | (va <= CONDITION * qa) | (vb <= CONDITION * qb)
@@ -264,17 +261,7 @@ class _Holed:
         s, q = self.s[chunk][:, None], self.q[chunk][:, None]
         sb, qb = np.subtract(self.s[full], sx, out=sx), np.subtract(self.q[full], sq, out=sq)
         sab = self.x[:, chunk].T @ self.x[:, full]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            va = q - s * s / n  # (b, 1)
-            vb = sb * sb
-            vb /= n
-            np.subtract(qb, vb, out=vb)
-            corr = s * sb
-            corr /= n
-            np.subtract(sab, corr, out=corr)
-            spread = va * vb
-            np.sqrt(spread, out=spread)
-            corr /= spread
+        corr, va, vb = pearson_of_sums(n, s, sb, q, qb, sab)  # va: (b, 1)
         qb *= CONDITION  # both checks against it (powers of two: exact)
         again = vb <= qb
         again |= qb < self.q[full] * (CONDITION * 2.0**-PART_BITS)  # qb below q / 2**PART_BITS
@@ -290,4 +277,4 @@ class _Holed:
         """The pairs flagged ``again`` computed again from their own overlap."""
         for i in np.flatnonzero(again.any(axis=1)):
             js = np.flatnonzero(again[i])
-            corr[i, js] = overlap_corr(self.values[:, r0 + i], self.values[:, columns][:, js])
+            corr[i, js] = overlap_corr(self.values[:, r0 + i], self.values[:, columns.start + js])

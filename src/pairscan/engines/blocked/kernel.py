@@ -407,7 +407,7 @@ def correlations(sums: Sums, values_i: np.ndarray, values_j: np.ndarray, min_per
     """Correlations and overlap counts from a block pair's :class:`Sums`; pairs the sums
     cannot give exactly are computed again from ``values_i`` and ``values_j`` (the
     columns the sums came from). ``same``: the block with itself (upper triangle read)."""
-    corr, va, vb = _pearson(sums.n, sums.sa, sums.sb, sums.qa, sums.qb, sums.sab)
+    corr, va, vb = pearson_of_sums(sums.n, sums.sa, sums.sb, sums.qa, sums.qb, sums.sab)
     n = np.broadcast_to(sums.n, corr.shape).astype(np.int64)
     qa, qb = sums.qa, sums.qb
     enough = n >= max(2, min_periods or 0)
@@ -625,9 +625,10 @@ def _power_of_two(values: np.ndarray, of: np.ndarray | None = None) -> np.ndarra
     return np.ldexp(values, -exponent)
 
 
-def _pearson(n, sa, sb, qa, qb, sab):
-    """Correlations from the overlap's count, sums, sums of squares and cross products,
-    and the two variances (times n) they divide by (few temporaries: blocks are large)."""
+def pearson_of_sums(n, sa, sb, qa, qb, sab):
+    """Correlations from the overlap's count, sums, sums of squares and cross products
+    (arrays that broadcast), and the two variances (times n) they divide by (few
+    temporaries: blocks are large)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         va = _less(qa, sa * sa / n)
         vb = _less(qb, sb * sb / n)
