@@ -265,6 +265,21 @@ def test_text_plot_and_report(store, capsys, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bt.html", "bt.png"]
 
 
+def test_a_trading_slice_too_short_for_the_auto_rule_says_why(store, capsys):
+    """Weekly returns over a 3-month trading slice: no pair has the 30 common values
+    min-periods auto asks there; the summary says so and what would work."""
+    common = ["backtest", str(store), "--on", "returns", "--resample", "W", "--formation", "12M", "--trading", "3M",
+              "--quiet", "--executor", "serial"]
+    assert main(common) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "a random pair nan;" in lines[-2]
+    assert lines[-1] == ("(a random pair: no pair of a trading slice has the common values --min-periods auto asks "
+                         "(at least 30); use a longer --trading, or a lower --min-periods)")
+    assert main(common + ["--min-periods", "5"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("in-sample r ") and "a random pair nan" not in last
+
+
 @pytest.mark.parametrize("args, words", [
     (["--formation", "0M"], "--formation must be a whole number >= 1"),
     (["--trading", "12Q"], "--trading must be a whole number >= 1"),

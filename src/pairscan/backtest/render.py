@@ -85,6 +85,12 @@ def text(result: Backtest) -> str:
                      f"{_num(w['out_corr_mean_all'])}; return {_pct(w['return'])}, {count(w['trades'], 'trade')}")
         blocks.append("\n".join(lines))
     blocks.append(summary_line(result))
+    if len(result.windows) and math.isnan(result.summary["out_corr_mean_all"]):
+        periods = result.selection.min_periods
+        rule = (f"{periods} common values (--min-periods)" if periods != "auto"
+                else "the common values --min-periods auto asks (at least 30)")
+        blocks[-1] += (f"\n(a random pair: no pair of a trading slice has {rule}; use a longer --trading, or a "
+                       "lower --min-periods)")
     return "\n\n".join(blocks)
 
 
